@@ -1,0 +1,3 @@
+from identity_sync.cli import main
+
+main()

@@ -1,0 +1,243 @@
+"""The ``identity-sync`` command. Its commands, options, ``--json`` keys and environment
+variables are a public interface that scripts rely on: extend it, don't change it.
+
+Every command reads the database from ``IDSYNC_DATABASE_URL`` (see ``config.py``) and applies
+pending migrations first, so the commands work on a fresh installation in any order.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import timedelta
+from typing import Annotated, Any
+
+import typer
+
+from identity_sync.clock import ago_text
+from identity_sync.config import Settings
+from identity_sync.service.tenants import IssuedToken, TenantError, TenantService
+from identity_sync.service.tombstones import TombstoneService
+from identity_sync.storage.db import Database
+
+app = typer.Typer(help="identity-sync: a SCIM 2.0 provisioning target for Microsoft Entra ID and Okta.",
+                  no_args_is_help=True, add_completion=False)
+tenant_app = typer.Typer(help="Create, list and disable tenants.", no_args_is_help=True)
+token_app = typer.Typer(help="Issue, list and revoke a tenant's bearer tokens.", no_args_is_help=True)
+tombstone_app = typer.Typer(help="List and purge deleted users kept as tombstones.", no_args_is_help=True)
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(token_app, name="token")
+app.add_typer(tombstone_app, name="tombstones")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+TenantOption = Annotated[str, typer.Option("--tenant", help="The tenant's name.")]
+
+
+def _open(settings: Settings | None = None) -> tuple[Settings, Database]:
+    settings = settings or Settings()
+    db = Database(settings.resolved_database_url())
+    db.migrate()
+    return settings, db
+
+
+def _tenant_url(settings: Settings, tenant: str, base: str | None = None) -> str:
+    base = base or settings.public_url or "http://127.0.0.1:8000"
+    return f"{base.rstrip('/')}/scim/v2/{tenant}"
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=1)
+
+
+def _print_issued(settings: Settings, issued: IssuedToken, as_json: bool, base: str | None = None) -> None:
+    url = _tenant_url(settings, issued.tenant, base)
+    if as_json:
+        typer.echo(json.dumps({"tenant": issued.tenant, "tenant_url": url, "token": issued.token,
+                               "token_id": issued.credential_id, "expires_at": issued.expires_at}))
+        return
+    typer.echo(f"Tenant:     {issued.tenant}")
+    typer.echo(f"Tenant URL: {url}")
+    typer.echo(f"Token:      {issued.token}")
+    typer.echo(f"Token id:   {issued.credential_id}" + (f" (expires {issued.expires_at})" if issued.expires_at else ""))
+    typer.echo("The token is shown only this once; store it in your identity provider now.")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+) -> None:
+    """Run the SCIM service (migrations are applied first)."""
+    import uvicorn
+
+    from identity_sync import logs
+    from identity_sync.web.app import create_app
+
+    settings, db = _open()
+    logs.configure(settings.log_level)
+    issued = TenantService(db).ensure_default_tenant()
+    if issued is not None:
+        typer.echo("First start: created the 'default' tenant.")
+        _print_issued(settings, issued, False, settings.public_url or f"http://{host}:{port}")
+    typer.echo(f"Serving SCIM on http://{host}:{port}/scim/v2/<tenant> (database: {_safe_url(db.url)})")
+    uvicorn.run(create_app(settings, db), host=host, port=port, access_log=False, log_level="warning",
+                backlog=2048)
+
+
+def _safe_url(url: str) -> str:
+    """The database URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending database migrations and exit."""
+    _, db = _open()
+    typer.echo(f"Database is up to date ({_safe_url(db.url)}).")
+
+
+@tenant_app.command("create")
+def tenant_create(name: str, as_json: JsonFlag = False) -> None:
+    """Create a tenant and its first bearer token."""
+    settings, db = _open()
+    try:
+        issued = TenantService(db).create_tenant(name)
+    except TenantError as exc:
+        _fail(str(exc))
+    _print_issued(settings, issued, as_json)
+
+
+@tenant_app.command("list")
+def tenant_list(as_json: JsonFlag = False) -> None:
+    """List tenants with their Tenant URLs."""
+    settings, db = _open()
+    rows = [{"tenant": t["name"], "status": t["status"], "created_at": t["created_at"],
+             "tenant_url": _tenant_url(settings, t["name"])} for t in TenantService(db).list_tenants()]
+    _print_rows(rows, as_json, "tenants", ("tenant", "status", "created_at", "tenant_url"))
+
+
+@tenant_app.command("disable")
+def tenant_disable(name: str) -> None:
+    """Disable a tenant: its credentials stop working at once; its data is kept."""
+    _, db = _open()
+    try:
+        TenantService(db).set_status(name, "disabled")
+    except TenantError as exc:
+        _fail(str(exc))
+    typer.echo(f"Tenant '{name}' disabled.")
+
+
+@tenant_app.command("enable")
+def tenant_enable(name: str) -> None:
+    """Re-enable a disabled tenant."""
+    _, db = _open()
+    try:
+        TenantService(db).set_status(name, "active")
+    except TenantError as exc:
+        _fail(str(exc))
+    typer.echo(f"Tenant '{name}' enabled.")
+
+
+@token_app.command("create")
+def token_create(
+    tenant: TenantOption,
+    as_json: JsonFlag = False,
+    expires_in_days: Annotated[int | None, typer.Option(help="Expire the token after this many days.")] = None,
+) -> None:
+    """Issue a new bearer token (shown once). Old tokens keep working until revoked."""
+    settings, db = _open()
+    try:
+        issued = TenantService(db).create_token(tenant, expires_in_days)
+    except TenantError as exc:
+        _fail(str(exc))
+    _print_issued(settings, issued, as_json)
+
+
+@token_app.command("list")
+def token_list(tenant: TenantOption, as_json: JsonFlag = False) -> None:
+    """List a tenant's tokens (ids and dates only: tokens are never stored)."""
+    _, db = _open()
+    try:
+        rows = TenantService(db).list_tokens(tenant)
+    except TenantError as exc:
+        _fail(str(exc))
+    rows = [{"token_id": r["id"], "created_at": r["created_at"], "expires_at": r["expires_at"],
+             "last_used_at": r["last_used_at"], "revoked_at": r["revoked_at"]} for r in rows]
+    _print_rows(rows, as_json, "tokens", ("token_id", "created_at", "expires_at", "last_used_at", "revoked_at"))
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: str, tenant: TenantOption) -> None:
+    """Revoke a token by its id; requests with it fail from now on."""
+    _, db = _open()
+    try:
+        TenantService(db).revoke_token(tenant, token_id)
+    except TenantError as exc:
+        _fail(str(exc))
+    typer.echo(f"Token {token_id} revoked.")
+
+
+@tombstone_app.command("list")
+def tombstones_list(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
+    older_than_days: Annotated[int | None, typer.Option(help="Only those deleted more than N days ago.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List deleted resources kept as tombstones."""
+    _, db = _open()
+    cutoff = ago_text(timedelta(days=older_than_days)) if older_than_days is not None else None
+    try:
+        rows = TombstoneService(db).list(tenant, cutoff)
+    except TenantError as exc:
+        _fail(str(exc))
+    _print_rows(rows, as_json, "tombstones", ("tenant", "type", "id", "name", "deleted_at"))
+
+
+@tombstone_app.command("purge")
+def tombstones_purge(
+    older_than_days: Annotated[int, typer.Option(help="Retention: purge tombstones deleted more than N days ago.")],
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Really destroy them (required).")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Destroy tombstones older than the retention period. Irreversible; needs --yes."""
+    if older_than_days < 0:
+        _fail("--older-than-days must be 0 or more.")
+    _, db = _open()
+    cutoff = ago_text(timedelta(days=older_than_days))
+    service = TombstoneService(db)
+    try:
+        if not yes:
+            count = len(service.list(tenant, cutoff))
+            _fail(f"{count} tombstone(s) would be purged; add --yes to purge them.")
+        purged = service.purge(tenant, cutoff)
+    except TenantError as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps({"purged": purged, "cutoff": cutoff}))
+    else:
+        typer.echo(f"Purged {purged} tombstone(s) deleted before {cutoff}.")
+
+
+def _print_rows(rows: list[dict[str, Any]], as_json: bool, key: str, columns: tuple[str, ...]) -> None:
+    if as_json:
+        typer.echo(json.dumps({key: rows}))
+        return
+    if not rows:
+        typer.echo(f"No {key}.")
+        return
+    widths = {c: max(len(c), *(len(str(r.get(c) or "-")) for r in rows)) for c in columns}
+    typer.echo("  ".join(c.ljust(widths[c]) for c in columns))
+    for row in rows:
+        typer.echo("  ".join(str(row.get(c) or "-").ljust(widths[c]) for c in columns))
+
+
+def main() -> None:
+    app(prog_name="identity-sync")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""Structured logging (structlog, one JSON object per line on stderr).
+
+What we log is chosen so that no secret can reach a log: request lines carry method, path,
+status and duration — never headers (credentials) nor query strings (filters carry personal
+data); service events carry tenant, resource type and id. As a second line of defence, any
+event field whose name suggests a secret is replaced before rendering.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+_SECRET_FIELDS = ("token", "secret", "password", "authorization")
+
+
+def _redact(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    for key in list(event):
+        if any(word in key.lower() for word in _SECRET_FIELDS):
+            event[key] = "[redacted]"
+    return event
+
+
+def configure(level: str = "INFO") -> None:
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        numeric = logging.INFO
+    logging.basicConfig(stream=sys.stderr, level=numeric, format="%(message)s")
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _redact,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )

@@ -1,0 +1,289 @@
+"""RFC 7644 §3.5.2 PATCH, with the dialects Entra and Okta really send.
+
+One engine for every client (the design rule of docs/entra-scim-requests.md §2):
+
+* ``op`` is matched case-insensitively (Entra's ``Add``/``Replace``/``Remove``);
+* boolean attributes accept ``"True"``/``"False"``;
+* a path-less ``add``/``replace`` interprets each key of its value as a path, so Entra's
+  ``{"name.givenName": …, "urn:…:enterprise:2.0:User:employeeNumber": …}`` and Okta's
+  ``{"active": false}`` land where they belong;
+* a filtered path (``emails[type eq "work"].value``) that matches nothing creates the element
+  from the filter's ``eq`` terms;
+* ``remove`` of a multi-valued attribute *with* a value removes exactly those values (Entra's
+  default member-removal dialect) — only a bare ``remove`` empties the attribute;
+* ``replace`` with ``""`` or ``null`` clears the attribute.
+
+Operations are applied in order to a copy of the document; the caller stores the result only if
+every operation succeeded, so a request is atomic.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from identity_sync.errors import BadRequest
+from identity_sync.scim.attributes import Attribute
+from identity_sync.scim.evaluate import comparable, equality_terms, matches_element
+from identity_sync.scim.filter import PatchPath, parse_patch_path
+from identity_sync.scim.filter_ast import Filter
+from identity_sync.scim.registry import Resolved, ResourceType
+from identity_sync.scim.resource import check_document, coerce, is_empty
+
+PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+_OPS = frozenset({"add", "replace", "remove"})
+_IGNORED_KEYS = frozenset({"schemas", "id", "meta"})
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    op: str
+    path: str | None
+    value: Any
+
+
+def parse_operations(body: Any, *, max_operations: int) -> list[Operation]:
+    """The operations of a PatchOp request body, validated for shape only."""
+    if not isinstance(body, dict):
+        raise BadRequest("The request body must be a PatchOp JSON object.", "invalidSyntax")
+    raw = next((v for k, v in body.items() if k.lower() == "operations"), None)
+    if not isinstance(raw, list) or not raw:
+        raise BadRequest("'Operations' must be a non-empty array.", "invalidSyntax")
+    if len(raw) > max_operations:
+        raise BadRequest(f"At most {max_operations} operations are allowed in one PATCH.", "tooMany")
+    operations = []
+    for item in raw:
+        if not isinstance(item, dict):
+            raise BadRequest("Each operation must be an object.", "invalidSyntax")
+        fields = {k.lower(): v for k, v in item.items()}
+        op = fields.get("op")
+        if not isinstance(op, str) or op.lower() not in _OPS:
+            raise BadRequest("'op' must be one of add, replace, remove.", "invalidSyntax")
+        path = fields.get("path")
+        if path is not None and not isinstance(path, str):
+            raise BadRequest("'path' must be a string.", "invalidPath")
+        operations.append(Operation(op.lower(), path.strip() if path and path.strip() else None, fields.get("value")))
+    return operations
+
+
+def apply_operations(rt: ResourceType, doc: dict[str, Any], operations: list[Operation]) -> dict[str, Any]:
+    """A new document: ``doc`` with ``operations`` applied in order. ``doc`` is not modified."""
+    result = copy.deepcopy(doc)
+    for operation in operations:
+        _apply_operation(rt, result, operation)
+    check_document(rt, result)
+    return result
+
+
+def _apply_operation(rt: ResourceType, doc: dict[str, Any], operation: Operation) -> None:
+    op, value = operation.op, operation.value
+    if operation.path is None:
+        if op == "remove":
+            raise BadRequest("A remove operation needs a path.", "noTarget")
+        if not isinstance(value, dict):
+            raise BadRequest("An operation without a path needs an object value.", "invalidValue")
+        for key, item in value.items():
+            if key.lower() in _IGNORED_KEYS:
+                continue  # Okta repeats the group's id in its path-less replace.
+            _apply_path(rt, doc, op, key, item)
+        return
+    _apply_path(rt, doc, op, operation.path, value)
+
+
+def _apply_path(rt: ResourceType, doc: dict[str, Any], op: str, path_text: str, value: Any) -> None:
+    extension = rt.extension(path_text) if path_text[:4].lower() == "urn:" else None
+    if extension is not None:
+        # The whole extension object, e.g. {"urn:…:enterprise:2.0:User": {"department": "X"}}.
+        if op == "remove":
+            doc.pop(extension.id, None)
+            return
+        if not isinstance(value, dict):
+            raise BadRequest(f"'{extension.id}' takes an object.", "invalidValue")
+        for key, item in value.items():
+            _apply_path(rt, doc, op, f"{extension.id}:{key}", item)
+        return
+    path = parse_patch_path(path_text)
+    resolved = rt.resolve(path.attr, scim_type="invalidPath")
+    if resolved.target.mutability == "readOnly" or resolved.attribute.mutability == "readOnly":
+        raise BadRequest(f"Attribute '{resolved.attribute.name}' is read-only.", "mutability")
+    parent = doc.setdefault(resolved.container, {}) if resolved.container else doc
+    _apply_resolved(parent, op, resolved, path, value)
+    if resolved.container and not doc[resolved.container]:
+        del doc[resolved.container]
+
+
+def _apply_resolved(parent: dict[str, Any], op: str, resolved: Resolved, path: PatchPath, value: Any) -> None:
+    attr = resolved.attribute
+    if path.filter is not None:
+        if not attr.is_complex:
+            raise BadRequest(f"Attribute '{attr.name}' has no sub-attributes to filter on.", "invalidPath")
+        sub = attr.sub(path.sub) if path.sub else None
+        if path.sub and sub is None:
+            raise BadRequest(f"Unknown sub-attribute: {attr.name}.{path.sub[:40]}", "invalidPath")
+        if sub is not None and sub.mutability == "readOnly":
+            raise BadRequest(f"Attribute '{attr.name}.{sub.name}' is read-only.", "mutability")
+        _apply_filtered(parent, op, attr, path.filter, sub, value)
+    elif resolved.sub is not None:
+        _apply_sub(parent, op, attr, resolved.sub, value)
+    else:
+        _apply_attribute(parent, op, attr, value)
+    if is_empty(parent.get(attr.name)):
+        parent.pop(attr.name, None)
+
+
+def _apply_attribute(parent: dict[str, Any], op: str, attr: Attribute, value: Any) -> None:
+    current = parent.get(attr.name)
+    if op == "remove":
+        if attr.multi_valued and not is_empty(value) and current:
+            # Entra: {"op":"Remove","path":"members","value":[{"value":"id"}]} removes only those.
+            doomed = coerce(attr, value) or []
+            parent[attr.name] = [item for item in current if not any(_same(attr, item, d) for d in doomed)]
+        else:
+            parent.pop(attr.name, None)
+        return
+    new = coerce(attr, value)
+    if new is None:
+        if op == "replace":
+            parent.pop(attr.name, None)
+        return
+    if attr.multi_valued:
+        if op == "replace" or not current:
+            parent[attr.name] = _dedupe(attr, new)
+        else:
+            parent[attr.name] = _merge_values(attr, current, new)
+    elif attr.is_complex and isinstance(current, dict):
+        # RFC 7644 §3.5.2.1/.3: sub-attributes not given are left unchanged.
+        parent[attr.name] = {**current, **new}
+    else:
+        parent[attr.name] = new
+
+
+def _apply_sub(parent: dict[str, Any], op: str, attr: Attribute, sub: Attribute, value: Any) -> None:
+    new = None if op == "remove" else coerce(sub, value, label=f"{attr.name}.{sub.name}")
+    if attr.multi_valued:
+        # `emails.value` without a filter addresses every element (RFC 7644 §3.5.2).
+        elements = parent.get(attr.name) or []
+        if not elements and new is not None:
+            parent[attr.name] = [{sub.name: new}]
+            return
+        for element in elements:
+            _set_or_clear(element, sub.name, new)
+        parent[attr.name] = [e for e in elements if e]
+        return
+    if new is None and op == "add":
+        return
+    element = parent.get(attr.name)
+    if element is None:
+        if new is None:
+            return
+        element = parent[attr.name] = {}
+    _set_or_clear(element, sub.name, new)
+
+
+def _apply_filtered(
+    parent: dict[str, Any], op: str, attr: Attribute, node: Filter, sub: Attribute | None, value: Any
+) -> None:
+    current = parent.get(attr.name)
+    elements: list[Any] = (current if isinstance(current, list) else [current]) if current else []
+    matched = [e for e in elements if matches_element(attr, e, node)]
+    fixed = equality_terms(attr, node) or {}
+    if op == "remove":
+        if sub is None:
+            kept = [e for e in elements if not any(e is m for m in matched)]
+        else:
+            for element in matched:
+                element.pop(sub.name, None)
+            # An element left with only the keys its filter fixed (just {"type": "work"}) is gone.
+            kept = [e for e in elements if set(e) - set(fixed)]
+        _store_elements(parent, attr, kept)
+        return
+    if sub is not None:
+        new = coerce(sub, value, label=f"{attr.name}.{sub.name}")
+        touched = matched
+        if not matched:
+            if new is None:
+                return
+            if not fixed:
+                raise BadRequest(f"No value of '{attr.name}' matches the path filter.", "noTarget")
+            touched = [{**fixed, sub.name: new}]
+            elements.append(touched[0])
+        for element in matched:
+            _set_or_clear(element, sub.name, new)
+        elements = [e for e in elements if set(e) - set(fixed)]
+    else:
+        new_element = coerce(attr, value)
+        replacement = (new_element[0] if isinstance(new_element, list) else new_element) if new_element else None
+        if matched:
+            elements = [e for e in elements if not any(e is m for m in matched)]
+        touched = []
+        if replacement is not None:
+            touched = [{**fixed, **replacement}]
+            elements.extend(touched)
+    _primary_wins(attr, elements, prefer=touched)
+    _store_elements(parent, attr, elements)
+
+
+def _store_elements(parent: dict[str, Any], attr: Attribute, elements: list[Any]) -> None:
+    if attr.multi_valued:
+        parent[attr.name] = elements
+    else:
+        parent[attr.name] = elements[0] if elements else None
+
+
+def _set_or_clear(element: dict[str, Any], key: str, value: Any) -> None:
+    if value is None:
+        element.pop(key, None)
+    else:
+        element[key] = value
+
+
+def _same(attr: Attribute, stored: Any, given: Any) -> bool:
+    """Whether ``stored`` is the value ``given`` names: for complex values every sub-attribute
+    given must match (so ``{"value": id}`` identifies a member or an email)."""
+    if isinstance(given, dict) and isinstance(stored, dict):
+        for key, wanted in given.items():
+            sub = attr.sub(key)
+            if sub is None or comparable(sub, stored.get(key)) != comparable(sub, wanted):
+                return False
+        return True
+    return comparable(attr, stored) == comparable(attr, given)
+
+
+def _dedupe(attr: Attribute, values: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for value in values:
+        out = _merge_values(attr, out, [value])
+    return out
+
+
+def _merge_values(attr: Attribute, current: list[Any], new: list[Any]) -> list[Any]:
+    """``add`` to a multi-valued attribute: append, but a value equal to one already there
+    (by the attribute's case rule) takes that one's place instead of duplicating it."""
+    merged = list(current)
+    for value in new:
+        key = value.get("value") if isinstance(value, dict) else value
+        for i, existing in enumerate(merged):
+            existing_key = existing.get("value") if isinstance(existing, dict) else existing
+            sub = attr.sub("value") if attr.is_complex else attr
+            if key is not None and sub is not None and comparable(sub, existing_key) == comparable(sub, key):
+                same_type = not isinstance(value, dict) or existing.get("type") == value.get("type")
+                if same_type:
+                    merged[i] = {**existing, **value} if isinstance(value, dict) else value
+                    break
+        else:
+            merged.append(value)
+    if attr.is_complex:
+        _primary_wins(attr, merged, prefer=[v for v in new if isinstance(v, dict) and v.get("primary") is True])
+    return merged
+
+
+def _primary_wins(attr: Attribute, elements: list[Any], prefer: list[Any]) -> None:
+    """RFC 7644 §3.5.2: setting ``primary`` on one value clears it on the others."""
+    primaries = [e for e in elements if isinstance(e, dict) and e.get("primary") is True]
+    if len(primaries) <= 1:
+        return
+    winner = next((e for e in reversed(primaries) if any(e is p or e == p for p in prefer)), primaries[-1])
+    for element in primaries:
+        if element is not winner:
+            element["primary"] = False

@@ -1,0 +1,130 @@
+"""SCIM resource operations. Each public method is one transaction: it validates, applies and
+stores, or changes nothing at all."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import structlog
+
+from identity_sync.auth.tokens import Principal
+from identity_sync.clock import now_text
+from identity_sync.config import Settings
+from identity_sync.errors import BadRequest, NotFound, PreconditionFailed
+from identity_sync.scim import definitions as d
+from identity_sync.scim.filter import parse_filter
+from identity_sync.scim.patch import apply_operations, parse_operations
+from identity_sync.scim.registry import USER, ResourceType, canonical_key
+from identity_sync.scim.resource import normalize
+from identity_sync.storage import resources as store
+from identity_sync.storage.db import Database
+from identity_sync.storage.resources import StoredResource
+
+log = structlog.get_logger("identity_sync.service")
+
+
+def etag(version: int) -> str:
+    return f'W/"{version}"'
+
+
+class ResourceService:
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+
+    def create(self, principal: Principal, rt: ResourceType, body: Any) -> StoredResource:
+        doc = normalize(rt, body)
+        resource_id = str(uuid.uuid4())
+        with self.db.write() as conn:
+            self._check_references(conn, principal, rt, doc, resource_id)
+            stored = store.insert(conn, principal.tenant_id, rt, resource_id, _name_key(rt, doc), doc, now_text())
+        log.info("resource.created", tenant=principal.tenant_name, type=rt.name, id=resource_id)
+        return stored
+
+    def get(self, principal: Principal, rt: ResourceType, resource_id: str) -> StoredResource:
+        with self.db.read() as conn:
+            stored = store.get(conn, principal.tenant_id, rt, resource_id)
+        if stored is None:
+            raise NotFound(f"{rt.name} {resource_id[:64]} not found.")
+        return stored
+
+    def query(self, principal: Principal, rt: ResourceType, filter_text: str | None, start_index: int,
+              count: int) -> tuple[int, list[StoredResource]]:
+        s = self.settings
+        node = None
+        if filter_text is not None and filter_text.strip():
+            node = parse_filter(filter_text, max_length=s.filter_max_length, max_depth=s.filter_max_depth,
+                                max_terms=s.filter_max_terms)
+        with self.db.read() as conn:
+            return store.query(conn, principal.tenant_id, rt, node, start_index=start_index, count=count)
+
+    def replace(self, principal: Principal, rt: ResourceType, resource_id: str, body: Any,
+                if_match: str | None) -> StoredResource:
+        doc = normalize(rt, body)
+        with self.db.write() as conn:
+            current = self._current(conn, principal, rt, resource_id, if_match)
+            if rt is USER and "active" not in doc and "active" in current.doc:
+                # PUT without `active` does not assert it (RFC 7644 §3.5.1 lets us choose): an
+                # omitted flag must neither disable nor re-enable an account by accident.
+                doc["active"] = current.doc["active"]
+            self._check_references(conn, principal, rt, doc, resource_id, current.doc)
+            stored = store.update(conn, principal.tenant_id, rt, current, _name_key(rt, doc), doc, now_text())
+        log.info("resource.replaced", tenant=principal.tenant_name, type=rt.name, id=resource_id)
+        return stored
+
+    def patch(self, principal: Principal, rt: ResourceType, resource_id: str, body: Any,
+              if_match: str | None) -> StoredResource:
+        operations = parse_operations(body, max_operations=self.settings.patch_max_operations)
+        with self.db.write() as conn:
+            current = self._current(conn, principal, rt, resource_id, if_match)
+            doc = apply_operations(rt, current.doc, operations)
+            if doc == current.doc:
+                return current  # Entra re-sends unchanged values every cycle: no new version.
+            self._check_references(conn, principal, rt, doc, resource_id, current.doc)
+            stored = store.update(conn, principal.tenant_id, rt, current, _name_key(rt, doc), doc, now_text())
+        log.info("resource.patched", tenant=principal.tenant_name, type=rt.name, id=resource_id,
+                 operations=len(operations))
+        return stored
+
+    def delete(self, principal: Principal, rt: ResourceType, resource_id: str, if_match: str | None) -> None:
+        with self.db.write() as conn:
+            self._current(conn, principal, rt, resource_id, if_match)
+            store.soft_delete(conn, principal.tenant_id, rt, resource_id, now_text())
+        log.info("resource.deleted", tenant=principal.tenant_name, type=rt.name, id=resource_id)
+
+    def _current(self, conn: Any, principal: Principal, rt: ResourceType, resource_id: str,
+                 if_match: str | None) -> StoredResource:
+        current = store.get(conn, principal.tenant_id, rt, resource_id)
+        if current is None:
+            raise NotFound(f"{rt.name} {resource_id[:64]} not found.")
+        if if_match is not None and not _etag_matches(if_match, current.version):
+            raise PreconditionFailed("The resource has changed since it was read (If-Match failed).")
+        return current
+
+    def _check_references(self, conn: Any, principal: Principal, rt: ResourceType, doc: dict[str, Any],
+                          resource_id: str, previous: dict[str, Any] | None = None) -> None:
+        """A newly set manager must be a live user of the same tenant (and not the user itself).
+        A manager set earlier is not re-checked, so deleting a manager never blocks its reports."""
+        manager = _manager(doc) if rt is USER else None
+        if not manager or (previous is not None and manager == _manager(previous)):
+            return
+        manager_id = manager.get("value")
+        if not isinstance(manager_id, str) or manager_id == resource_id or not store.exists(
+            conn, principal.tenant_id, USER, manager_id
+        ):
+            raise BadRequest("'manager' must reference another existing User of this tenant.", "invalidValue")
+
+
+def _manager(doc: dict[str, Any]) -> Any:
+    return (doc.get(d.ENTERPRISE_SCHEMA) or {}).get("manager")
+
+
+def _name_key(rt: ResourceType, doc: dict[str, Any]) -> str:
+    return canonical_key(doc["userName"] if rt is USER else doc["displayName"])
+
+
+def _etag_matches(header: str, version: int) -> bool:
+    wanted = etag(version)
+    candidates = [c.strip() for c in header.split(",")]
+    return "*" in candidates or any(c == wanted or c == wanted[2:] for c in candidates)

@@ -1,0 +1,114 @@
+"""Tenants and credentials: creation, listing, revocation, and authenticating a request."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from identity_sync.auth import tokens
+from identity_sync.auth.tokens import Principal
+from identity_sync.clock import ago_text, now_text, parse_timestamp
+from identity_sync.errors import Unauthorized
+from identity_sync.storage import tenants as store
+from identity_sync.storage.db import Database
+
+TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+#: ``last_used_at`` is written at most this often per credential, not on every request.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+class TenantError(Exception):
+    """An operator mistake (bad name, unknown tenant): reported by the CLI, never over SCIM."""
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    tenant: str
+    credential_id: str
+    token: str
+    expires_at: str | None
+
+
+class TenantService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create_tenant(self, name: str) -> IssuedToken:
+        if not TENANT_NAME.match(name):
+            raise TenantError("Tenant names are 1-63 characters: lower-case letters, digits, '-' and '_'.")
+        with self.db.write() as conn:
+            if store.get_tenant(conn, name) is not None:
+                raise TenantError(f"Tenant '{name}' already exists.")
+            store.insert_tenant(conn, str(uuid.uuid4()), name, now_text())
+        return self.create_token(name)
+
+    def ensure_default_tenant(self) -> IssuedToken | None:
+        """Create the ``default`` tenant on the first start of an empty installation."""
+        with self.db.read() as conn:
+            if store.count_tenants(conn):
+                return None
+        return self.create_tenant("default")
+
+    def list_tenants(self) -> list[dict[str, Any]]:
+        with self.db.read() as conn:
+            return store.list_tenants(conn)
+
+    def set_status(self, name: str, status: str) -> None:
+        with self.db.write() as conn:
+            tenant = self._tenant(conn, name)
+            store.set_tenant_status(conn, tenant["id"], status)
+
+    def create_token(self, tenant_name: str, expires_in_days: int | None = None) -> IssuedToken:
+        token = tokens.new_token()
+        credential_id = tokens.new_credential_id()
+        expires_at = ago_text(-timedelta(days=expires_in_days)) if expires_in_days else None
+        with self.db.write() as conn:
+            tenant = self._tenant(conn, tenant_name)
+            store.insert_credential(conn, credential_id, tenant["id"], "bearer", tokens.digest(token), now_text(),
+                                    expires_at)
+        return IssuedToken(tenant_name, credential_id, token, expires_at)
+
+    def list_tokens(self, tenant_name: str) -> list[dict[str, Any]]:
+        with self.db.read() as conn:
+            return store.list_credentials(conn, self._tenant(conn, tenant_name)["id"])
+
+    def revoke_token(self, tenant_name: str, credential_id: str) -> None:
+        with self.db.write() as conn:
+            if not store.revoke_credential(conn, self._tenant(conn, tenant_name)["id"], credential_id, now_text()):
+                raise TenantError(f"No live token '{credential_id}' in tenant '{tenant_name}'.")
+
+    def authenticate(self, authorization: str | None, tenant_name: str) -> Principal:
+        """The principal for a request to ``tenant_name``'s URL, or :class:`Unauthorized`.
+
+        Every failure — no header, wrong scheme, unknown, expired or revoked token, a token of
+        another tenant, a disabled tenant — gets the same answer, so a caller learns nothing."""
+        token = tokens.bearer_from_header(authorization)
+        if token is None:
+            raise Unauthorized()
+        token_digest = tokens.digest(token)
+        with self.db.read() as conn:
+            row = store.credential_by_hash(conn, token_digest)
+        now = now_text()
+        if (
+            row is None
+            or not tokens.same_digest(row["secret_hash"], token_digest)
+            or row["revoked_at"] is not None
+            or (row["expires_at"] is not None and row["expires_at"] <= now)
+            or row["tenant_status"] != "active"
+            or row["tenant_name"] != tenant_name
+        ):
+            raise Unauthorized("The bearer token is not valid for this Tenant URL.")
+        last_used = row["last_used_at"]
+        if last_used is None or parse_timestamp(now) - parse_timestamp(last_used) > LAST_USED_RESOLUTION:
+            with self.db.write() as conn:
+                store.touch_credential(conn, row["id"], now)
+        return Principal(row["tenant_id"], row["tenant_name"], row["id"])
+
+    def _tenant(self, conn: Any, name: str) -> dict[str, Any]:
+        tenant = store.get_tenant(conn, name)
+        if tenant is None:
+            raise TenantError(f"No tenant named '{name}'.")
+        return tenant

@@ -1,0 +1,164 @@
+"""Tenant-scoped access to SCIM resources. Every function takes the tenant id: there is no way to
+express an unscoped query through this module.
+
+Functions run on a connection the service layer opened (and will commit or roll back); they
+never start or end transactions themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from identity_sync.errors import Conflict
+from identity_sync.scim.filter_ast import Filter
+from identity_sync.scim.index import index_entries
+from identity_sync.scim.registry import ResourceType
+from identity_sync.storage.filter_sql import compile_filter
+from identity_sync.storage.tables import attr_values, resources
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResource:
+    id: str
+    doc: dict[str, Any]
+    version: int
+    created_at: str
+    last_modified: str
+    deleted_at: str | None = None
+
+
+_COLUMNS = (
+    resources.c.id,
+    resources.c.doc,
+    resources.c.version,
+    resources.c.created_at,
+    resources.c.last_modified,
+    resources.c.deleted_at,
+)
+
+
+def _row(row: Any) -> StoredResource:
+    return StoredResource(*row)
+
+
+def _live(tenant_id: str, rt: ResourceType) -> list[sa.ColumnElement[bool]]:
+    return [
+        resources.c.tenant_id == tenant_id,
+        resources.c.resource_type == rt.name,
+        resources.c.deleted_at.is_(None),
+    ]
+
+
+def insert(conn: Connection, tenant_id: str, rt: ResourceType, resource_id: str, name_key: str,
+           doc: dict[str, Any], now: str) -> StoredResource:
+    try:
+        with conn.begin_nested():
+            conn.execute(resources.insert().values(
+                id=resource_id, tenant_id=tenant_id, resource_type=rt.name, name_key=name_key, doc=doc,
+                version=1, created_at=now, last_modified=now,
+            ))
+    except IntegrityError:
+        raise _conflict(rt) from None
+    _write_index(conn, tenant_id, rt, resource_id, doc)
+    return StoredResource(resource_id, doc, 1, now, now)
+
+
+def get(conn: Connection, tenant_id: str, rt: ResourceType, resource_id: str) -> StoredResource | None:
+    row = conn.execute(sa.select(*_COLUMNS).where(resources.c.id == resource_id, *_live(tenant_id, rt))).first()
+    return _row(row) if row else None
+
+
+def exists(conn: Connection, tenant_id: str, rt: ResourceType, resource_id: str) -> bool:
+    query = sa.select(resources.c.id).where(resources.c.id == resource_id, *_live(tenant_id, rt))
+    return conn.execute(query).first() is not None
+
+
+def update(conn: Connection, tenant_id: str, rt: ResourceType, current: StoredResource, name_key: str,
+           doc: dict[str, Any], now: str) -> StoredResource:
+    """Replace the document, bumping the version. The ``version`` condition makes a concurrent
+    writer that read the same version lose with 409 instead of silently overwriting."""
+    try:
+        with conn.begin_nested():
+            result = conn.execute(
+                resources.update()
+                .where(resources.c.id == current.id, resources.c.version == current.version,
+                       *_live(tenant_id, rt))
+                .values(doc=doc, name_key=name_key, version=current.version + 1, last_modified=now)
+            )
+    except IntegrityError:
+        raise _conflict(rt) from None
+    if result.rowcount != 1:
+        raise Conflict("The resource was changed by another request; retry.", "mutability")
+    conn.execute(attr_values.delete().where(attr_values.c.resource_id == current.id))
+    _write_index(conn, tenant_id, rt, current.id, doc)
+    return StoredResource(current.id, doc, current.version + 1, current.created_at, now)
+
+
+def soft_delete(conn: Connection, tenant_id: str, rt: ResourceType, resource_id: str, now: str) -> bool:
+    """Make the resource invisible to SCIM but keep its row as a tombstone."""
+    result = conn.execute(
+        resources.update().where(resources.c.id == resource_id, *_live(tenant_id, rt)).values(deleted_at=now)
+    )
+    if result.rowcount != 1:
+        return False
+    conn.execute(attr_values.delete().where(attr_values.c.resource_id == resource_id))
+    return True
+
+
+def query(conn: Connection, tenant_id: str, rt: ResourceType, node: Filter | None, *, start_index: int,
+          count: int) -> tuple[int, list[StoredResource]]:
+    """``(totalResults, one page)``, in creation order (stable while nothing is created)."""
+    conditions = _live(tenant_id, rt)
+    if node is not None:
+        conditions.append(compile_filter(rt, tenant_id, node))
+    total = conn.execute(sa.select(sa.func.count()).select_from(resources).where(*conditions)).scalar_one()
+    if count == 0 or total < start_index:
+        return total, []
+    page = conn.execute(
+        sa.select(*_COLUMNS).where(*conditions)
+        .order_by(resources.c.created_at, resources.c.id)
+        .offset(start_index - 1).limit(count)
+    ).all()
+    return total, [_row(row) for row in page]
+
+
+def tombstones(conn: Connection, tenant_id: str | None, older_than: str | None) -> list[dict[str, Any]]:
+    conditions = [resources.c.deleted_at.is_not(None)]
+    if tenant_id is not None:
+        conditions.append(resources.c.tenant_id == tenant_id)
+    if older_than is not None:
+        conditions.append(resources.c.deleted_at < older_than)
+    rows = conn.execute(
+        sa.select(resources.c.id, resources.c.tenant_id, resources.c.resource_type, resources.c.doc,
+                  resources.c.deleted_at).where(*conditions).order_by(resources.c.deleted_at)
+    ).all()
+    return [dict(row._mapping) for row in rows]
+
+
+def purge(conn: Connection, resource_ids: list[str]) -> int:
+    """Destroy tombstones for good. Only the operator's CLI calls this; no SCIM request can."""
+    if not resource_ids:
+        return 0
+    result = conn.execute(
+        resources.delete().where(resources.c.id.in_(resource_ids), resources.c.deleted_at.is_not(None))
+    )
+    return result.rowcount
+
+
+def _write_index(conn: Connection, tenant_id: str, rt: ResourceType, resource_id: str, doc: dict[str, Any]) -> None:
+    entries = index_entries(rt, doc)
+    if entries:
+        conn.execute(attr_values.insert(), [
+            {"resource_id": resource_id, "tenant_id": tenant_id, "path": path, "element": element, "key": key}
+            for path, element, key in entries
+        ])
+
+
+def _conflict(rt: ResourceType) -> Conflict:
+    name = "userName" if rt.name == "User" else "displayName"
+    return Conflict(f"A {rt.name} with this {name} already exists (compared case-insensitively).")

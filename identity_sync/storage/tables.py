@@ -1,0 +1,78 @@
+"""The database schema (SQLAlchemy Core). Alembic migrations create exactly this; a test
+compares the two.
+
+* ``tenants`` — one row per customer; the name is the segment of its Tenant URL.
+* ``credentials`` — bearer tokens, stored only as SHA-256 digests (tokens carry 256 random bits,
+  so a fast hash is enough: nothing to brute-force).
+* ``resources`` — one row per SCIM resource, the canonical document as JSON. A DELETE sets
+  ``deleted_at`` and keeps the row (the tombstone an archive needs); the partial unique index on
+  ``name_key`` covers live rows only, so a deleted user's ``userName`` can be reused.
+* ``attr_values`` — the searchable values of live resources (see ``scim/index.py``).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+metadata = sa.MetaData()
+
+JSON_DOC = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+tenants = sa.Table(
+    "tenants",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+)
+
+credentials = sa.Table(
+    "credentials",
+    metadata,
+    sa.Column("id", sa.String(16), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id"), nullable=False, index=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("expires_at", sa.String(32)),
+    sa.Column("last_used_at", sa.String(32)),
+    sa.Column("revoked_at", sa.String(32)),
+)
+
+resources = sa.Table(
+    "resources",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("resource_type", sa.String(32), nullable=False),
+    sa.Column("name_key", sa.Text, nullable=False),
+    sa.Column("doc", JSON_DOC, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("last_modified", sa.String(32), nullable=False),
+    sa.Column("deleted_at", sa.String(32)),
+    sa.Index(
+        "uq_resources_live_name",
+        "tenant_id",
+        "resource_type",
+        "name_key",
+        unique=True,
+        sqlite_where=sa.text("deleted_at IS NULL"),
+        postgresql_where=sa.text("deleted_at IS NULL"),
+    ),
+    sa.Index("ix_resources_listing", "tenant_id", "resource_type", "created_at", "id"),
+    sa.Index("ix_resources_deleted", "deleted_at"),
+)
+
+attr_values = sa.Table(
+    "attr_values",
+    metadata,
+    sa.Column("resource_id", sa.String(36), sa.ForeignKey("resources.id"), primary_key=True),
+    sa.Column("path", sa.String(160), primary_key=True),
+    sa.Column("element", sa.Integer, primary_key=True),
+    sa.Column("tenant_id", sa.String(36), nullable=False),
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Index("ix_attr_values_lookup", "tenant_id", "path", "key", "resource_id"),
+)

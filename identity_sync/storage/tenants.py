@@ -1,0 +1,73 @@
+"""Tenants and their credentials (rows only; token generation and hashing live in
+``auth/tokens.py``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from identity_sync.storage.tables import credentials, tenants
+
+
+def insert_tenant(conn: Connection, tenant_id: str, name: str, now: str) -> None:
+    conn.execute(tenants.insert().values(id=tenant_id, name=name, status="active", created_at=now))
+
+
+def get_tenant(conn: Connection, name: str) -> dict[str, Any] | None:
+    row = conn.execute(sa.select(tenants).where(tenants.c.name == name)).first()
+    return dict(row._mapping) if row else None
+
+
+def list_tenants(conn: Connection) -> list[dict[str, Any]]:
+    return [dict(r._mapping) for r in conn.execute(sa.select(tenants).order_by(tenants.c.created_at)).all()]
+
+
+def count_tenants(conn: Connection) -> int:
+    return conn.execute(sa.select(sa.func.count()).select_from(tenants)).scalar_one()
+
+
+def set_tenant_status(conn: Connection, tenant_id: str, status: str) -> None:
+    conn.execute(tenants.update().where(tenants.c.id == tenant_id).values(status=status))
+
+
+def insert_credential(conn: Connection, credential_id: str, tenant_id: str, kind: str, secret_hash: str, now: str,
+                      expires_at: str | None) -> None:
+    conn.execute(credentials.insert().values(
+        id=credential_id, tenant_id=tenant_id, kind=kind, secret_hash=secret_hash, created_at=now,
+        expires_at=expires_at,
+    ))
+
+
+def credential_by_hash(conn: Connection, secret_hash: str) -> dict[str, Any] | None:
+    """The credential with this digest joined with its tenant's name and status."""
+    row = conn.execute(
+        sa.select(credentials, tenants.c.name.label("tenant_name"), tenants.c.status.label("tenant_status"))
+        .join(tenants, tenants.c.id == credentials.c.tenant_id)
+        .where(credentials.c.secret_hash == secret_hash)
+    ).first()
+    return dict(row._mapping) if row else None
+
+
+def list_credentials(conn: Connection, tenant_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        sa.select(credentials.c.id, credentials.c.kind, credentials.c.created_at, credentials.c.expires_at,
+                  credentials.c.last_used_at, credentials.c.revoked_at)
+        .where(credentials.c.tenant_id == tenant_id).order_by(credentials.c.created_at)
+    ).all()
+    return [dict(r._mapping) for r in rows]
+
+
+def revoke_credential(conn: Connection, tenant_id: str, credential_id: str, now: str) -> bool:
+    result = conn.execute(
+        credentials.update()
+        .where(credentials.c.id == credential_id, credentials.c.tenant_id == tenant_id,
+               credentials.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return result.rowcount == 1
+
+
+def touch_credential(conn: Connection, credential_id: str, now: str) -> None:
+    conn.execute(credentials.update().where(credentials.c.id == credential_id).values(last_used_at=now))

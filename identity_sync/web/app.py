@@ -1,0 +1,255 @@
+"""The ASGI application: routing, authentication, and the mapping of every failure to a SCIM
+error body. Handlers are thin: parse the request, call one service method (in a worker thread,
+authentication included, so each request costs one thread hop), render the result."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import anyio.to_thread
+import structlog
+from sqlalchemy.exc import OperationalError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from identity_sync.auth.tokens import Principal
+from identity_sync.config import Settings
+from identity_sync.errors import BadRequest, ScimError, ServiceUnavailable
+from identity_sync.scim.registry import ResourceType
+from identity_sync.service.resources import ResourceService, etag
+from identity_sync.service.tenants import TenantService
+from identity_sync.storage.db import Database
+from identity_sync.storage.resources import StoredResource
+from identity_sync.web import discovery
+from identity_sync.web.body import read_json
+from identity_sync.web.render import Projection, list_response, location, render
+from identity_sync.web.responses import ScimResponse, error_response
+
+log = structlog.get_logger("identity_sync.web")
+T = TypeVar("T")
+PREFIX = "/scim/v2/{tenant}"
+#: Canonical spelling of each endpoint segment; clients may use any letter case.
+_ENDPOINTS = {name.lower(): name for name in (
+    "Users", "Groups", "Schemas", "ResourceTypes", "ServiceProviderConfig", "Bulk", "Me", ".search")}
+
+
+class Handlers:
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.tenants = TenantService(db)
+        self.resources = ResourceService(db, settings)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def tenant_url(self, request: Request) -> str:
+        base = self.settings.public_url or str(request.base_url)
+        return f"{base.rstrip('/')}/scim/v2/{request.path_params['tenant']}"
+
+    async def call(self, request: Request, action: Callable[[Principal], T]) -> T:
+        """Authenticate, then run ``action`` — both in one worker thread."""
+        header = request.headers.get("authorization")
+        tenant = request.path_params["tenant"]
+
+        def work() -> T:
+            return action(self.tenants.authenticate(header, tenant))
+
+        return await anyio.to_thread.run_sync(work)
+
+    async def body(self, request: Request) -> Any:
+        return await read_json(request, max_bytes=self.settings.max_body_bytes,
+                               max_depth=self.settings.json_max_depth)
+
+    def resource_response(self, request: Request, rt: ResourceType, stored: StoredResource,
+                          status: int = 200) -> ScimResponse:
+        tenant_url = self.tenant_url(request)
+        projection = Projection(rt, request.query_params.get("attributes"),
+                                request.query_params.get("excludedAttributes"))
+        headers = {"ETag": etag(stored.version)}
+        if status == 201:
+            headers["Location"] = location(tenant_url, rt, stored.id)
+        return ScimResponse(render(rt, stored, tenant_url, projection), status_code=status, headers=headers)
+
+    # -- resources -----------------------------------------------------------------------------
+
+    async def list_resources(self, request: Request, rt: ResourceType) -> Response:
+        params = request.query_params
+        start_index = max(1, _int_param(params.get("startIndex"), 1, "startIndex"))
+        count = _int_param(params.get("count"), self.settings.default_page_size, "count")
+        count = min(max(0, count), self.settings.max_page_size)
+        projection = Projection(rt, params.get("attributes"), params.get("excludedAttributes"))
+        total, page = await self.call(
+            request, lambda p: self.resources.query(p, rt, params.get("filter"), start_index, count))
+        tenant_url = self.tenant_url(request)
+        docs = [render(rt, stored, tenant_url, projection) for stored in page]
+        return ScimResponse(list_response(docs, total, start_index))
+
+    async def create(self, request: Request, rt: ResourceType) -> Response:
+        body = await self.body(request)
+        stored = await self.call(request, lambda p: self.resources.create(p, rt, body))
+        return self.resource_response(request, rt, stored, 201)
+
+    async def get(self, request: Request, rt: ResourceType) -> Response:
+        resource_id = request.path_params["id"]
+        stored = await self.call(request, lambda p: self.resources.get(p, rt, resource_id))
+        if_none_match = request.headers.get("if-none-match")
+        if if_none_match and etag(stored.version) in [v.strip() for v in if_none_match.split(",")]:
+            return Response(status_code=304, headers={"ETag": etag(stored.version)})
+        return self.resource_response(request, rt, stored)
+
+    async def replace(self, request: Request, rt: ResourceType) -> Response:
+        body = await self.body(request)
+        resource_id, if_match = request.path_params["id"], request.headers.get("if-match")
+        stored = await self.call(request, lambda p: self.resources.replace(p, rt, resource_id, body, if_match))
+        return self.resource_response(request, rt, stored)
+
+    async def patch(self, request: Request, rt: ResourceType) -> Response:
+        body = await self.body(request)
+        resource_id, if_match = request.path_params["id"], request.headers.get("if-match")
+        stored = await self.call(request, lambda p: self.resources.patch(p, rt, resource_id, body, if_match))
+        return self.resource_response(request, rt, stored)
+
+    async def delete(self, request: Request, rt: ResourceType) -> Response:
+        resource_id, if_match = request.path_params["id"], request.headers.get("if-match")
+        await self.call(request, lambda p: self.resources.delete(p, rt, resource_id, if_match))
+        return Response(status_code=204)
+
+    # -- discovery -----------------------------------------------------------------------------
+
+    async def service_provider_config(self, request: Request) -> Response:
+        await self.call(request, lambda p: None)
+        return ScimResponse(discovery.service_provider_config(self.settings, self.tenant_url(request)))
+
+    async def resource_types(self, request: Request) -> Response:
+        await self.call(request, lambda p: None)
+        name = request.path_params.get("name")
+        url = self.tenant_url(request)
+        return ScimResponse(discovery.resource_type(url, name) if name else discovery.resource_types(url))
+
+    async def schemas(self, request: Request) -> Response:
+        await self.call(request, lambda p: None)
+        urn = request.path_params.get("urn")
+        url = self.tenant_url(request)
+        return ScimResponse(discovery.schema(url, urn) if urn else discovery.schemas(url))
+
+
+def _int_param(raw: str | None, default: int, name: str) -> int:
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadRequest(f"'{name}' must be an integer.", "invalidValue") from None
+
+
+def _routes(h: Handlers) -> list[Route]:
+    def bind(method: Callable[..., Any], rt: ResourceType) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            return await method(request, rt)
+        return endpoint
+
+    routes = []
+    for rt in discovery.SERVED:
+        base = f"{PREFIX}/{rt.endpoint}"
+        routes.append(Route(base, bind(h.list_resources, rt), methods=["GET"]))
+        routes.append(Route(base, bind(h.create, rt), methods=["POST"]))
+        routes.append(Route(base + "/{id}", bind(h.get, rt), methods=["GET"]))
+        routes.append(Route(base + "/{id}", bind(h.replace, rt), methods=["PUT"]))
+        routes.append(Route(base + "/{id}", bind(h.patch, rt), methods=["PATCH"]))
+        routes.append(Route(base + "/{id}", bind(h.delete, rt), methods=["DELETE"]))
+    routes += [
+        Route(f"{PREFIX}/ServiceProviderConfig", h.service_provider_config, methods=["GET"]),
+        Route(f"{PREFIX}/ResourceTypes", h.resource_types, methods=["GET"]),
+        Route(f"{PREFIX}/ResourceTypes/{{name}}", h.resource_types, methods=["GET"]),
+        Route(f"{PREFIX}/Schemas", h.schemas, methods=["GET"]),
+        Route(f"{PREFIX}/Schemas/{{urn}}", h.schemas, methods=["GET"]),
+        Route("/healthz", _healthz, methods=["GET"]),
+    ]
+    return routes
+
+
+async def _healthz(request: Request) -> Response:
+    return ScimResponse({"status": "ok"})
+
+
+async def _scim_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ScimError)
+    if exc.status >= 500 or exc.status in (400, 409, 412, 413, 415):
+        log.info("request.rejected", path=request.url.path, status=exc.status, scim_type=exc.scim_type,
+                 detail=exc.detail)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    detail = {404: "No such endpoint.", 405: "Method not allowed on this endpoint."}.get(exc.status_code, "Error.")
+    return error_response(ScimError(detail, status=exc.status_code, headers=dict(exc.headers or {})))
+
+
+async def _database_error(request: Request, exc: Exception) -> Response:
+    log.warning("database.unavailable", path=request.url.path, error=type(exc).__name__)
+    return error_response(ServiceUnavailable())
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("request.failed", path=request.url.path)
+    return error_response(ScimError("Internal server error.", status=500))
+
+
+class NormalizePath:
+    """Trailing slashes are ignored and endpoint names matched case-insensitively
+    (``/users/``, ``/Users``); ``?aadOptscim062020`` and other unknown parameters are ignored by
+    the handlers. Also writes one access-log line per request, without the query string (filters
+    carry personal data) and without headers (they carry credentials)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        parts = path.rstrip("/").split("/") if path != "/" else [""]
+        if len(parts) > 4 and parts[1] == "scim" and parts[2].lower() == "v2":
+            parts[2] = "v2"
+            parts[4] = _ENDPOINTS.get(parts[4].lower(), parts[4])
+        scope = {**scope, "path": "/".join(parts) or "/"}
+        status = 500
+        started = time.perf_counter()
+
+        async def send_wrapper(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            log.info("http.request", method=scope["method"], path=scope["path"], status=status,
+                     ms=round((time.perf_counter() - started) * 1000, 2))
+
+
+def create_app(settings: Settings | None = None, db: Database | None = None) -> Starlette:
+    settings = settings or Settings()
+    db = db or Database(settings.resolved_database_url())
+    handlers = Handlers(settings, db)
+    app = Starlette(
+        routes=_routes(handlers),
+        exception_handlers={
+            ScimError: _scim_error,
+            HTTPException: _http_error,
+            OperationalError: _database_error,
+            Exception: _unexpected,
+        },
+    )
+    app.state.settings = settings
+    app.state.db = db
+    app.add_middleware(NormalizePath)
+    return app
