@@ -9,10 +9,9 @@ names, URN prefixes, extension lookup) is the job of :mod:`identity_sync.scim.re
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 #: Literal values a comparison may carry. ``None`` is the JSON ``null`` literal.
-Literal = Union[str, bool, int, float, None]
+Literal = str | bool | int | float | None
 
 COMPARISON_OPERATORS = frozenset({"eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le"})
 
@@ -73,4 +72,4 @@ class ValuePath:
     inner: Filter
 
 
-Filter = Union[Compare, Present, And, Or, Not, ValuePath]
+Filter = Compare | Present | And | Or | Not | ValuePath
