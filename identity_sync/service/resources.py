@@ -95,7 +95,7 @@ class ResourceService:
 
     def _current(self, conn: Any, principal: Principal, rt: ResourceType, resource_id: str,
                  if_match: str | None) -> StoredResource:
-        current = store.get(conn, principal.tenant_id, rt, resource_id)
+        current = store.get(conn, principal.tenant_id, rt, resource_id, for_update=True)
         if current is None:
             raise NotFound(f"{rt.name} {resource_id[:64]} not found.")
         if if_match is not None and not _etag_matches(if_match, current.version):

@@ -68,8 +68,13 @@ def insert(conn: Connection, tenant_id: str, rt: ResourceType, resource_id: str,
     return StoredResource(resource_id, doc, 1, now, now)
 
 
-def get(conn: Connection, tenant_id: str, rt: ResourceType, resource_id: str) -> StoredResource | None:
-    row = conn.execute(sa.select(*_COLUMNS).where(resources.c.id == resource_id, *_live(tenant_id, rt))).first()
+def get(conn: Connection, tenant_id: str, rt: ResourceType, resource_id: str, *,
+        for_update: bool = False) -> StoredResource | None:
+    """The live resource, or ``None``. ``for_update`` locks its row until the transaction ends
+    (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite's write transaction already holds the lock), so
+    a read-modify-write never works from a stale copy."""
+    query = sa.select(*_COLUMNS).where(resources.c.id == resource_id, *_live(tenant_id, rt))
+    row = conn.execute(query.with_for_update() if for_update else query).first()
     return _row(row) if row else None
 
 
