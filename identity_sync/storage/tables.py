@@ -76,3 +76,31 @@ attr_values = sa.Table(
     sa.Column("key", sa.Text, nullable=False),
     sa.Index("ix_attr_values_lookup", "tenant_id", "path", "key", "resource_id"),
 )
+
+# Group membership is a relation, one row per (group, member), indexed both ways: a PATCH that
+# adds or removes k members costs O(k) whatever the group's size, and concurrent PATCHes cannot
+# lose each other's members (no read-modify-write of a member list anywhere).
+memberships = sa.Table(
+    "memberships",
+    metadata,
+    sa.Column("group_id", sa.String(36), sa.ForeignKey("resources.id"), primary_key=True),
+    sa.Column("member_id", sa.String(36), sa.ForeignKey("resources.id"), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), nullable=False),
+    sa.Column("member_type", sa.String(8), nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Index("ix_memberships_member", "member_id", "group_id"),
+)
+
+# What a deleted user or group was a member of (or contained): the tombstone's memberships,
+# invisible to SCIM, kept for the operator until the tombstone is purged.
+former_memberships = sa.Table(
+    "former_memberships",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.String(36), nullable=False),
+    sa.Column("group_id", sa.String(36), nullable=False, index=True),
+    sa.Column("member_id", sa.String(36), nullable=False, index=True),
+    sa.Column("member_type", sa.String(8), nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("ended_at", sa.String(32), nullable=False),
+)

@@ -1,0 +1,121 @@
+"""Group memberships: set operations on the ``memberships`` relation.
+
+Every function costs O(members named), never O(group size), except those that by their nature
+touch the whole set (``remove_all``, ``members_of`` for a full read, ``retire`` on delete).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from identity_sync.storage.tables import former_memberships, memberships, resources
+
+
+def live_members(conn: Connection, tenant_id: str, ids: Iterable[str]) -> dict[str, str]:
+    """``{id: resource type}`` of those ``ids`` that are live Users or Groups of the tenant."""
+    wanted = list(dict.fromkeys(ids))
+    found: dict[str, str] = {}
+    for chunk in _chunks(wanted, 500):
+        rows = conn.execute(
+            sa.select(resources.c.id, resources.c.resource_type).where(
+                resources.c.tenant_id == tenant_id,
+                resources.c.id.in_(chunk),
+                resources.c.deleted_at.is_(None),
+            )
+        ).all()
+        found.update({row.id: row.resource_type for row in rows})
+    return found
+
+
+def add(conn: Connection, tenant_id: str, group_id: str, members: dict[str, str], now: str) -> int:
+    """Insert the memberships that do not exist yet; returns how many were new."""
+    if not members:
+        return 0
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    rows = [
+        {"group_id": group_id, "member_id": member_id, "tenant_id": tenant_id, "member_type": kind,
+         "created_at": now}
+        for member_id, kind in members.items()
+    ]
+    added = 0
+    for chunk in _chunks(rows, 500):
+        result = conn.execute(insert(memberships).on_conflict_do_nothing(), chunk)
+        added += max(result.rowcount, 0)
+    return added
+
+
+def remove(conn: Connection, group_id: str, member_ids: Iterable[str]) -> int:
+    removed = 0
+    for chunk in _chunks(list(dict.fromkeys(member_ids)), 500):
+        result = conn.execute(
+            memberships.delete().where(memberships.c.group_id == group_id, memberships.c.member_id.in_(chunk))
+        )
+        removed += result.rowcount
+    return removed
+
+
+def remove_all(conn: Connection, group_id: str) -> int:
+    return conn.execute(memberships.delete().where(memberships.c.group_id == group_id)).rowcount
+
+
+def members_of(conn: Connection, group_id: str, batch: int = 1000) -> Iterator[tuple[str, str]]:
+    """``(member id, type)`` of every member, in primary-key order, fetched ``batch`` rows at a
+    time (keyset pagination), so that a huge group is never held in memory at once."""
+    after = ""
+    while True:
+        rows = conn.execute(
+            sa.select(memberships.c.member_id, memberships.c.member_type)
+            .where(memberships.c.group_id == group_id, memberships.c.member_id > after)
+            .order_by(memberships.c.member_id)
+            .limit(batch)
+        ).all()
+        yield from ((row.member_id, row.member_type) for row in rows)
+        if len(rows) < batch:
+            return
+        after = rows[-1].member_id
+
+
+def groups_of(conn: Connection, member_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The direct groups of each member: ``{member id: [{"value", "display"}]}``."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for chunk in _chunks(member_ids, 500):
+        rows = conn.execute(
+            sa.select(memberships.c.member_id, memberships.c.group_id, resources.c.doc["displayName"].as_string())
+            .join(resources, resources.c.id == memberships.c.group_id)
+            .where(memberships.c.member_id.in_(chunk))
+            .order_by(memberships.c.member_id, memberships.c.group_id)
+        ).all()
+        for member_id, group_id, display in rows:
+            out.setdefault(member_id, []).append({"value": group_id, "display": display})
+    return out
+
+
+def retire(conn: Connection, resource_id: str, now: str) -> int:
+    """On deleting a user or group: move every membership it takes part in (as member or as
+    group) to ``former_memberships``, where the tombstone keeps them, out of every SCIM view."""
+    involved = sa.or_(memberships.c.group_id == resource_id, memberships.c.member_id == resource_id)
+    conn.execute(
+        former_memberships.insert().from_select(
+            ["tenant_id", "group_id", "member_id", "member_type", "created_at", "ended_at"],
+            sa.select(memberships.c.tenant_id, memberships.c.group_id, memberships.c.member_id,
+                      memberships.c.member_type, memberships.c.created_at, sa.literal(now)).where(involved),
+        )
+    )
+    return conn.execute(memberships.delete().where(involved)).rowcount
+
+
+def forget(conn: Connection, resource_ids: list[str]) -> None:
+    """Purge the former memberships of tombstones being destroyed."""
+    for chunk in _chunks(resource_ids, 500):
+        conn.execute(former_memberships.delete().where(
+            sa.or_(former_memberships.c.group_id.in_(chunk), former_memberships.c.member_id.in_(chunk))))
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
