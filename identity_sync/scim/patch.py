@@ -34,6 +34,8 @@ from identity_sync.scim.resource import check_document, coerce, is_empty
 PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 _OPS = frozenset({"add", "replace", "remove"})
 _IGNORED_KEYS = frozenset({"schemas", "id", "meta"})
+#: Sub-attributes that label an element of a multi-valued attribute rather than carry its data.
+_MARKERS = frozenset({"type", "primary"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,8 +196,7 @@ def _apply_filtered(
         else:
             for element in matched:
                 element.pop(sub.name, None)
-            # An element left with only the keys its filter fixed (just {"type": "work"}) is gone.
-            kept = [e for e in elements if set(e) - set(fixed)]
+            kept = [e for e in elements if _has_data(e, fixed)]
         _store_elements(parent, attr, kept)
         return
     if sub is not None:
@@ -210,18 +211,31 @@ def _apply_filtered(
             elements.append(touched[0])
         for element in matched:
             _set_or_clear(element, sub.name, new)
-        elements = [e for e in elements if set(e) - set(fixed)]
+        elements = [e for e in elements if _has_data(e, fixed)]
     else:
         new_element = coerce(attr, value)
         replacement = (new_element[0] if isinstance(new_element, list) else new_element) if new_element else None
+        # The replacement takes the place of the first matched element, so a client comparing
+        # the array element by element (Entra) sees only the value it changed.
+        position = next((i for i, e in enumerate(elements) if any(e is m for m in matched)), len(elements))
         if matched:
             elements = [e for e in elements if not any(e is m for m in matched)]
         touched = []
         if replacement is not None:
             touched = [{**fixed, **replacement}]
-            elements.extend(touched)
+            elements.insert(position, touched[0])
     _primary_wins(attr, elements, prefer=touched)
     _store_elements(parent, attr, elements)
+
+
+def _has_data(element: Any, fixed: dict[str, Any]) -> bool:
+    """Whether an element still carries data once a sub-attribute was cleared. An element left
+    with only the keys its filter fixed or the markers ``type``/``primary`` (``{"type": "work",
+    "primary": true}`` after Entra clears the primary work email with ``""``) is gone: keeping it
+    would show Entra an email without a value, which it re-PATCHes every cycle."""
+    if not isinstance(element, dict):
+        return element is not None
+    return bool(set(element) - set(fixed) - _MARKERS)
 
 
 def _store_elements(parent: dict[str, Any], attr: Attribute, elements: list[Any]) -> None:

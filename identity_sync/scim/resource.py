@@ -76,6 +76,10 @@ def _coerce_complex(attr: Attribute, value: Any, label: str) -> dict[str, Any] |
         if decoded is not None:
             # Entra's app-role PATCH: {"value": "{\"id\":…,\"value\":\"Admin\",\"displayName\":\"Admin\"}"}
             value = decoded
+        elif attr.multi_valued:
+            # `"emails": ["x@y"]` is a client bug, not a dialect: wrapping it as {"value": …} would
+            # store an untyped email the client never meant (the bare-id leniency is for manager).
+            raise BadRequest(f"Attribute '{label}' must be an array of objects.")
         else:
             # A bare id for a reference-like complex attribute (Entra's manager).
             value = {"value": value}
