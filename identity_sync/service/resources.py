@@ -4,6 +4,7 @@ stores, or changes nothing at all."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -13,10 +14,14 @@ from identity_sync.clock import now_text
 from identity_sync.config import Settings
 from identity_sync.errors import BadRequest, NotFound, PreconditionFailed
 from identity_sync.scim import definitions as d
+from identity_sync.scim import members as member_plan
+from identity_sync.scim.evaluate import matches_element
 from identity_sync.scim.filter import parse_filter
-from identity_sync.scim.patch import apply_operations, parse_operations
-from identity_sync.scim.registry import USER, ResourceType, canonical_key
+from identity_sync.scim.members import MemberDelta
+from identity_sync.scim.patch import Operation, apply_operations, parse_operations
+from identity_sync.scim.registry import GROUP, USER, ResourceType, canonical_key
 from identity_sync.scim.resource import normalize
+from identity_sync.storage import memberships
 from identity_sync.storage import resources as store
 from identity_sync.storage.db import Database
 from identity_sync.storage.resources import StoredResource
@@ -34,11 +39,15 @@ class ResourceService:
         self.settings = settings
 
     def create(self, principal: Principal, rt: ResourceType, body: Any) -> StoredResource:
+        body, members, _ = member_plan.split_members(body) if rt is GROUP else (body, None, False)
         doc = normalize(rt, body)
         resource_id = str(uuid.uuid4())
         with self.db.write() as conn:
             self._check_references(conn, principal, rt, doc, resource_id)
-            stored = store.insert(conn, principal.tenant_id, rt, resource_id, _name_key(rt, doc), doc, now_text())
+            now = now_text()
+            stored = store.insert(conn, principal.tenant_id, rt, resource_id, _name_key(rt, doc), doc, now)
+            if members:
+                self._add_members(conn, principal, resource_id, MemberDelta("add", *_ids(members)), now)
         log.info("resource.created", tenant=principal.tenant_name, type=rt.name, id=resource_id)
         return stored
 
@@ -61,6 +70,8 @@ class ResourceService:
 
     def replace(self, principal: Principal, rt: ResourceType, resource_id: str, body: Any,
                 if_match: str | None) -> StoredResource:
+        # PUT without `members` does not assert them (like `active` below): memberships are kept.
+        body, members, members_given = member_plan.split_members(body) if rt is GROUP else (body, None, False)
         doc = normalize(rt, body)
         with self.db.write() as conn:
             current = self._current(conn, principal, rt, resource_id, if_match)
@@ -69,28 +80,98 @@ class ResourceService:
                 # omitted flag must neither disable nor re-enable an account by accident.
                 doc["active"] = current.doc["active"]
             self._check_references(conn, principal, rt, doc, resource_id, current.doc)
-            stored = store.update(conn, principal.tenant_id, rt, current, _name_key(rt, doc), doc, now_text())
+            now = now_text()
+            stored = store.update(conn, principal.tenant_id, rt, current, _name_key(rt, doc), doc, now)
+            if members_given:
+                self._replace_members(conn, principal, resource_id, MemberDelta("replace", *_ids(members)), now)
         log.info("resource.replaced", tenant=principal.tenant_name, type=rt.name, id=resource_id)
         return stored
 
     def patch(self, principal: Principal, rt: ResourceType, resource_id: str, body: Any,
               if_match: str | None) -> StoredResource:
         operations = parse_operations(body, max_operations=self.settings.patch_max_operations)
+        steps = member_plan.plan(operations) if rt is GROUP else list(operations)
         with self.db.write() as conn:
             current = self._current(conn, principal, rt, resource_id, if_match)
-            doc = apply_operations(rt, current.doc, operations)
-            if doc == current.doc:
+            doc, members_changed, now = current.doc, False, now_text()
+            pending: list[Operation] = []  # consecutive document operations apply as one batch
+            for step in [*steps, None]:
+                if isinstance(step, Operation):
+                    pending.append(step)
+                    continue
+                if pending:
+                    doc, pending = apply_operations(rt, doc, pending), []
+                if step is not None:
+                    members_changed |= self._apply_member_delta(conn, principal, resource_id, step, now)
+            if doc != current.doc:
+                self._check_references(conn, principal, rt, doc, resource_id, current.doc)
+                stored = store.update(conn, principal.tenant_id, rt, current, _name_key(rt, doc), doc, now)
+            elif members_changed:
+                stored = store.touch(conn, principal.tenant_id, rt, current, now)
+            else:
                 return current  # Entra re-sends unchanged values every cycle: no new version.
-            self._check_references(conn, principal, rt, doc, resource_id, current.doc)
-            stored = store.update(conn, principal.tenant_id, rt, current, _name_key(rt, doc), doc, now_text())
         log.info("resource.patched", tenant=principal.tenant_name, type=rt.name, id=resource_id,
                  operations=len(operations))
         return stored
 
+    # -- memberships -----------------------------------------------------------------------------
+
+    def _apply_member_delta(self, conn: Any, principal: Principal, group_id: str, delta: MemberDelta,
+                            now: str) -> bool:
+        if delta.kind == "add":
+            return self._add_members(conn, principal, group_id, delta, now) > 0
+        if delta.kind == "replace":
+            return self._replace_members(conn, principal, group_id, delta, now)
+        if delta.kind == "remove_all":
+            log.warning("group.members.cleared", tenant=principal.tenant_name, id=group_id)
+            return memberships.remove_all(conn, group_id) > 0
+        if delta.where is not None:
+            # A filter other than `value eq`: evaluated on the members (rare; O(group size)).
+            doomed = [member_id for member_id, kind in memberships.members_of(conn, group_id)
+                      if matches_element(member_plan.MEMBERS, {"value": member_id, "type": kind}, delta.where)]
+            return memberships.remove(conn, group_id, doomed) > 0
+        return memberships.remove(conn, group_id, delta.ids) > 0
+
+    def _add_members(self, conn: Any, principal: Principal, group_id: str, delta: MemberDelta, now: str) -> int:
+        if group_id in delta.ids:
+            raise BadRequest("A group cannot be a member of itself.", "invalidValue")
+        found = memberships.live_members(conn, principal.tenant_id, delta.ids)
+        missing = [member_id for member_id in delta.ids if member_id not in found]
+        if missing:
+            shown = ", ".join(m[:64] for m in missing[:3])
+            raise BadRequest(f"No User or Group with id {shown} in this tenant; nothing was changed.",
+                             "invalidValue")
+        return memberships.add(conn, principal.tenant_id, group_id, found, now)
+
+    def _replace_members(self, conn: Any, principal: Principal, group_id: str, delta: MemberDelta,
+                         now: str) -> bool:
+        before = {member_id for member_id, _ in memberships.members_of(conn, group_id)}
+        if before == set(delta.ids):
+            return False
+        memberships.remove_all(conn, group_id)
+        self._add_members(conn, principal, group_id, delta, now)
+        return True
+
+    def related(self, principal: Principal, rt: ResourceType, page: list[StoredResource],
+                with_members: bool, with_groups: bool) -> list[StoredResource]:
+        """``page`` with its relation-backed attributes loaded: a Group's ``members`` (when asked
+        for: Entra always reads groups with ``excludedAttributes=members``) and a User's ``groups``."""
+        if not page or not ((rt is GROUP and with_members) or (rt is USER and with_groups)):
+            return page
+        with self.db.read() as conn:
+            if rt is USER:
+                groups = memberships.groups_of(conn, [r.id for r in page])
+                return [replace(r, related={"groups": groups.get(r.id, [])}) for r in page]
+            return [replace(r, related={"members": [
+                {"value": member_id, "type": kind} for member_id, kind in memberships.members_of(conn, r.id)
+            ]}) for r in page]
+
     def delete(self, principal: Principal, rt: ResourceType, resource_id: str, if_match: str | None) -> None:
         with self.db.write() as conn:
             self._current(conn, principal, rt, resource_id, if_match)
-            store.soft_delete(conn, principal.tenant_id, rt, resource_id, now_text())
+            now = now_text()
+            memberships.retire(conn, resource_id, now)
+            store.soft_delete(conn, principal.tenant_id, rt, resource_id, now)
         log.info("resource.deleted", tenant=principal.tenant_name, type=rt.name, id=resource_id)
 
     def _current(self, conn: Any, principal: Principal, rt: ResourceType, resource_id: str,
@@ -114,6 +195,11 @@ class ResourceService:
             conn, principal.tenant_id, USER, manager_id
         ):
             raise BadRequest("'manager' must reference another existing User of this tenant.", "invalidValue")
+
+
+def _ids(members: Any) -> tuple[tuple[str, ...], dict[str, str]]:
+    ids, types = member_plan.member_ids(members)
+    return tuple(ids), types
 
 
 def _manager(doc: dict[str, Any]) -> Any:

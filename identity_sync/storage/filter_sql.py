@@ -21,11 +21,13 @@ from identity_sync.scim.attributes import Attribute
 from identity_sync.scim.filter_ast import And, AttrPath, Compare, Filter, Literal, Not, Or, Present, ValuePath
 from identity_sync.scim.index import value_key
 from identity_sync.scim.registry import Resolved, ResourceType
-from identity_sync.storage.tables import attr_values, resources
+from identity_sync.storage.tables import attr_values, memberships, resources
 
 _META_COLUMNS = {"created": resources.c.created_at, "lastmodified": resources.c.last_modified}
 # Low-cardinality discriminators: a poor choice of anchor for an indexed element lookup.
 _DISCRIMINATORS = frozenset({"type", "primary"})
+# Multi-valued attributes that are not stored in the document but in the memberships relation.
+_RELATIONS = frozenset({"members", "groups"})
 
 
 def compile_filter(rt: ResourceType, tenant_id: str, node: Filter) -> ColumnElement[bool]:
@@ -55,6 +57,8 @@ class _Compiler:
         attr = resolved.attribute
         if attr.name == "id":
             return self._column_term(resources.c.id, attr, node)
+        if attr.name in _RELATIONS and resolved.container is None:
+            return self._relation(attr, resolved.sub.name if resolved.sub else "value", node)
         if attr.name == "meta":
             return self._meta_term(resolved, node)
         if attr.is_complex and resolved.sub is None:
@@ -140,6 +144,10 @@ class _Compiler:
     def _value_path(self, node: ValuePath) -> ColumnElement[bool]:
         resolved = self._resolve(node.path)
         attr = resolved.attribute
+        if attr.name in _RELATIONS and resolved.container is None and isinstance(node.inner, (Compare, Present)):
+            inner = node.inner
+            if inner.path.urn is None and inner.path.sub is None:
+                return self._relation(attr, inner.path.attr, inner)
         if not attr.is_complex or resolved.sub is not None:
             raise BadRequest(f"'{attr.name}' cannot take a value filter.", "invalidFilter")
         terms = _conjuncts(node.inner)
@@ -196,6 +204,20 @@ class _Compiler:
             *([value_condition] if value_condition is not None else []),
         )
         return sa.not_(exists) if negate else exists
+
+    def _relation(self, attr: Attribute, sub_name: str, node: Compare | Present) -> ColumnElement[bool]:
+        """``members`` of a Group and ``groups`` of a User live in the ``memberships`` relation:
+        ``members[value eq "u"]``, ``members.value eq "u"``, Entra's historic ``members eq "u"``,
+        ``groups.value eq "g"`` — each one indexed lookup."""
+        own, other = (memberships.c.group_id, memberships.c.member_id) if attr.name == "members" else (
+            memberships.c.member_id, memberships.c.group_id)
+        related = sa.select(own).where(memberships.c.tenant_id == self.tenant_id)
+        if isinstance(node, Present):
+            return resources.c.id.in_(related)
+        if sub_name.lower() != "value" or node.op not in ("eq", "ne") or not isinstance(node.value, str):
+            raise BadRequest(f"'{attr.name}' can be filtered with value eq/ne or pr only.", "invalidFilter")
+        match = resources.c.id.in_(related.where(other == node.value))
+        return match if node.op == "eq" else sa.not_(match)
 
     def _resolve(self, path: AttrPath) -> Resolved:
         return self.rt.resolve(path, scim_type="invalidFilter")

@@ -30,6 +30,8 @@ class StoredResource:
     created_at: str
     last_modified: str
     deleted_at: str | None = None
+    #: Multi-valued attributes kept in relations, loaded on request: ``members``, ``groups``.
+    related: dict[str, list[dict[str, Any]]] | None = None
 
 
 _COLUMNS = (
@@ -44,6 +46,15 @@ _COLUMNS = (
 
 def _row(row: Any) -> StoredResource:
     return StoredResource(*row)
+
+
+def touch(conn: Connection, tenant_id: str, rt: ResourceType, current: StoredResource, now: str) -> StoredResource:
+    """A new version without a document change (a membership changed)."""
+    conn.execute(
+        resources.update().where(resources.c.id == current.id, *_live(tenant_id, rt))
+        .values(version=current.version + 1, last_modified=now)
+    )
+    return StoredResource(current.id, current.doc, current.version + 1, current.created_at, now)
 
 
 def _live(tenant_id: str, rt: ResourceType) -> list[sa.ColumnElement[bool]]:

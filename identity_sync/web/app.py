@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from identity_sync.auth.tokens import Principal
 from identity_sync.config import Settings
 from identity_sync.errors import BadRequest, ScimError, ServiceUnavailable
-from identity_sync.scim.registry import ResourceType
+from identity_sync.scim.registry import GROUP, ResourceType
 from identity_sync.service.resources import ResourceService, etag
 from identity_sync.service.tenants import TenantService
 from identity_sync.storage.db import Database
@@ -65,11 +65,24 @@ class Handlers:
         return await read_json(request, max_bytes=self.settings.max_body_bytes,
                                max_depth=self.settings.json_max_depth)
 
+    def projection(self, request: Request, rt: ResourceType) -> Projection:
+        return Projection(rt, request.query_params.get("attributes"), request.query_params.get("excludedAttributes"))
+
+    def with_related(self, principal: Principal, rt: ResourceType, page: list[StoredResource],
+                     projection: Projection) -> list[StoredResource]:
+        return self.resources.related(principal, rt, page, projection.returns("members"),
+                                      projection.returns("groups"))
+
+    async def one(self, request: Request, rt: ResourceType,
+                  action: Callable[[Principal], StoredResource]) -> StoredResource:
+        """Run a service call returning one resource, and load what the response will show."""
+        projection = self.projection(request, rt)
+        return await self.call(request, lambda p: self.with_related(p, rt, [action(p)], projection)[0])
+
     def resource_response(self, request: Request, rt: ResourceType, stored: StoredResource,
                           status: int = 200) -> ScimResponse:
         tenant_url = self.tenant_url(request)
-        projection = Projection(rt, request.query_params.get("attributes"),
-                                request.query_params.get("excludedAttributes"))
+        projection = self.projection(request, rt)
         headers = {"ETag": etag(stored.version)}
         if status == 201:
             headers["Location"] = location(tenant_url, rt, stored.id)
@@ -82,21 +95,25 @@ class Handlers:
         start_index = max(1, _int_param(params.get("startIndex"), 1, "startIndex"))
         count = _int_param(params.get("count"), self.settings.default_page_size, "count")
         count = min(max(0, count), self.settings.max_page_size)
-        projection = Projection(rt, params.get("attributes"), params.get("excludedAttributes"))
-        total, page = await self.call(
-            request, lambda p: self.resources.query(p, rt, params.get("filter"), start_index, count))
+        projection = self.projection(request, rt)
+
+        def action(principal: Principal) -> tuple[int, list[StoredResource]]:
+            total, page = self.resources.query(principal, rt, params.get("filter"), start_index, count)
+            return total, self.with_related(principal, rt, page, projection)
+
+        total, page = await self.call(request, action)
         tenant_url = self.tenant_url(request)
         docs = [render(rt, stored, tenant_url, projection) for stored in page]
         return ScimResponse(list_response(docs, total, start_index))
 
     async def create(self, request: Request, rt: ResourceType) -> Response:
         body = await self.body(request)
-        stored = await self.call(request, lambda p: self.resources.create(p, rt, body))
+        stored = await self.one(request, rt, lambda p: self.resources.create(p, rt, body))
         return self.resource_response(request, rt, stored, 201)
 
     async def get(self, request: Request, rt: ResourceType) -> Response:
         resource_id = request.path_params["id"]
-        stored = await self.call(request, lambda p: self.resources.get(p, rt, resource_id))
+        stored = await self.one(request, rt, lambda p: self.resources.get(p, rt, resource_id))
         if_none_match = request.headers.get("if-none-match")
         if if_none_match and etag(stored.version) in [v.strip() for v in if_none_match.split(",")]:
             return Response(status_code=304, headers={"ETag": etag(stored.version)})
@@ -105,13 +122,17 @@ class Handlers:
     async def replace(self, request: Request, rt: ResourceType) -> Response:
         body = await self.body(request)
         resource_id, if_match = request.path_params["id"], request.headers.get("if-match")
-        stored = await self.call(request, lambda p: self.resources.replace(p, rt, resource_id, body, if_match))
+        stored = await self.one(request, rt, lambda p: self.resources.replace(p, rt, resource_id, body, if_match))
         return self.resource_response(request, rt, stored)
 
     async def patch(self, request: Request, rt: ResourceType) -> Response:
         body = await self.body(request)
         resource_id, if_match = request.path_params["id"], request.headers.get("if-match")
-        stored = await self.call(request, lambda p: self.resources.patch(p, rt, resource_id, body, if_match))
+        if rt is GROUP and "attributes" not in request.query_params:
+            # Entra streams one membership PATCH after another: answer 204, never the member list.
+            stored = await self.call(request, lambda p: self.resources.patch(p, rt, resource_id, body, if_match))
+            return Response(status_code=204, headers={"ETag": etag(stored.version)})
+        stored = await self.one(request, rt, lambda p: self.resources.patch(p, rt, resource_id, body, if_match))
         return self.resource_response(request, rt, stored)
 
     async def delete(self, request: Request, rt: ResourceType) -> Response:

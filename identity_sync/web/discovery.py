@@ -7,11 +7,11 @@ from typing import Any
 
 from identity_sync.config import Settings
 from identity_sync.errors import NotFound
-from identity_sync.scim.registry import USER, ResourceType
+from identity_sync.scim.registry import GROUP, USER, ResourceType
 from identity_sync.web.render import list_response
 
-#: Resource types served today (Groups arrive with their membership engine).
-SERVED: tuple[ResourceType, ...] = (USER,)
+#: The resource types this service serves.
+SERVED: tuple[ResourceType, ...] = (USER, GROUP)
 DOCS_URL = "https://github.com/identity-sync/identity-sync#readme"
 
 

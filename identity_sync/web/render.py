@@ -8,7 +8,7 @@ from typing import Any
 from identity_sync.errors import BadRequest
 from identity_sync.scim import definitions as d
 from identity_sync.scim.filter import parse_patch_path
-from identity_sync.scim.registry import USER, Resolved, ResourceType
+from identity_sync.scim.registry import GROUP, USER, Resolved, ResourceType
 from identity_sync.scim.resource import schemas_of
 from identity_sync.service.resources import etag
 from identity_sync.storage.resources import StoredResource
@@ -32,6 +32,14 @@ def render(rt: ResourceType, stored: StoredResource, tenant_url: str,
                 **doc[d.ENTERPRISE_SCHEMA],
                 "manager": {**manager, "$ref": location(tenant_url, USER, manager["value"])},
             }
+    for name, items in (stored.related or {}).items():
+        if name == "members":
+            out["members"] = [
+                {"value": m["value"], "$ref": location(tenant_url, USER if m["type"] == "User" else GROUP, m["value"]),
+                 "type": m["type"]} for m in items]
+        elif items:  # a User's `groups`, present only when it has some
+            out["groups"] = [{"value": g["value"], "$ref": location(tenant_url, GROUP, g["value"]),
+                              "display": g["display"], "type": "direct"} for g in items]
     out["meta"] = {
         "resourceType": rt.name,
         "created": stored.created_at,
@@ -61,6 +69,14 @@ class Projection:
 
     def __bool__(self) -> bool:
         return bool(self.include or self.exclude)
+
+    def returns(self, attribute: str) -> bool:
+        """Whether a core attribute with ``returned: default`` will be in the response: lets the
+        caller skip loading what nobody asked for (``excludedAttributes=members``)."""
+        if self.include:
+            return any(r.container is None and r.attribute.name == attribute for r in self.include)
+        return not any(r.container is None and r.attribute.name == attribute and r.sub is None
+                       for r in self.exclude)
 
     def apply(self, resource: dict[str, Any]) -> dict[str, Any]:
         if self.include:
