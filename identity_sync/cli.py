@@ -34,7 +34,10 @@ TenantOption = Annotated[str, typer.Option("--tenant", help="The tenant's name."
 
 
 def _open(settings: Settings | None = None) -> tuple[Settings, Database]:
+    from identity_sync import logs
+
     settings = settings or Settings()
+    logs.configure(settings.log_level)  # JSON on stderr: stdout stays clean for --json
     db = Database(settings.resolved_database_url())
     db.migrate()
     return settings, db
@@ -71,11 +74,9 @@ def serve(
     """Run the SCIM service (migrations are applied first)."""
     import uvicorn
 
-    from identity_sync import logs
     from identity_sync.web.app import create_app
 
     settings, db = _open()
-    logs.configure(settings.log_level)
     issued = TenantService(db).ensure_default_tenant()
     if issued is not None:
         typer.echo("First start: created the 'default' tenant.")

@@ -138,8 +138,6 @@ def test_tenant_create_refuses_a_duplicate_or_an_invalid_name(cli: Cli, tenants:
     assert len(tenants.list_tokens("acme")) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: TENANT_NAME.match() with '$' accepts a trailing newline "
-                   "(service/tenants.py: use fullmatch or \\Z)")
 def test_tenant_create_refuses_a_name_with_a_trailing_newline(cli: Cli, tenants: TenantService) -> None:
     result = cli("tenant", "create", "acme\n")
     assert result.returncode != 0
@@ -203,8 +201,6 @@ def test_token_create_issues_another_token_with_an_expiry_and_both_tokens_work(
     assert listed[out["token_id"]]["expires_at"] == out["expires_at"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: --expires-in-days 0 issues a token that never expires "
-                   "(service/tenants.py create_token: `if expires_in_days` treats 0 as 'no expiry')")
 def test_token_create_with_zero_days_does_not_issue_an_everlasting_token(cli: Cli, http: TestClient,
                                                                          tenants: TenantService) -> None:
     tenants.create_tenant("acme")
@@ -295,9 +291,6 @@ def test_tombstones_purge_needs_yes_and_respects_the_retention(cli: Cli, http: T
     assert tombstones.list(None, None) == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: `tombstones purge --json` prints a structlog line before the JSON on "
-                   "stdout (TombstoneService.purge logs; the CLI never configures structlog, whose default "
-                   "PrintLogger writes to stdout)")
 def test_tombstones_purge_json_prints_one_json_object(cli: Cli) -> None:
     result = cli("tombstones", "purge", "--older-than-days", "30", "--yes", "--json")
     assert result.returncode == 0, result.stderr

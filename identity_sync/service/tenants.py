@@ -37,7 +37,7 @@ class TenantService:
         self.db = db
 
     def create_tenant(self, name: str) -> IssuedToken:
-        if not TENANT_NAME.match(name):
+        if not TENANT_NAME.fullmatch(name):
             raise TenantError("Tenant names are 1-63 characters: lower-case letters, digits, '-' and '_'.")
         with self.db.write() as conn:
             if store.get_tenant(conn, name) is not None:
@@ -64,7 +64,9 @@ class TenantService:
     def create_token(self, tenant_name: str, expires_in_days: int | None = None) -> IssuedToken:
         token = tokens.new_token()
         credential_id = tokens.new_credential_id()
-        expires_at = ago_text(-timedelta(days=expires_in_days)) if expires_in_days else None
+        if expires_in_days is not None and expires_in_days < 1:
+            raise TenantError("A token must live at least one day (omit the option for no expiry).")
+        expires_at = ago_text(-timedelta(days=expires_in_days)) if expires_in_days is not None else None
         with self.db.write() as conn:
             tenant = self._tenant(conn, tenant_name)
             store.insert_credential(conn, credential_id, tenant["id"], "bearer", tokens.digest(token), now_text(),

@@ -27,7 +27,7 @@ from identity_sync.service.tenants import TenantService
 from identity_sync.storage.db import Database
 from identity_sync.storage.resources import StoredResource
 from identity_sync.web import discovery
-from identity_sync.web.body import read_json
+from identity_sync.web.body import parse_json, read_body
 from identity_sync.web.render import Projection, list_response, location, render
 from identity_sync.web.responses import ScimResponse, error_response
 
@@ -61,9 +61,9 @@ class Handlers:
 
         return await anyio.to_thread.run_sync(work)
 
-    async def body(self, request: Request) -> Any:
-        return await read_json(request, max_bytes=self.settings.max_body_bytes,
-                               max_depth=self.settings.json_max_depth)
+    async def body(self, request: Request) -> _Body:
+        raw = await read_body(request, max_bytes=self.settings.max_body_bytes)
+        return _Body(raw, request.headers.get("content-type"), self.settings.json_max_depth)
 
     def projection(self, request: Request, rt: ResourceType) -> Projection:
         return Projection(rt, request.query_params.get("attributes"), request.query_params.get("excludedAttributes"))
@@ -108,7 +108,7 @@ class Handlers:
 
     async def create(self, request: Request, rt: ResourceType) -> Response:
         body = await self.body(request)
-        stored = await self.one(request, rt, lambda p: self.resources.create(p, rt, body))
+        stored = await self.one(request, rt, lambda p: self.resources.create(p, rt, body.parsed()))
         return self.resource_response(request, rt, stored, 201)
 
     async def get(self, request: Request, rt: ResourceType) -> Response:
@@ -122,18 +122,24 @@ class Handlers:
     async def replace(self, request: Request, rt: ResourceType) -> Response:
         body = await self.body(request)
         resource_id, if_match = request.path_params["id"], request.headers.get("if-match")
-        stored = await self.one(request, rt, lambda p: self.resources.replace(p, rt, resource_id, body, if_match))
-        return self.resource_response(request, rt, stored)
+
+        def action(p: Principal) -> StoredResource:
+            return self.resources.replace(p, rt, resource_id, body.parsed(), if_match)
+
+        return self.resource_response(request, rt, await self.one(request, rt, action))
 
     async def patch(self, request: Request, rt: ResourceType) -> Response:
         body = await self.body(request)
         resource_id, if_match = request.path_params["id"], request.headers.get("if-match")
+
+        def action(p: Principal) -> StoredResource:
+            return self.resources.patch(p, rt, resource_id, body.parsed(), if_match)
+
         if rt is GROUP and "attributes" not in request.query_params:
             # Entra streams one membership PATCH after another: answer 204, never the member list.
-            stored = await self.call(request, lambda p: self.resources.patch(p, rt, resource_id, body, if_match))
+            stored = await self.call(request, action)
             return Response(status_code=204, headers={"ETag": etag(stored.version)})
-        stored = await self.one(request, rt, lambda p: self.resources.patch(p, rt, resource_id, body, if_match))
-        return self.resource_response(request, rt, stored)
+        return self.resource_response(request, rt, await self.one(request, rt, action))
 
     async def delete(self, request: Request, rt: ResourceType) -> Response:
         resource_id, if_match = request.path_params["id"], request.headers.get("if-match")
@@ -159,6 +165,17 @@ class Handlers:
         return ScimResponse(discovery.schema(url, urn) if urn else discovery.schemas(url))
 
 
+class _Body:
+    """A request body read but not yet parsed: handlers parse it inside the service call, after
+    authentication, so that an unauthenticated caller gets 401 whatever its body contains."""
+
+    def __init__(self, raw: bytes, content_type: str | None, max_depth: int) -> None:
+        self.raw, self.content_type, self.max_depth = raw, content_type, max_depth
+
+    def parsed(self) -> Any:
+        return parse_json(self.raw, self.content_type, max_depth=self.max_depth)
+
+
 def _int_param(raw: str | None, default: int, name: str) -> int:
     if raw is None or raw == "":
         return default
@@ -169,20 +186,19 @@ def _int_param(raw: str | None, default: int, name: str) -> int:
 
 
 def _routes(h: Handlers) -> list[Route]:
-    def bind(method: Callable[..., Any], rt: ResourceType) -> Callable[[Request], Any]:
+    def dispatch(rt: ResourceType, methods: dict[str, Callable[..., Any]]) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
-            return await method(request, rt)
+            return await methods[request.method](request, rt)
         return endpoint
 
     routes = []
     for rt in discovery.SERVED:
         base = f"{PREFIX}/{rt.endpoint}"
-        routes.append(Route(base, bind(h.list_resources, rt), methods=["GET"]))
-        routes.append(Route(base, bind(h.create, rt), methods=["POST"]))
-        routes.append(Route(base + "/{id}", bind(h.get, rt), methods=["GET"]))
-        routes.append(Route(base + "/{id}", bind(h.replace, rt), methods=["PUT"]))
-        routes.append(Route(base + "/{id}", bind(h.patch, rt), methods=["PATCH"]))
-        routes.append(Route(base + "/{id}", bind(h.delete, rt), methods=["DELETE"]))
+        # One Route per path (not per method) so that a 405 lists every allowed method in `Allow`.
+        collection = {"GET": h.list_resources, "POST": h.create}
+        item = {"GET": h.get, "PUT": h.replace, "PATCH": h.patch, "DELETE": h.delete}
+        routes.append(Route(base, dispatch(rt, collection), methods=list(collection)))
+        routes.append(Route(base + "/{id}", dispatch(rt, item), methods=list(item)))
     routes += [
         Route(f"{PREFIX}/ServiceProviderConfig", h.service_provider_config, methods=["GET"]),
         Route(f"{PREFIX}/ResourceTypes", h.resource_types, methods=["GET"]),
@@ -200,9 +216,11 @@ async def _healthz(request: Request) -> Response:
 
 async def _scim_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ScimError)
-    if exc.status >= 500 or exc.status in (400, 409, 412, 413, 415):
+    if exc.status != 401 and exc.status != 404:
+        # The detail of a bad filter quotes the filter, which may carry personal data: not logged.
+        detail = None if exc.scim_type == "invalidFilter" else exc.detail
         log.info("request.rejected", path=request.url.path, status=exc.status, scim_type=exc.scim_type,
-                 detail=exc.detail)
+                 detail=detail)
     return error_response(exc)
 
 

@@ -14,10 +14,8 @@ from identity_sync.errors import BadRequest, PayloadTooLarge, ScimError
 _ACCEPTED = ("application/scim+json", "application/json", "text/json")
 
 
-async def read_json(request: Request, *, max_bytes: int, max_depth: int) -> Any:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type and content_type not in _ACCEPTED and not content_type.endswith("+json"):
-        raise ScimError("Send the body as application/scim+json.", status=415)
+async def read_body(request: Request, *, max_bytes: int) -> bytes:
+    """The raw body, refused with 413 as soon as it passes ``max_bytes`` (the rest is never read)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise PayloadTooLarge(f"The request body exceeds {max_bytes} bytes.")
@@ -28,7 +26,15 @@ async def read_json(request: Request, *, max_bytes: int, max_depth: int) -> Any:
         if size > max_bytes:
             raise PayloadTooLarge(f"The request body exceeds {max_bytes} bytes.")
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return b"".join(chunks)
+
+
+def parse_json(raw: bytes, content_type: str | None, *, max_depth: int) -> Any:
+    """The JSON document of a request body. Called only after authentication, so an
+    unauthenticated caller learns nothing but 401 whatever it sends."""
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    if media_type and media_type not in _ACCEPTED and not media_type.endswith("+json"):
+        raise ScimError("Send the body as application/scim+json.", status=415)
     if not raw.strip():
         raise BadRequest("The request body is empty.", "invalidSyntax")
     try:
@@ -36,18 +42,19 @@ async def read_json(request: Request, *, max_bytes: int, max_depth: int) -> Any:
     except orjson.JSONDecodeError:
         raise BadRequest("The request body is not valid JSON.", "invalidSyntax") from None
     if _depth_exceeds(body, max_depth):
-        raise BadRequest(f"The JSON body is nested deeper than {max_depth} levels.", "invalidSyntax")
+        raise BadRequest(f"The JSON body nests objects and arrays deeper than {max_depth} levels.", "invalidSyntax")
     return body
 
 
 def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether objects/arrays nest deeper than ``limit`` (scalars do not count as a level)."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
+        if not isinstance(item, (dict, list)):
+            continue
         if depth > limit:
             return True
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
     return False

@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 
 from identity_sync.errors import ERROR_SCHEMA
 from identity_sync.service.tenants import TenantService
+from identity_sync.storage.tables import credentials
 from tests.conftest import SCIM_JSON, ScimClient
 
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -36,7 +37,10 @@ def world(scim: ScimClient, other_scim: ScimClient, tenants: TenantService) -> W
     user = scim.create_user("alice@example.com", displayName="Alice Secret")
     revoked = tenants.create_token("acme")
     tenants.revoke_token("acme", revoked.credential_id)
-    expired = tenants.create_token("acme", expires_in_days=-1)
+    expired = tenants.create_token("acme", expires_in_days=1)
+    with tenants.db.write() as conn:  # a day later, as it were
+        conn.execute(credentials.update().where(credentials.c.id == expired.credential_id)
+                     .values(expires_at="2000-01-01T00:00:00.000000Z"))
     disabled = tenants.create_tenant("initech")
     tenants.set_status("initech", "disabled")
     # A token of a tenant that is disabled, presented at that tenant's own URL, is covered too:
@@ -231,3 +235,13 @@ def test_the_same_user_name_may_exist_in_two_tenants(scim: ScimClient, other_sci
     assert mine["id"] != theirs["id"]
     assert [u["id"] for u in scim.find('userName eq "shared@example.com"')] == [mine["id"]]
     assert [u["id"] for u in other_scim.find('userName eq "shared@example.com"')] == [theirs["id"]]
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"[" * 5000, b'{"userName": 42}'])
+def test_an_unauthenticated_caller_gets_401_whatever_its_body_contains(http, body: bytes) -> None:
+    """The body is parsed only after authentication: no 400/415 tells a stranger anything."""
+
+    response = http.post("/scim/v2/acme/Users", content=body,
+                         headers={"Content-Type": "text/plain", "Authorization": "Bearer nope"})
+    assert response.status_code == 401
+    assert response.json()["status"] == "401"
