@@ -7,6 +7,7 @@ from typing import Any
 import structlog
 
 from identity_sync.service.tenants import TenantError
+from identity_sync.storage import memberships
 from identity_sync.storage import resources as store
 from identity_sync.storage import tenants as tenant_store
 from identity_sync.storage.db import Database
@@ -23,18 +24,21 @@ class TombstoneService:
             tenant_id = self._tenant_id(conn, tenant_name)
             names = {t["id"]: t["name"] for t in tenant_store.list_tenants(conn)}
             rows = store.tombstones(conn, tenant_id, deleted_before)
+            former = memberships.former_of(conn, [row["id"] for row in rows])
         return [{
             "tenant": names.get(row["tenant_id"]),
             "type": row["resource_type"],
             "id": row["id"],
             "name": row["doc"].get("userName") or row["doc"].get("displayName"),
             "deleted_at": row["deleted_at"],
+            "memberships": former.get(row["id"], []),
         } for row in rows]
 
     def purge(self, tenant_name: str | None, deleted_before: str) -> int:
         with self.db.write() as conn:
             tenant_id = self._tenant_id(conn, tenant_name)
             ids = [row["id"] for row in store.tombstones(conn, tenant_id, deleted_before)]
+            memberships.forget(conn, ids)
             purged = store.purge(conn, ids)
         log.info("tombstones.purged", tenant=tenant_name, count=purged, deleted_before=deleted_before)
         return purged

@@ -109,6 +109,22 @@ def retire(conn: Connection, resource_id: str, now: str) -> int:
     return conn.execute(memberships.delete().where(involved)).rowcount
 
 
+def former_of(conn: Connection, resource_ids: list[str]) -> dict[str, list[dict[str, str]]]:
+    """For each tombstone, the memberships it had when it was deleted: as member
+    (``{"group": id}``) or as group (``{"member": id, "type": …}``)."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for chunk in _chunks(resource_ids, 500):
+        rows = conn.execute(sa.select(former_memberships).where(sa.or_(
+            former_memberships.c.group_id.in_(chunk), former_memberships.c.member_id.in_(chunk)))).all()
+        for row in rows:
+            if row.member_id in chunk:
+                out.setdefault(row.member_id, []).append({"group": row.group_id, "ended_at": row.ended_at})
+            if row.group_id in chunk:
+                out.setdefault(row.group_id, []).append(
+                    {"member": row.member_id, "type": row.member_type, "ended_at": row.ended_at})
+    return out
+
+
 def forget(conn: Connection, resource_ids: list[str]) -> None:
     """Purge the former memberships of tombstones being destroyed."""
     for chunk in _chunks(resource_ids, 500):
