@@ -4,8 +4,8 @@ Storage keeps these entries in an indexed table so that a filter on *any* attrib
 lets an admin choose any attribute as the matching property) is an index lookup, never a scan of
 documents. Each entry is ``(path, element, key)``:
 
-* ``path`` — the lower-cased attribute path, ``urn:…:user:attr`` for extension attributes and
-  ``attr.sub`` for sub-attributes (see :attr:`Resolved.index_path`);
+* ``path`` — the lower-cased attribute path, ``enterprise:attr`` for extension attributes (a
+  short prefix per extension URN) and ``attr.sub`` for sub-attributes (:attr:`Resolved.index_path`);
 * ``element`` — the position in a multi-valued attribute, so that ``emails[type eq "work" and
   value eq "x"]`` can require both terms to hold for the *same* email;
 * ``key`` — the value in comparison form (:func:`value_key`).
@@ -17,7 +17,7 @@ from typing import Any
 
 from identity_sync.scim import attributes as t
 from identity_sync.scim.attributes import Attribute
-from identity_sync.scim.registry import ResourceType, canonical_key
+from identity_sync.scim.registry import ResourceType, canonical_key, index_prefix
 
 IndexEntry = tuple[str, int, str]
 
@@ -40,7 +40,7 @@ def index_entries(rt: ResourceType, doc: dict[str, Any]) -> list[IndexEntry]:
     for key, value in doc.items():
         extension = rt.extension(key)
         if extension is not None:
-            prefix = extension.id.lower() + ":"
+            prefix = index_prefix(extension.id)
             for ext_key, ext_value in value.items():
                 attr = extension.attribute(ext_key)
                 if attr is not None:

@@ -40,8 +40,20 @@ class Resolved:
         """The lower-cased key under which :mod:`identity_sync.scim.index` files this value."""
         base = self.attribute.name.lower()
         if self.container:
-            base = f"{self.container.lower()}:{base}"
+            base = f"{index_prefix(self.container)}{base}"
         return f"{base}.{self.sub.name.lower()}" if self.sub else base
+
+
+#: Short, stable prefixes for extension attributes in the value index (rows are stored per value,
+#: so an 80-character URN in every row would double the index). Never change an existing one.
+_INDEX_PREFIXES = {
+    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:user": "enterprise:",
+    "urn:ietf:params:scim:schemas:extension:globalrelay:2.0:user": "globalrelay:",
+}
+
+
+def index_prefix(schema_urn: str) -> str:
+    return _INDEX_PREFIXES.get(schema_urn.lower()) or schema_urn.lower() + ":"
 
 
 @dataclass(frozen=True)

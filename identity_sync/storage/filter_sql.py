@@ -34,6 +34,17 @@ def compile_filter(rt: ResourceType, tenant_id: str, node: Filter) -> ColumnElem
     return _Compiler(rt, tenant_id).compile(node)
 
 
+def is_selective(node: Filter) -> bool:
+    """Whether the filter contains, at its top level, an attribute term that is itself an index
+    lookup (``userName eq "x"``, ``emails[type eq "work"].value eq "y"``): the query should then
+    be driven by that lookup rather than by a scan of the tenant's resources."""
+    if isinstance(node, And):
+        return is_selective(node.left) or is_selective(node.right)
+    if isinstance(node, Compare):
+        return node.op != "ne" and node.value is not None
+    return isinstance(node, ValuePath)
+
+
 class _Compiler:
     def __init__(self, rt: ResourceType, tenant_id: str) -> None:
         self.rt = rt

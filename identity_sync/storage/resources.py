@@ -18,7 +18,7 @@ from identity_sync.errors import Conflict
 from identity_sync.scim.filter_ast import Filter
 from identity_sync.scim.index import index_entries
 from identity_sync.scim.registry import ResourceType
-from identity_sync.storage.filter_sql import compile_filter
+from identity_sync.storage.filter_sql import compile_filter, is_selective
 from identity_sync.storage.tables import attr_values, resources
 
 
@@ -62,6 +62,18 @@ def _live(tenant_id: str, rt: ResourceType) -> list[sa.ColumnElement[bool]]:
         resources.c.tenant_id == tenant_id,
         resources.c.resource_type == rt.name,
         resources.c.deleted_at.is_(None),
+    ]
+
+
+def _live_unindexed(tenant_id: str, rt: ResourceType) -> list[sa.ColumnElement[bool]]:
+    """:func:`_live`, written so that no index can serve it. With a selective filter, SQLite would
+    otherwise walk every live row of the tenant through ``uq_resources_live_name`` and test each
+    against the filter (13 ms at 10,000 users), instead of fetching the few ids the filter's index
+    lookup yields by primary key (0.01 ms). PostgreSQL plans by cost and is unaffected."""
+    return [
+        resources.c.tenant_id.concat("") == tenant_id,
+        resources.c.resource_type.concat("") == rt.name,
+        sa.func.coalesce(resources.c.deleted_at, "") == "",
     ]
 
 
@@ -131,6 +143,8 @@ def query(conn: Connection, tenant_id: str, rt: ResourceType, node: Filter | Non
     """``(totalResults, one page)``, in creation order (stable while nothing is created)."""
     conditions = _live(tenant_id, rt)
     if node is not None:
+        if is_selective(node):
+            conditions = _live_unindexed(tenant_id, rt)
         conditions.append(compile_filter(rt, tenant_id, node))
     total = conn.execute(sa.select(sa.func.count()).select_from(resources).where(*conditions)).scalar_one()
     if count == 0 or total < start_index:

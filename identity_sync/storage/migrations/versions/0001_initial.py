@@ -65,6 +65,7 @@ def upgrade() -> None:
         sa.Column("element", sa.Integer, primary_key=True),
         sa.Column("tenant_id", sa.String(36), nullable=False),
         sa.Column("key", sa.Text, nullable=False),
+        sqlite_with_rowid=False,
     )
     op.create_index("ix_attr_values_lookup", "attr_values", ["tenant_id", "path", "key", "resource_id"])
 
