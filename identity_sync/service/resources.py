@@ -3,7 +3,6 @@ stores, or changes nothing at all."""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import replace
 from typing import Any
 
@@ -13,6 +12,7 @@ from identity_sync.auth.tokens import Principal
 from identity_sync.clock import now_text
 from identity_sync.config import Settings
 from identity_sync.errors import BadRequest, NotFound, PreconditionFailed
+from identity_sync.ids import new_id
 from identity_sync.scim import definitions as d
 from identity_sync.scim import members as member_plan
 from identity_sync.scim.evaluate import matches_element
@@ -41,7 +41,7 @@ class ResourceService:
     def create(self, principal: Principal, rt: ResourceType, body: Any) -> StoredResource:
         body, members, _ = member_plan.split_members(body) if rt is GROUP else (body, None, False)
         doc = normalize(rt, body)
-        resource_id = str(uuid.uuid4())
+        resource_id = new_id()
         with self.db.write() as conn:
             self._check_references(conn, principal, rt, doc, resource_id)
             now = now_text()

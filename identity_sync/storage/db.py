@@ -3,12 +3,16 @@
 SQLite is used in WAL mode with a busy timeout, and every write transaction starts with
 ``BEGIN IMMEDIATE``: the write lock is taken up front, so two concurrent writers queue on the
 busy timeout instead of one failing with "database is locked" when it upgrades a read lock.
+Within one process, writers also queue on a lock of their own first: SQLite's busy handler polls
+with sleeps of up to 100 ms, which under 8 concurrent writers gave p99 latencies of 0.7 s and
+stalls of 2-3 s; a FIFO-ish mutex hands the database over the moment it is free.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import orjson
@@ -63,10 +67,11 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = create_engine(url)
+        self._write_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else None
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
+        with self._write_lock or nullcontext(), self.engine.connect() as conn:
             conn.info["write"] = True
             try:
                 with conn.begin():
