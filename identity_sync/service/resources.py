@@ -152,6 +152,13 @@ class ResourceService:
         self._add_members(conn, principal, group_id, delta, now)
         return True
 
+    def member_page(self, principal: Principal, group_id: str, after: str, limit: int) -> list[tuple[str, str]]:
+        """One page of a group's members, for streaming a group of any size to a client."""
+        with self.db.read() as conn:
+            if not store.exists(conn, principal.tenant_id, GROUP, group_id):
+                return []  # deleted while being streamed: the list simply ends
+            return memberships.member_page(conn, group_id, after, limit)
+
     def related(self, principal: Principal, rt: ResourceType, page: list[StoredResource],
                 with_members: bool, with_groups: bool) -> list[StoredResource]:
         """``page`` with its relation-backed attributes loaded: a Group's ``members`` (when asked

@@ -63,21 +63,28 @@ def remove_all(conn: Connection, group_id: str) -> int:
     return conn.execute(memberships.delete().where(memberships.c.group_id == group_id)).rowcount
 
 
+def member_page(conn: Connection, group_id: str, after: str, limit: int) -> list[tuple[str, str]]:
+    """Up to ``limit`` ``(member id, type)`` pairs with ids above ``after``, in id order: one
+    step of keyset pagination over the primary key, O(limit) at any group size."""
+    rows = conn.execute(
+        sa.select(memberships.c.member_id, memberships.c.member_type)
+        .where(memberships.c.group_id == group_id, memberships.c.member_id > after)
+        .order_by(memberships.c.member_id)
+        .limit(limit)
+    ).all()
+    return [(row.member_id, row.member_type) for row in rows]
+
+
 def members_of(conn: Connection, group_id: str, batch: int = 1000) -> Iterator[tuple[str, str]]:
-    """``(member id, type)`` of every member, in primary-key order, fetched ``batch`` rows at a
-    time (keyset pagination), so that a huge group is never held in memory at once."""
+    """``(member id, type)`` of every member, in id order, fetched ``batch`` rows at a time, so
+    that a huge group is never held in memory at once."""
     after = ""
     while True:
-        rows = conn.execute(
-            sa.select(memberships.c.member_id, memberships.c.member_type)
-            .where(memberships.c.group_id == group_id, memberships.c.member_id > after)
-            .order_by(memberships.c.member_id)
-            .limit(batch)
-        ).all()
-        yield from ((row.member_id, row.member_type) for row in rows)
-        if len(rows) < batch:
+        page = member_page(conn, group_id, after, batch)
+        yield from page
+        if len(page) < batch:
             return
-        after = rows[-1].member_id
+        after = page[-1][0]
 
 
 def groups_of(conn: Connection, member_ids: list[str]) -> dict[str, list[dict[str, Any]]]:

@@ -26,7 +26,7 @@ from identity_sync.service.resources import ResourceService, etag
 from identity_sync.service.tenants import TenantService
 from identity_sync.storage.db import Database
 from identity_sync.storage.resources import StoredResource
-from identity_sync.web import discovery
+from identity_sync.web import discovery, streaming
 from identity_sync.web.body import parse_json, read_body
 from identity_sync.web.render import Projection, list_response, location, render
 from identity_sync.web.responses import ScimResponse, error_response
@@ -113,10 +113,16 @@ class Handlers:
 
     async def get(self, request: Request, rt: ResourceType) -> Response:
         resource_id = request.path_params["id"]
-        stored = await self.one(request, rt, lambda p: self.resources.get(p, rt, resource_id))
+        projection = self.projection(request, rt)
+        if rt is GROUP and streaming.can_stream(projection):
+            principal, stored = await self.call(request, lambda p: (p, self.resources.get(p, rt, resource_id)))
+        else:
+            stored = await self.one(request, rt, lambda p: self.resources.get(p, rt, resource_id))
         if_none_match = request.headers.get("if-none-match")
         if if_none_match and etag(stored.version) in [v.strip() for v in if_none_match.split(",")]:
             return Response(status_code=304, headers={"ETag": etag(stored.version)})
+        if rt is GROUP and streaming.can_stream(projection):
+            return streaming.group_response(self.resources, principal, stored, self.tenant_url(request), projection)
         return self.resource_response(request, rt, stored)
 
     async def replace(self, request: Request, rt: ResourceType) -> Response:

@@ -34,9 +34,7 @@ def render(rt: ResourceType, stored: StoredResource, tenant_url: str,
             }
     for name, items in (stored.related or {}).items():
         if name == "members":
-            out["members"] = [
-                {"value": m["value"], "$ref": location(tenant_url, USER if m["type"] == "User" else GROUP, m["value"]),
-                 "type": m["type"]} for m in items]
+            out["members"] = [member(tenant_url, m["value"], m["type"]) for m in items]
         elif items:  # a User's `groups`, present only when it has some
             out["groups"] = [{"value": g["value"], "$ref": location(tenant_url, GROUP, g["value"]),
                               "display": g["display"], "type": "direct"} for g in items]
@@ -48,6 +46,11 @@ def render(rt: ResourceType, stored: StoredResource, tenant_url: str,
         "version": etag(stored.version),
     }
     return projection.apply(out) if projection else out
+
+
+def member(tenant_url: str, member_id: str, kind: str) -> dict[str, Any]:
+    return {"value": member_id, "$ref": location(tenant_url, USER if kind == "User" else GROUP, member_id),
+            "type": kind}
 
 
 def list_response(resources: list[dict[str, Any]], total: int, start_index: int) -> dict[str, Any]:
@@ -77,6 +80,9 @@ class Projection:
             return any(r.container is None and r.attribute.name == attribute for r in self.include)
         return not any(r.container is None and r.attribute.name == attribute and r.sub is None
                        for r in self.exclude)
+
+    def selects_sub_attribute_of(self, attribute: str) -> bool:
+        return any(r.attribute.name == attribute and r.sub is not None for r in self.include)
 
     def apply(self, resource: dict[str, Any]) -> dict[str, Any]:
         if self.include:
