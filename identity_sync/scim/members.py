@@ -79,6 +79,7 @@ def plan(operations: list[Operation]) -> list[Step]:
 
 
 def _delta(op: str, value: Any) -> MemberDelta:
+    _require_values(value)
     members = coerce(MEMBERS, value, label="members") or []
     ids: list[str] = []
     types: dict[str, str] = {}
@@ -93,6 +94,17 @@ def _delta(op: str, value: Any) -> MemberDelta:
         # Only a remove with no value at all empties the group; `"value": []` removes nobody.
         return MemberDelta("remove", tuple(ids)) if value is not None else MemberDelta("remove_all")
     return MemberDelta("replace" if op == "replace" else "add", tuple(ids), types)
+
+
+def _require_values(value: Any) -> None:
+    """Each member object must name its member: coercion drops read-only and empty
+    sub-attributes, so ``{"display": "Ada"}`` or ``{"value": ""}`` would otherwise become a silent
+    no-op (a client believing it added or removed someone)."""
+    for member in value if isinstance(value, list) else [value]:
+        if isinstance(member, dict):
+            member_id = next((v for k, v in member.items() if k.lower() == "value"), None)
+            if not isinstance(member_id, str) or not member_id:
+                raise BadRequest("Each member needs a 'value' with the member's id.", "invalidValue")
 
 
 def _value_equalities(node: Filter) -> list[str] | None:

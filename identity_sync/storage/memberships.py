@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from identity_sync.storage.sqltext import Sql, json_value
 from identity_sync.storage.tables import former_memberships, memberships, resources
 
 
@@ -88,24 +89,32 @@ def members_of(conn: Connection, group_id: str, batch: int = 1000) -> Iterator[t
 
 
 def groups_of(conn: Connection, member_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-    """The direct groups of each member: ``{member id: [{"value", "display"}]}``."""
+    """The direct groups of each member: ``{member id: [{"value", "display"}]}`` (read on every
+    User GET, so prepared SQL text)."""
     out: dict[str, list[dict[str, Any]]] = {}
     for chunk in _chunks(member_ids, 500):
-        rows = conn.execute(
-            sa.select(memberships.c.member_id, memberships.c.group_id, resources.c.doc["displayName"].as_string())
-            .join(resources, resources.c.id == memberships.c.group_id)
-            .where(memberships.c.member_id.in_(chunk))
-            .order_by(memberships.c.member_id, memberships.c.group_id)
-        ).all()
-        for member_id, group_id, display in rows:
-            out.setdefault(member_id, []).append({"value": group_id, "display": display})
+        sql = Sql(conn.dialect.name)
+        ids = ", ".join(sql.param(member_id) for member_id in chunk)
+        rows = sql.run(conn, (
+            "SELECT m.member_id, m.group_id, r.doc FROM memberships m JOIN resources r ON r.id = m.group_id "
+            f"WHERE m.member_id IN ({ids}) ORDER BY m.member_id, m.group_id")).all()
+        for member_id, group_id, doc in rows:
+            out.setdefault(member_id, []).append({"value": group_id, "display": json_value(doc).get("displayName")})
     return out
 
 
 def retire(conn: Connection, resource_id: str, now: str) -> int:
     """On deleting a user or group: move every membership it takes part in (as member or as
-    group) to ``former_memberships``, where the tombstone keeps them, out of every SCIM view."""
+    group) to ``former_memberships``, where the tombstone keeps them, out of every SCIM view.
+    The groups that lose it as a member get a new version, as for any membership change (else a
+    client's ``If-None-Match`` would be answered 304 with the deleted member still listed)."""
     involved = sa.or_(memberships.c.group_id == resource_id, memberships.c.member_id == resource_id)
+    conn.execute(
+        resources.update()
+        .where(resources.c.id.in_(sa.select(memberships.c.group_id).where(memberships.c.member_id == resource_id)),
+               resources.c.deleted_at.is_(None))
+        .values(version=resources.c.version + 1, last_modified=now)
+    )
     conn.execute(
         former_memberships.insert().from_select(
             ["tenant_id", "group_id", "member_id", "member_type", "created_at", "ended_at"],

@@ -19,7 +19,9 @@ from identity_sync.errors import Conflict
 from identity_sync.scim.filter_ast import Filter
 from identity_sync.scim.index import index_entries
 from identity_sync.scim.registry import ResourceType
+from identity_sync.storage import sqltext
 from identity_sync.storage.filter_sql import compile_filter, is_selective
+from identity_sync.storage.sqltext import Sql, json_value
 from identity_sync.storage.tables import attr_values, resources
 
 
@@ -33,20 +35,6 @@ class StoredResource:
     deleted_at: str | None = None
     #: Multi-valued attributes kept in relations, loaded on request: ``members``, ``groups``.
     related: dict[str, list[dict[str, Any]]] | None = None
-
-
-_COLUMNS = (
-    resources.c.id,
-    resources.c.doc,
-    resources.c.version,
-    resources.c.created_at,
-    resources.c.last_modified,
-    resources.c.deleted_at,
-)
-
-
-def _row(row: Any) -> StoredResource:
-    return StoredResource(*row)
 
 
 def touch(conn: Connection, tenant_id: str, rt: ResourceType, current: StoredResource, now: str) -> StoredResource:
@@ -66,18 +54,6 @@ def _live(tenant_id: str, rt: ResourceType) -> list[sa.ColumnElement[bool]]:
     ]
 
 
-def _live_unindexed(tenant_id: str, rt: ResourceType) -> list[sa.ColumnElement[bool]]:
-    """:func:`_live`, written so that no index can serve it. With a selective filter, SQLite would
-    otherwise walk every live row of the tenant through ``uq_resources_live_name`` and test each
-    against the filter (13 ms at 10,000 users), instead of fetching the few ids the filter's index
-    lookup yields by primary key (0.01 ms). PostgreSQL plans by cost and is unaffected."""
-    return [
-        resources.c.tenant_id.concat("") == tenant_id,
-        resources.c.resource_type.concat("") == rt.name,
-        sa.func.coalesce(resources.c.deleted_at, "") == "",
-    ]
-
-
 def insert(conn: Connection, tenant_id: str, rt: ResourceType, resource_id: str, name_key: str,
            doc: dict[str, Any], now: str) -> StoredResource:
     try:
@@ -92,19 +68,33 @@ def insert(conn: Connection, tenant_id: str, rt: ResourceType, resource_id: str,
     return StoredResource(resource_id, doc, 1, now, now)
 
 
+_SELECT = "SELECT r.id, r.doc, r.version, r.created_at, r.last_modified FROM resources r"
+_LIVE = "r.tenant_id = {tenant} AND r.resource_type = {rtype} AND r.deleted_at IS NULL"
+# With a selective filter, SQLite would walk every live row of the tenant through
+# `uq_resources_live_name` and test each against the filter (13 ms at 10,000 users) instead of
+# fetching the few ids the filter's index lookup yields by primary key (0.01 ms). Written this
+# way, no index can serve the live-row test. PostgreSQL plans by cost and is unaffected.
+_LIVE_UNINDEXED = "r.tenant_id || '' = {tenant} AND r.resource_type || '' = {rtype} AND coalesce(r.deleted_at, '') = ''"
+_GET = f"{_SELECT} WHERE r.id = {{id}} AND {_LIVE}"
+
+
+def _stored(row: Any) -> StoredResource:
+    return StoredResource(row[0], json_value(row[1]), row[2], row[3], row[4])
+
+
 def get(conn: Connection, tenant_id: str, rt: ResourceType, resource_id: str, *,
         for_update: bool = False) -> StoredResource | None:
     """The live resource, or ``None``. ``for_update`` locks its row until the transaction ends
     (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite's write transaction already holds the lock), so
     a read-modify-write never works from a stale copy."""
-    query = sa.select(*_COLUMNS).where(resources.c.id == resource_id, *_live(tenant_id, rt))
-    row = conn.execute(query.with_for_update() if for_update else query).first()
-    return _row(row) if row else None
+    template = _GET + (" FOR UPDATE" if for_update and conn.dialect.name == "postgresql" else "")
+    row = sqltext.run(conn, template, id=resource_id, tenant=tenant_id, rtype=rt.name).first()
+    return _stored(row) if row else None
 
 
 def exists(conn: Connection, tenant_id: str, rt: ResourceType, resource_id: str) -> bool:
-    query = sa.select(resources.c.id).where(resources.c.id == resource_id, *_live(tenant_id, rt))
-    return conn.execute(query).first() is not None
+    return sqltext.run(conn, f"SELECT 1 FROM resources r WHERE r.id = {{id}} AND {_LIVE}", id=resource_id,
+                       tenant=tenant_id, rtype=rt.name).first() is not None
 
 
 def update(conn: Connection, tenant_id: str, rt: ResourceType, current: StoredResource, name_key: str,
@@ -158,20 +148,20 @@ def soft_delete(conn: Connection, tenant_id: str, rt: ResourceType, resource_id:
 def query(conn: Connection, tenant_id: str, rt: ResourceType, node: Filter | None, *, start_index: int,
           count: int) -> tuple[int, list[StoredResource]]:
     """``(totalResults, one page)``, in creation order (stable while nothing is created)."""
-    conditions = _live(tenant_id, rt)
+    sql = Sql(conn.dialect.name)
+    live = _LIVE_UNINDEXED if node is not None and is_selective(node) else _LIVE
+    where = live.format(tenant=sql.named("tenant", tenant_id), rtype=sql.named("rtype", rt.name))
     if node is not None:
-        if is_selective(node):
-            conditions = _live_unindexed(tenant_id, rt)
-        conditions.append(compile_filter(rt, tenant_id, node))
-    total = conn.execute(sa.select(sa.func.count()).select_from(resources).where(*conditions)).scalar_one()
-    if count == 0 or total < start_index:
-        return total, []
-    page = conn.execute(
-        sa.select(*_COLUMNS).where(*conditions)
-        .order_by(resources.c.created_at, resources.c.id)
-        .offset(start_index - 1).limit(count)
-    ).all()
-    return total, [_row(row) for row in page]
+        where = f"{where} AND {compile_filter(sql, rt, node)}"
+    page: list[StoredResource] = []
+    if count > 0:
+        text = (f"{_SELECT} WHERE {where} ORDER BY r.created_at, r.id "
+                f"LIMIT {sql.named('limit', count)} OFFSET {sql.named('offset', start_index - 1)}")
+        page = [_stored(row) for row in sql.run(conn, text).all()]
+        if start_index == 1 and len(page) < count:
+            return len(page), page  # the whole result is on this page: no count query needed
+    total = sql.run(conn, f"SELECT count(*) FROM resources r WHERE {where}").scalar_one()
+    return total, page
 
 
 def tombstones(conn: Connection, tenant_id: str | None, older_than: str | None) -> list[dict[str, Any]]:

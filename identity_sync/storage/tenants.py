@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from identity_sync.storage import sqltext
 from identity_sync.storage.tables import credentials, tenants
 
 
@@ -40,13 +41,17 @@ def insert_credential(conn: Connection, credential_id: str, tenant_id: str, kind
     ))
 
 
+_CREDENTIAL_BY_HASH = (
+    "SELECT c.id, c.tenant_id, c.secret_hash, c.expires_at, c.last_used_at, c.revoked_at, "
+    "t.name AS tenant_name, t.status AS tenant_status "
+    "FROM credentials c JOIN tenants t ON t.id = c.tenant_id WHERE c.secret_hash = {digest}"
+)
+
+
 def credential_by_hash(conn: Connection, secret_hash: str) -> dict[str, Any] | None:
-    """The credential with this digest joined with its tenant's name and status."""
-    row = conn.execute(
-        sa.select(credentials, tenants.c.name.label("tenant_name"), tenants.c.status.label("tenant_status"))
-        .join(tenants, tenants.c.id == credentials.c.tenant_id)
-        .where(credentials.c.secret_hash == secret_hash)
-    ).first()
+    """The credential with this digest joined with its tenant's name and status (every request
+    runs this, so it is prepared SQL text: see ``sqltext.py``)."""
+    row = sqltext.run(conn, _CREDENTIAL_BY_HASH, digest=secret_hash).first()
     return dict(row._mapping) if row else None
 
 
