@@ -52,7 +52,7 @@ class ResourceService:
         return stored
 
     def get(self, principal: Principal, rt: ResourceType, resource_id: str) -> StoredResource:
-        with self.db.read() as conn:
+        with self.db.fast_read() as conn:
             stored = store.get(conn, principal.tenant_id, rt, resource_id)
         if stored is None:
             raise NotFound(f"{rt.name} {resource_id[:64]} not found.")
@@ -65,7 +65,7 @@ class ResourceService:
         if filter_text is not None and filter_text.strip():
             node = parse_filter(filter_text, max_length=s.filter_max_length, max_depth=s.filter_max_depth,
                                 max_terms=s.filter_max_terms)
-        with self.db.read() as conn:
+        with self.db.fast_read() as conn:
             return store.query(conn, principal.tenant_id, rt, node, start_index=start_index, count=count)
 
     def replace(self, principal: Principal, rt: ResourceType, resource_id: str, body: Any,
@@ -165,10 +165,11 @@ class ResourceService:
         for: Entra always reads groups with ``excludedAttributes=members``) and a User's ``groups``."""
         if not page or not ((rt is GROUP and with_members) or (rt is USER and with_groups)):
             return page
-        with self.db.read() as conn:
-            if rt is USER:
+        if rt is USER:
+            with self.db.fast_read() as conn:
                 groups = memberships.groups_of(conn, [r.id for r in page])
-                return [replace(r, related={"groups": groups.get(r.id, [])}) for r in page]
+            return [replace(r, related={"groups": groups.get(r.id, [])}) for r in page]
+        with self.db.read() as conn:
             return [replace(r, related={"members": [
                 {"value": member_id, "type": kind} for member_id, kind in memberships.members_of(conn, r.id)
             ]}) for r in page]

@@ -91,7 +91,7 @@ class TenantService:
         if token is None:
             raise Unauthorized()
         token_digest = tokens.digest(token)
-        with self.db.read() as conn:
+        with self.db.fast_read() as conn:
             row = store.credential_by_hash(conn, token_digest)
         now = now_text()
         if (

@@ -21,6 +21,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection, Engine
 
+from identity_sync.storage.sqltext import DriverConnection
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -58,7 +60,10 @@ def _sqlite_on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-un
 
 
 def _sqlite_on_begin(connection: Connection) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if connection.info.get("write") else "BEGIN")
+    # Reads run in autocommit: each statement sees a consistent snapshot by itself, and an
+    # explicit BEGIN/ROLLBACK pair per request cost more than the typical lookup query.
+    if connection.info.get("write"):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Database:
@@ -78,6 +83,15 @@ class Database:
                     yield conn
             finally:
                 conn.info["write"] = False
+
+    @contextmanager
+    def fast_read(self) -> Iterator[DriverConnection]:
+        """A pooled driver connection for the prepared per-request reads (``sqltext.py``)."""
+        raw = self.engine.raw_connection()
+        try:
+            yield DriverConnection(raw, self.engine.dialect.name)
+        finally:
+            raw.close()  # back to the pool, which rolls back whatever the driver left open
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

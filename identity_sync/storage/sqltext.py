@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
-from sqlalchemy.engine import Connection, CursorResult
+from sqlalchemy.engine import Connection
 
 
 def placeholder(dialect: str, name: str) -> str:
@@ -37,9 +37,47 @@ class _Markers(dict):  # type: ignore[type-arg]
         return placeholder(self.dialect, name)
 
 
-def run(conn: Connection, template: str, **params: Any) -> CursorResult[Any]:
+def run(conn: Connection | DriverConnection, template: str, **params: Any) -> Any:
     """Execute ``template`` (``{name}`` marks a parameter) with ``params``."""
     return conn.exec_driver_sql(_prepare(template, conn.dialect.name), params)
+
+
+class _Dialect:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class DriverConnection:
+    """A pooled DB-API connection with just what the prepared reads use (``dialect.name`` and
+    ``exec_driver_sql``): the per-request reads skip SQLAlchemy's Connection and transaction
+    objects, whose set-up cost more than a lookup query."""
+
+    def __init__(self, raw: Any, dialect: str) -> None:
+        self.raw = raw
+        self.dialect = _Dialect(dialect)
+
+    def exec_driver_sql(self, text: str, params: dict[str, Any]) -> Rows:
+        cursor = self.raw.cursor()
+        cursor.execute(text, params)
+        return Rows(cursor)
+
+
+class Rows:
+    def __init__(self, cursor: Any) -> None:
+        self.cursor = cursor
+
+    def all(self) -> list[tuple[Any, ...]]:
+        return self.cursor.fetchall()
+
+    def first(self) -> tuple[Any, ...] | None:
+        return self.cursor.fetchone()
+
+    def first_mapping(self) -> dict[str, Any] | None:
+        row = self.cursor.fetchone()
+        return None if row is None else dict(zip((d[0] for d in self.cursor.description), row, strict=True))
+
+    def scalar_one(self) -> Any:
+        return self.cursor.fetchone()[0]
 
 
 def json_value(value: Any) -> Any:
@@ -69,5 +107,5 @@ class Sql:
         self._aliases += 1
         return f"v{self._aliases}"
 
-    def run(self, conn: Connection, text: str) -> CursorResult[Any]:
+    def run(self, conn: Connection | DriverConnection, text: str) -> Any:
         return conn.exec_driver_sql(text, self.params)

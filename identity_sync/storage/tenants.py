@@ -48,11 +48,10 @@ _CREDENTIAL_BY_HASH = (
 )
 
 
-def credential_by_hash(conn: Connection, secret_hash: str) -> dict[str, Any] | None:
+def credential_by_hash(conn: Connection | sqltext.DriverConnection, secret_hash: str) -> dict[str, Any] | None:
     """The credential with this digest joined with its tenant's name and status (every request
     runs this, so it is prepared SQL text: see ``sqltext.py``)."""
-    row = sqltext.run(conn, _CREDENTIAL_BY_HASH, digest=secret_hash).first()
-    return dict(row._mapping) if row else None
+    return sqltext.run(conn, _CREDENTIAL_BY_HASH, digest=secret_hash).first_mapping()
 
 
 def list_credentials(conn: Connection, tenant_id: str) -> list[dict[str, Any]]:
