@@ -103,7 +103,8 @@ def _apply_path(rt: ResourceType, doc: dict[str, Any], op: str, path_text: str, 
         if not isinstance(value, dict):
             raise BadRequest(f"'{extension.id}' takes an object.", "invalidValue")
         for key, item in value.items():
-            _apply_path(rt, doc, op, f"{extension.id}:{key}", item)
+            if key.lower() not in _IGNORED_KEYS:  # clients may repeat "schemas" inside the object
+                _apply_path(rt, doc, op, f"{extension.id}:{key}", item)
         return
     path = parse_patch_path(path_text)
     resolved = rt.resolve(path.attr, scim_type="invalidPath")

@@ -737,3 +737,15 @@ def test_tenants_are_isolated(scim: ScimClient, other_scim: ScimClient) -> None:
     assert_scim_error(scim.get(f"/Users/{theirs['id']}"), 404)
     assert_scim_error(scim.delete(f"/Users/{theirs['id']}"), 404)
     assert other_scim.get(f"/Users/{theirs['id']}").status_code == 200
+
+
+def test_an_extension_object_value_may_repeat_its_schemas_key(scim) -> None:
+    """scim2-tester adds the whole extension object, `schemas` included: the key is ignored."""
+    user = scim.create_user("ext-object@example.com")
+    ext = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+    response = scim.patch(f"/Users/{user['id']}", {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "add", "path": ext, "value": {"schemas": [ext], "department": "Archive"}}],
+    })
+    assert response.status_code == 200, response.text
+    assert scim.get(f"/Users/{user['id']}").json()[ext] == {"department": "Archive"}
