@@ -7,6 +7,7 @@ Shared vocabulary for those suites lives here."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote_plus
 
 from tests.conftest import ScimClient
 
@@ -57,3 +58,8 @@ def assert_scim_error(response: Any, status: int, scim_type: str | None = None) 
     if scim_type is not None:
         assert body.get("scimType") == scim_type, body
     return body
+
+
+def entra_filter(expression: str) -> str:
+    """``filter=…`` form-encoded the way Entra sends it: spaces as ``+``, quotes as ``%22``."""
+    return "filter=" + quote_plus(expression, safe="")

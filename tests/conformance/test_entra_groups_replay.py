@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
-from urllib.parse import quote_plus
 
 import pytest
 
@@ -22,6 +21,7 @@ from tests.conformance import (
     LIST_RESPONSE,
     SCIM_JSON,
     assert_scim_error,
+    entra_filter,
     fetch,
     patch_body,
 )
@@ -29,11 +29,6 @@ from tests.conftest import ScimClient
 
 GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
 ADSCIM_GROUP = "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"
-
-
-def entra_filter(expression: str) -> str:
-    """``filter=…`` form-encoded the way Entra sends it: spaces as ``+``, quotes as ``%22``."""
-    return "filter=" + quote_plus(expression, safe="")
 
 
 def entra_group(display_name: str, **extra: Any) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
-from urllib.parse import quote_plus
 
 import pytest
 from starlette.testclient import TestClient
@@ -25,6 +24,7 @@ from tests.conformance import (
     LIST_RESPONSE,
     SCIM_JSON,
     assert_scim_error,
+    entra_filter,
     fetch,
     ids,
     patch_body,
@@ -35,11 +35,6 @@ from tests.conftest import ScimClient
 ADSCIM_USER = "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/User"
 #: The typo in an old Microsoft sample: no colon between "2.0" and "User".
 TYPO_ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0User"
-
-
-def entra_filter(expression: str) -> str:
-    """``filter=…`` form-encoded the way Entra sends it: spaces as ``+``, quotes as ``%22``."""
-    return "filter=" + quote_plus(expression, safe="")
 
 
 def entra_user(user_name: str, **extra: Any) -> dict[str, Any]:
