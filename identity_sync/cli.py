@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import sys
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from identity_sync import cli_auth
 from identity_sync.clock import ago_text
 from identity_sync.config import Settings
 from identity_sync.service.tenants import IssuedToken, TenantError, TenantService
@@ -28,6 +30,7 @@ tombstone_app = typer.Typer(help="List and purge deleted users kept as tombstone
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(token_app, name="token")
 app.add_typer(tombstone_app, name="tombstones")
+cli_auth.register(app)  # client, keys, entra (docs/security.md)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 TenantOption = Annotated[str, typer.Option("--tenant", help="The tenant's name.")]
@@ -70,6 +73,9 @@ def _print_issued(settings: Settings, issued: IssuedToken, as_json: bool, base: 
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    ssl_certfile: Annotated[Path | None, typer.Option(help="Serve HTTPS (TLS 1.2/1.3) with this PEM certificate "
+                                                           "(chain).")] = None,
+    ssl_keyfile: Annotated[Path | None, typer.Option(help="The certificate's PEM private key.")] = None,
 ) -> None:
     """Run the SCIM service (migrations are applied first)."""
     import uvicorn
@@ -78,12 +84,16 @@ def serve(
 
     settings, db = _open()
     issued = TenantService(db).ensure_default_tenant()
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        _fail("--ssl-certfile and --ssl-keyfile go together.")
+    scheme = "https" if ssl_certfile else "http"
     if issued is not None:
         typer.echo("First start: created the 'default' tenant.")
-        _print_issued(settings, issued, False, settings.public_url or f"http://{host}:{port}")
-    typer.echo(f"Serving SCIM on http://{host}:{port}/scim/v2/<tenant> (database: {_safe_url(db.url)})")
+        _print_issued(settings, issued, False, settings.public_url or f"{scheme}://{host}:{port}")
+    typer.echo(f"Serving SCIM on {scheme}://{host}:{port}/scim/v2/<tenant> (database: {_safe_url(db.url)})")
+    tls = {"ssl_certfile": str(ssl_certfile), "ssl_keyfile": str(ssl_keyfile)} if ssl_certfile else {}
     uvicorn.run(create_app(settings, db), host=host, port=port, access_log=False, log_level="warning",
-                backlog=2048)
+                backlog=2048, **tls)
 
 
 def _safe_url(url: str) -> str:

@@ -35,7 +35,31 @@ class Settings(BaseSettings):
     default_page_size: int = 100
     max_page_size: int = 1_000
 
+    # -- authorization and limits (docs/security.md) --
+    #: Lifetime of access tokens from the token endpoint: Entra accepts 1-6 hours.
+    oauth_token_lifetime_seconds: int = Field(default=3_600, ge=3_600, le=21_600)
+    #: ``iss`` of the access tokens we sign (and the only issuer our own tokens may carry).
+    oauth_issuer: str = "identity-sync"
+    #: Where the token-signing keys live (default ``<data_dir>/signing-keys``); every worker and
+    #: node must see the same directory.
+    signing_keys_dir: Path | None = None
+    #: Lifetime of a new client secret (Microsoft's gallery rules: 1-3 years).
+    client_secret_lifetime_days: int = Field(default=365, ge=1, le=1_095)
+    #: Clock skew tolerated on ``exp``/``nbf`` of every JWT.
+    jwt_leeway_seconds: int = Field(default=60, ge=0, le=300)
+    #: Per-tenant token bucket for SCIM requests (0 turns it off); Entra needs >= 25 req/s.
+    rate_limit_per_second: float = Field(default=100.0, ge=0)
+    rate_limit_burst: int = Field(default=300, ge=1)
+    #: Per-tenant token bucket for the token endpoint (online guessing of client secrets).
+    token_rate_limit_per_second: float = Field(default=5.0, ge=0)
+    token_rate_limit_burst: int = Field(default=20, ge=1)
+    #: Largest token request body (a form with a client id, secret and scope is ~200 bytes).
+    token_request_max_bytes: int = Field(default=8_192, ge=512)
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'identity-sync.db'}"
+
+    def resolved_signing_keys_dir(self) -> Path:
+        return self.signing_keys_dir or self.data_dir / "signing-keys"

@@ -14,6 +14,14 @@ from dataclasses import dataclass
 
 TOKEN_PREFIX = "idsync_"
 
+#: Scopes (docs/security.md). Provisioning is read + write; operator actions are a scope of their
+#: own that no provisioning credential holds unless it was explicitly granted.
+SCIM_READ = "scim:read"
+SCIM_WRITE = "scim:write"
+ADMIN = "admin"
+ALL_SCOPES = frozenset({SCIM_READ, SCIM_WRITE, ADMIN})
+PROVISIONING = frozenset({SCIM_READ, SCIM_WRITE})
+
 
 @dataclass(frozen=True, slots=True)
 class Principal:
@@ -22,6 +30,8 @@ class Principal:
     tenant_id: str
     tenant_name: str
     credential_id: str
+    #: What the credential may do; static bearer tokens are provisioning credentials.
+    scopes: frozenset[str] = PROVISIONING
 
 
 def new_token() -> str:

@@ -24,6 +24,7 @@ from identity_sync.scim.resource import normalize
 from identity_sync.storage import memberships
 from identity_sync.storage import resources as store
 from identity_sync.storage.db import Database
+from identity_sync.storage.listing import ListRequest
 from identity_sync.storage.resources import StoredResource
 
 log = structlog.get_logger("identity_sync.service")
@@ -60,13 +61,20 @@ class ResourceService:
 
     def query(self, principal: Principal, rt: ResourceType, filter_text: str | None, start_index: int,
               count: int) -> tuple[int, list[StoredResource]]:
+        page = self.search(principal, rt, filter_text, ListRequest(start_index=start_index, count=count))
+        assert page.total is not None
+        return page.total, page.resources
+
+    def search(self, principal: Principal, rt: ResourceType, filter_text: str | None,
+               request: ListRequest) -> store.Page:
+        """One page of a list or ``.search`` request: filter, sort, index or cursor paging."""
         s = self.settings
         node = None
         if filter_text is not None and filter_text.strip():
             node = parse_filter(filter_text, max_length=s.filter_max_length, max_depth=s.filter_max_depth,
                                 max_terms=s.filter_max_terms)
         with self.db.fast_read() as conn:
-            return store.query(conn, principal.tenant_id, rt, node, start_index=start_index, count=count)
+            return store.search(conn, principal.tenant_id, rt, node, request)
 
     def replace(self, principal: Principal, rt: ResourceType, resource_id: str, body: Any,
                 if_match: str | None) -> StoredResource:

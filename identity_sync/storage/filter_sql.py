@@ -14,12 +14,10 @@ The text is assembled only from fixed fragments and table/column names; every va
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from identity_sync.clock import format_timestamp
 from identity_sync.errors import BadRequest
 from identity_sync.scim import attributes as t
 from identity_sync.scim.attributes import Attribute
+from identity_sync.scim.evaluate import timestamp_literal
 from identity_sync.scim.filter_ast import And, AttrPath, Compare, Filter, Literal, Not, Or, Present, ValuePath
 from identity_sync.scim.index import value_key
 from identity_sync.scim.registry import Resolved, ResourceType
@@ -109,12 +107,15 @@ class _Compiler:
         return f"r.id IN (SELECT resource_id FROM attr_values WHERE tenant_id = {self.tenant} AND {condition})"
 
     def _column_term(self, column: str, attr: Attribute, node: Compare | Present) -> str:
+        """A term on a column every live resource has (``id``, ``meta.created``…)."""
         if isinstance(node, Present):
-            return f"{column} IS NOT NULL"
+            return "1 = 1"
         if node.value is None:
-            return f"{column} IS NULL" if node.op == "eq" else f"{column} IS NOT NULL"
+            if node.op not in ("eq", "ne"):
+                raise BadRequest("null can only be compared with eq or ne.", "invalidFilter")
+            return "1 = 0" if node.op == "eq" else "1 = 1"
         if node.op == "ne":
-            return f"{column} <> {self.sql.param(str(node.value))}"
+            return f"NOT ({self._key_condition(column, attr, 'eq', node.value)})"
         return self._key_condition(column, attr, node.op, node.value)
 
     def _meta_term(self, resolved: Resolved, node: Compare | Present) -> str:
@@ -131,8 +132,8 @@ class _Compiler:
         column = _META_COLUMNS.get(sub.name.lower())
         if column is None:
             raise BadRequest(f"Filtering on meta.{sub.name} is not supported.", "invalidFilter")
-        if isinstance(node, Compare) and isinstance(node.value, str):
-            node = Compare(node.path, node.op, _timestamp_literal(node.value))
+        if isinstance(node, Compare):
+            node = Compare(node.path, node.op, timestamp_literal(node.op, node.value))
         return self._column_term(column, sub, node)
 
     def _key_condition(self, column: str, attr: Attribute, op: str, literal: Literal) -> str:
@@ -144,8 +145,13 @@ class _Compiler:
             if not isinstance(literal, bool):
                 return "1 = 0"
         key = value_key(attr, literal)
+        if op == "eq":
+            return f"{column} = {self.sql.param(key)}"
         if op in _COMPARATORS:
-            return f"{column} {_COMPARATORS[op]} {self.sql.param(key)}"
+            # Code-point order, as SQLite's BINARY collation and the evaluator: a locale
+            # collation would make `gt` depend on the server's configuration.
+            collate = ' COLLATE "C"' if self.sql.dialect == "postgresql" else ""
+            return f"{column}{collate} {_COMPARATORS[op]} {self.sql.param(key)}"
         if op in ("co", "sw", "ew"):
             return f"{column} LIKE {self.sql.param(like_pattern(op, key))} ESCAPE '\\'"
         raise BadRequest(f"Unsupported operator '{op}'.", "invalidFilter")
@@ -168,10 +174,11 @@ class _Compiler:
     def _value_path(self, node: ValuePath) -> str:
         resolved = self._resolve(node.path)
         attr = resolved.attribute
-        if attr.name in _RELATIONS and resolved.container is None and isinstance(node.inner, (Compare, Present)):
+        if attr.name in _RELATIONS and resolved.container is None:
             inner = node.inner
-            if inner.path.urn is None and inner.path.sub is None:
-                return self._relation(attr, inner.path.attr, inner)
+            if not isinstance(inner, (Compare, Present)) or inner.path.urn is not None or inner.path.sub is not None:
+                raise BadRequest(f"'{attr.name}[…]' takes one value eq/ne or pr term.", "invalidFilter")
+            return self._relation(attr, inner.path.attr, inner)
         if not attr.is_complex or resolved.sub is not None:
             raise BadRequest(f"'{attr.name}' cannot take a value filter.", "invalidFilter")
         prefix = Resolved(resolved.container, attr).index_path
@@ -206,6 +213,8 @@ class _Compiler:
             raise BadRequest(f"Unknown sub-attribute in value filter: {attr.name}.{node.path.attr[:40]}",
                              "invalidFilter")
         path = self.sql.param(f"{prefix}.{sub.name.lower()}")
+        if isinstance(node, Compare) and node.value is None and node.op not in ("eq", "ne"):
+            raise BadRequest("null can only be compared with eq or ne.", "invalidFilter")
         if not correlated:  # the anchor term itself: an indexed lookup on the anchor row
             assert isinstance(node, Compare) and node.value is not None
             return f"{anchor}.path = {path} AND {self._key_condition(f'{anchor}.key', sub, node.op, node.value)}"
@@ -244,9 +253,3 @@ def _choose_anchor(terms: list[Compare | Present]) -> Compare | None:
     best = min(terms, key=rank)
     return best if rank(best) < 9 and isinstance(best, Compare) else None
 
-
-def _timestamp_literal(text: str) -> str:
-    try:
-        return format_timestamp(datetime.fromisoformat(text.replace("Z", "+00:00")))
-    except ValueError:
-        raise BadRequest("A dateTime literal is required here.", "invalidFilter") from None

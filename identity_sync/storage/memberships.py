@@ -45,8 +45,10 @@ def add(conn: Connection, tenant_id: str, group_id: str, members: dict[str, str]
     ]
     added = 0
     for chunk in _chunks(rows, 500):
-        result = conn.execute(insert(memberships).on_conflict_do_nothing(), chunk)
-        added += max(result.rowcount, 0)
+        # Count what RETURNING yields: an executemany's rowcount is -1 on psycopg (SQLAlchemy
+        # batches it as multi-row VALUES), which would hide a real change from the caller.
+        result = conn.execute(insert(memberships).on_conflict_do_nothing().returning(memberships.c.member_id), chunk)
+        added += len(result.all())
     return added
 
 

@@ -19,8 +19,9 @@ from identity_sync.errors import Conflict
 from identity_sync.scim.filter_ast import Filter
 from identity_sync.scim.index import index_entries
 from identity_sync.scim.registry import ResourceType
-from identity_sync.storage import sqltext
+from identity_sync.storage import listing, sqltext
 from identity_sync.storage.filter_sql import compile_filter, is_selective
+from identity_sync.storage.listing import ListRequest
 from identity_sync.storage.sqltext import Sql, json_value
 from identity_sync.storage.tables import attr_values, resources
 
@@ -75,6 +76,8 @@ _LIVE = "r.tenant_id = {tenant} AND r.resource_type = {rtype} AND r.deleted_at I
 # fetching the few ids the filter's index lookup yields by primary key (0.01 ms). Written this
 # way, no index can serve the live-row test. PostgreSQL plans by cost and is unaffected.
 _LIVE_UNINDEXED = "r.tenant_id || '' = {tenant} AND r.resource_type || '' = {rtype} AND coalesce(r.deleted_at, '') = ''"
+_SELECT_KEYED = ("SELECT r.id AS id, r.doc AS doc, r.version AS version, r.created_at AS created_at, "
+                 "r.last_modified AS last_modified, {sort_key} AS sk FROM resources r")
 _GET = f"{_SELECT} WHERE r.id = {{id}} AND {_LIVE}"
 
 
@@ -145,23 +148,60 @@ def soft_delete(conn: Connection, tenant_id: str, rt: ResourceType, resource_id:
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class Page:
+    #: ``None`` on cursor pages after the first (RFC 9865 makes it optional; counting every page
+    #: would make a traversal quadratic).
+    total: int | None
+    resources: list[StoredResource]
+    next_cursor: str | None = None
+
+
 def query(conn: Connection, tenant_id: str, rt: ResourceType, node: Filter | None, *, start_index: int,
           count: int) -> tuple[int, list[StoredResource]]:
-    """``(totalResults, one page)``, in creation order (stable while nothing is created)."""
+    """``(totalResults, one page)`` in creation order: :func:`search` with index paging."""
+    page = search(conn, tenant_id, rt, node, ListRequest(start_index=start_index, count=count))
+    assert page.total is not None
+    return page.total, page.resources
+
+
+def search(conn: Connection, tenant_id: str, rt: ResourceType, node: Filter | None,
+           request: ListRequest) -> Page:
+    """One page of the live resources matching ``node``, in the order and by the paging method
+    ``request`` asks for (see ``storage/listing.py``)."""
     sql = Sql(conn.dialect.name)
     live = _LIVE_UNINDEXED if node is not None and is_selective(node) else _LIVE
     where = live.format(tenant=sql.named("tenant", tenant_id), rtype=sql.named("rtype", rt.name))
     if node is not None:
         where = f"{where} AND {compile_filter(sql, rt, node)}"
-    page: list[StoredResource] = []
-    if count > 0:
-        text = (f"{_SELECT} WHERE {where} ORDER BY r.created_at, r.id "
-                f"LIMIT {sql.named('limit', count)} OFFSET {sql.named('offset', start_index - 1)}")
-        page = [_stored(row) for row in sql.run(conn, text).all()]
-        if start_index == 1 and len(page) < count:
-            return len(page), page  # the whole result is on this page: no count query needed
+    sort_key = listing.sort_key_sql(sql, rt, request.sort_by) if request.sort_by else None
+    print_ = listing.fingerprint(rt, request)
+    after = listing.decode_cursor(request.cursor, print_) if request.cursor else None
+    order, seek = listing.order_and_seek(sql, sort_key, request.descending and sort_key is not None, after)
+    cursor_mode = request.cursor is not None
+    rows: list[Any] = []
+    if request.count > 0:
+        limit = request.count + 1 if cursor_mode else request.count
+        if sort_key is None:
+            text = f"{_SELECT} WHERE {where} AND {seek} ORDER BY {order} LIMIT {sql.named('limit', limit)}"
+        else:
+            text = (f"SELECT * FROM ({_SELECT_KEYED.format(sort_key=sort_key)} WHERE {where}) t "
+                    f"WHERE {seek} ORDER BY {order} LIMIT {sql.named('limit', limit)}")
+        if not cursor_mode:
+            text += f" OFFSET {sql.named('offset', request.start_index - 1)}"
+        rows = sql.run(conn, text).all()
+    next_cursor = None
+    if cursor_mode and len(rows) > request.count:
+        rows = rows[:request.count]
+        next_cursor = listing.encode_cursor(listing.position_of(rows[-1], sort_key is not None), print_)
+    page = [_stored(row) for row in rows]
+    first_page = request.cursor == "" if cursor_mode else request.start_index == 1
+    if first_page and request.count > 0 and len(rows) < request.count:
+        return Page(len(page), page, next_cursor)  # the whole result is on this page: no count query
+    if cursor_mode and not first_page:
+        return Page(None, page, next_cursor)
     total = sql.run(conn, f"SELECT count(*) FROM resources r WHERE {where}").scalar_one()
-    return total, page
+    return Page(total, page, next_cursor)
 
 
 def tombstones(conn: Connection, tenant_id: str | None, older_than: str | None) -> list[dict[str, Any]]:

@@ -106,3 +106,46 @@ former_memberships = sa.Table(
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Column("ended_at", sa.String(32), nullable=False),
 )
+
+# -- OAuth 2.0 clients and Entra trust (issue 5; see docs/security.md) ------------------------------
+
+# A client of the token endpoint: one per customer (Microsoft requires each customer to bring its
+# own client id/secret). ``scopes`` is a space-separated subset of auth/tokens.py's scopes.
+oauth_clients = sa.Table(
+    "oauth_clients",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id"), nullable=False, index=True),
+    sa.Column("scopes", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("revoked_at", sa.String(32)),
+)
+
+# A client's secrets: several live at once (rotation), each with an expiry, stored as SHA-256
+# digests only (256 random bits: nothing to brute-force, so a fast hash is enough). Access tokens
+# name the secret they were issued for, so revoking a secret ends its tokens too.
+oauth_client_secrets = sa.Table(
+    "oauth_client_secrets",
+    metadata,
+    sa.Column("id", sa.String(16), primary_key=True),
+    sa.Column("client_id", sa.String(40), sa.ForeignKey("oauth_clients.id"), nullable=False, index=True),
+    sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("expires_at", sa.String(32), nullable=False),
+    sa.Column("last_used_at", sa.String(32)),
+    sa.Column("revoked_at", sa.String(32)),
+)
+
+# Tokens issued by the customer's Microsoft Entra tenant that this tenant accepts (Entra's
+# blank-secret mode): the Entra tenant id fixes the trusted issuer; the JWKS (public keys, not a
+# secret) is kept here so that every worker and node sees the same configuration.
+entra_trust = sa.Table(
+    "entra_trust",
+    metadata,
+    sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id"), primary_key=True),
+    sa.Column("entra_tenant_id", sa.String(36), nullable=False),
+    sa.Column("audience", sa.String(200), nullable=False),
+    sa.Column("jwks", sa.Text),
+    sa.Column("jwks_url", sa.String(500)),
+    sa.Column("updated_at", sa.String(32), nullable=False),
+)

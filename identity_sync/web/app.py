@@ -18,17 +18,19 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from identity_sync.auth import scopes
 from identity_sync.auth.tokens import Principal
 from identity_sync.config import Settings
-from identity_sync.errors import BadRequest, ScimError, ServiceUnavailable
+from identity_sync.errors import NotFound, ScimError, ServiceUnavailable
 from identity_sync.scim.registry import GROUP, ResourceType
+from identity_sync.service.clients import Authenticator, ClientService
 from identity_sync.service.resources import ResourceService, etag
 from identity_sync.service.tenants import TenantService
 from identity_sync.storage.db import Database
 from identity_sync.storage.resources import StoredResource
-from identity_sync.web import discovery, streaming
+from identity_sync.web import bulk, discovery, limits, oauth_routes, search, streaming
 from identity_sync.web.body import parse_json, read_body
-from identity_sync.web.render import Projection, list_response, location, render
+from identity_sync.web.render import Projection, location, render
 from identity_sync.web.responses import ScimResponse, error_response
 
 log = structlog.get_logger("identity_sync.web")
@@ -44,6 +46,11 @@ class Handlers:
         self.settings = settings
         self.tenants = TenantService(db)
         self.resources = ResourceService(db, settings)
+        # Credentials of every kind (static, OAuth access token, Entra-issued), scopes and the
+        # per-tenant rate limit: see docs/security.md.
+        self.clients = ClientService(db, settings)
+        self.auth = Authenticator(db, settings, self.clients.keys)
+        self.limiter = limits.scim_limiter(settings)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -52,12 +59,16 @@ class Handlers:
         return f"{base.rstrip('/')}/scim/v2/{request.path_params['tenant']}"
 
     async def call(self, request: Request, action: Callable[[Principal], T]) -> T:
-        """Authenticate, then run ``action`` — both in one worker thread."""
+        """Authenticate, check the scope and the tenant's rate limit, then run ``action`` — all in
+        one worker thread."""
         header = request.headers.get("authorization")
         tenant = request.path_params["tenant"]
+        scope = scopes.required_scope(request.method, request.url.path)
 
         def work() -> T:
-            return action(self.tenants.authenticate(header, tenant))
+            principal = scopes.require(self.auth.authenticate(header, tenant), scope)
+            limits.check(self.limiter, principal.tenant_id)
+            return action(principal)
 
         return await anyio.to_thread.run_sync(work)
 
@@ -91,20 +102,20 @@ class Handlers:
     # -- resources -----------------------------------------------------------------------------
 
     async def list_resources(self, request: Request, rt: ResourceType) -> Response:
-        params = request.query_params
-        start_index = max(1, _int_param(params.get("startIndex"), 1, "startIndex"))
-        count = _int_param(params.get("count"), self.settings.default_page_size, "count")
-        count = min(max(0, count), self.settings.max_page_size)
-        projection = self.projection(request, rt)
+        return await search.list_resources(self, request, rt)
 
-        def action(principal: Principal) -> tuple[int, list[StoredResource]]:
-            total, page = self.resources.query(principal, rt, params.get("filter"), start_index, count)
-            return total, self.with_related(principal, rt, page, projection)
+    async def search(self, request: Request, rt: ResourceType | None = None) -> Response:
+        return await search.search(self, request, rt)
 
-        total, page = await self.call(request, action)
-        tenant_url = self.tenant_url(request)
-        docs = [render(rt, stored, tenant_url, projection) for stored in page]
-        return ScimResponse(list_response(docs, total, start_index))
+    async def bulk(self, request: Request) -> Response:
+        return await bulk.bulk(self, request)
+
+    async def me(self, request: Request) -> Response:
+        # RFC 7644 §3.11: /Me is the resource of the authenticated subject, and ours is always a
+        # provisioning client, never a User or Group: so there is no such resource (404, not 501,
+        # so that no route of the API answers 5xx to a client's mistake).
+        await self.call(request, lambda p: None)
+        raise NotFound("/Me: the authenticated subject is a provisioning client, not a User of this tenant.")
 
     async def create(self, request: Request, rt: ResourceType) -> Response:
         body = await self.body(request)
@@ -182,15 +193,6 @@ class _Body:
         return parse_json(self.raw, self.content_type, max_depth=self.max_depth)
 
 
-def _int_param(raw: str | None, default: int, name: str) -> int:
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise BadRequest(f"'{name}' must be an integer.", "invalidValue") from None
-
-
 def _routes(h: Handlers) -> list[Route]:
     def dispatch(rt: ResourceType, methods: dict[str, Callable[..., Any]]) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
@@ -204,8 +206,12 @@ def _routes(h: Handlers) -> list[Route]:
         collection = {"GET": h.list_resources, "POST": h.create}
         item = {"GET": h.get, "PUT": h.replace, "PATCH": h.patch, "DELETE": h.delete}
         routes.append(Route(base, dispatch(rt, collection), methods=list(collection)))
+        routes.append(Route(base + "/.search", dispatch(rt, {"POST": h.search}), methods=["POST"]))
         routes.append(Route(base + "/{id}", dispatch(rt, item), methods=list(item)))
     routes += [
+        Route(f"{PREFIX}/.search", h.search, methods=["POST"]),
+        Route(f"{PREFIX}/Bulk", h.bulk, methods=["POST"]),
+        Route(f"{PREFIX}/Me", h.me, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
         Route(f"{PREFIX}/ServiceProviderConfig", h.service_provider_config, methods=["GET"]),
         Route(f"{PREFIX}/ResourceTypes", h.resource_types, methods=["GET"]),
         Route(f"{PREFIX}/ResourceTypes/{{name}}", h.resource_types, methods=["GET"]),
@@ -213,6 +219,7 @@ def _routes(h: Handlers) -> list[Route]:
         Route(f"{PREFIX}/Schemas/{{urn}}", h.schemas, methods=["GET"]),
         Route("/healthz", _healthz, methods=["GET"]),
     ]
+    routes += oauth_routes.routes(h.settings, h.clients, PREFIX)
     return routes
 
 

@@ -1,5 +1,6 @@
 """``/ServiceProviderConfig``, ``/ResourceTypes`` and ``/Schemas`` (RFC 7643 §5–§7), generated from
-the same definitions that drive validation, so they cannot drift from what the service does."""
+the same definitions and settings that drive the service, so they cannot drift from what it does.
+``tests/web/test_search.py`` and ``test_bulk.py`` check each advertised capability works."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from identity_sync.config import Settings
 from identity_sync.errors import NotFound
 from identity_sync.scim.registry import GROUP, USER, ResourceType
 from identity_sync.web.render import list_response
+
+#: The most operations one ``/Bulk`` request may carry (``web/bulk.py`` enforces it).
+MAX_BULK_OPERATIONS = 1_000
 
 #: The resource types this service serves.
 SERVED: tuple[ResourceType, ...] = (USER, GROUP)
@@ -20,11 +24,14 @@ def service_provider_config(settings: Settings, tenant_url: str) -> dict[str, An
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
         "documentationUri": DOCS_URL,
         "patch": {"supported": True},
-        "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
+        "bulk": {"supported": True, "maxOperations": MAX_BULK_OPERATIONS, "maxPayloadSize": settings.max_body_bytes},
         "filter": {"supported": True, "maxResults": settings.max_page_size},
         "changePassword": {"supported": False},
-        "sort": {"supported": False},
+        "sort": {"supported": True},
         "etag": {"supported": True},
+        # RFC 9865 §4: both paging methods; cursors are stateless, so they never time out.
+        "pagination": {"cursor": True, "index": True, "defaultPaginationMethod": "index",
+                       "defaultPageSize": settings.default_page_size, "maxPageSize": settings.max_page_size},
         "authenticationSchemes": [{
             "type": "oauthbearertoken",
             "name": "OAuth Bearer Token",

@@ -27,4 +27,4 @@ def test_migrating_twice_is_harmless(tmp_path: Path) -> None:
     with db.engine.connect() as conn:
         version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar_one()
     db.dispose()
-    assert version == "0002"
+    assert version == "0003"

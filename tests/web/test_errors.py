@@ -319,3 +319,38 @@ def test_a_rejected_filter_does_not_leak_its_value_into_the_logs(scim: ScimClien
     output = json_logs()
     assert "request.rejected" in output or "http.request" in output
     assert ".secret" not in output
+
+
+def test_logs_carry_no_client_secret_nor_access_token(scim: ScimClient, json_logs: Any, settings: Settings) -> None:
+    """The whole OAuth flow — token requests by Header, Body and Both, good and bad secrets, SCIM
+    calls with the access token, bad and foreign tokens, CLI-side operations — logs no credential."""
+    import base64
+
+    from identity_sync.service.clients import ClientService
+
+    clients = ClientService(scim.http.app.state.db, settings)
+    issued = clients.create_client("acme")
+    rotated = clients.rotate_secret("acme", issued.client_id)
+    url = scim.base + "/oauth/token"
+    basic = "Basic " + base64.b64encode(f"{issued.client_id}:{issued.client_secret}".encode()).decode()
+    form = {"grant_type": "client_credentials", "client_id": issued.client_id, "client_secret": issued.client_secret}
+    tokens = [scim.http.post(url, data={"grant_type": "client_credentials"}, headers={"Authorization": basic}),
+              scim.http.post(url, data=form),
+              scim.http.post(url, data=form, headers={"Authorization": basic})]
+    access = [t.json()["access_token"] for t in tokens]
+    scim.http.post(url, data={**form, "client_secret": rotated.client_secret + "x"})
+    scim.http.post(url, data={**form, "client_secret": "idsyncs_guess"}, headers={"Authorization": basic})
+    for token in access:
+        ScimClient(scim.http, "acme", token).create_user(f"u{access.index(token)}@example.com")
+    forged = access[0][:-4] + "AAAA"
+    scim.http.get(scim.base + "/Users", headers={"Authorization": f"Bearer {forged}"})
+    scim.http.get("/scim/v2/globex/Users", headers={"Authorization": f"Bearer {access[0]}"})
+    clients.revoke("acme", issued.client_id, rotated.secret_id)
+
+    output = json_logs()
+
+    assert "oauth.token_issued" in output and "oauth.token_refused" in output  # the capture works
+    for secret in (issued.client_secret, rotated.client_secret, issued.client_secret[8:28], *access,
+                   *(a.split(".")[2][:20] for a in access), *(a.split(".")[1][:20] for a in access), forged,
+                   base64.b64encode(f"{issued.client_id}:{issued.client_secret}".encode()).decode()[:30]):
+        assert secret not in output, secret

@@ -1,0 +1,244 @@
+"""OAuth 2.0 client credentials (RFC 6749 §4.4): signing keys, access tokens, and the pieces of a
+token request (client authentication by HTTP Basic, by form body, or both).
+
+Signing keys are RSA-2048 private keys in PEM files (mode 0600) in one directory, named by their
+``kid`` (a UTC timestamp plus random hex, so names sort by age). The newest key signs; every key
+in the directory verifies and is published in the JWKS. Rotation without downtime is therefore:
+``keys rotate`` adds a key (workers pick it up within :data:`RELOAD_SECONDS`, and at once when
+they meet its ``kid``), tokens signed by older keys keep working until they expire, and
+``keys prune`` removes keys older than the longest token lifetime. Keys are files, not rows,
+because a private key cannot be stored as a hash and must never sit in the database in clear.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote_plus
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from identity_sync.auth.jwt import public_jwk
+
+#: How often a process looks for keys added by another process or by the CLI.
+RELOAD_SECONDS = 5.0
+CLIENT_ID_PREFIX = "idsc_"
+CLIENT_SECRET_PREFIX = "idsyncs_"
+ALGORITHM = "RS256"
+
+
+def audience_for(tenant_id: str) -> str:
+    """The ``aud`` of access tokens for one tenant: a token is bound to exactly one tenant."""
+    return f"urn:identity-sync:tenant:{tenant_id}"
+
+
+def new_client_id() -> str:
+    return CLIENT_ID_PREFIX + secrets.token_hex(12)
+
+
+def new_client_secret() -> str:
+    return CLIENT_SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+def _new_kid() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    kid: str
+    private: rsa.RSAPrivateKey
+    public: jwt.PyJWK
+    public_jwk: dict[str, Any]
+
+
+class SigningKeys:
+    """The key directory, cached in memory and re-read when it may have changed."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._keys: dict[str, _Key] = {}
+        self._loaded_at = 0.0
+        self._lock = threading.Lock()
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def _reload(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._loaded_at < RELOAD_SECONDS:
+            return
+        with self._lock:
+            if not force and now - self._loaded_at < RELOAD_SECONDS:
+                return
+            keys = {}
+            paths = sorted(self.directory.glob("*.pem")) if self.directory.is_dir() else []
+            for path in paths:
+                known = self._keys.get(path.stem)
+                keys[path.stem] = known or self._load(path)
+            self._keys = keys
+            self._loaded_at = time.monotonic()
+
+    @staticmethod
+    def _load(path: Path) -> _Key:
+        private = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(private, rsa.RSAPrivateKey):
+            raise ValueError(f"{path.name} is not an RSA private key")
+        jwk = jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key(), as_dict=True)
+        jwk.update({"kid": path.stem, "alg": ALGORITHM, "use": "sig"})
+        public = public_jwk(jwk)
+        assert public is not None
+        return _Key(path.stem, private, public, jwk)
+
+    def public_key(self, kid: str) -> jwt.PyJWK | None:
+        """The verification key named ``kid``; an unknown ``kid`` triggers one early re-read (a
+        key another worker just created), at most once per second."""
+        if kid in self._keys:
+            self._reload()
+        else:
+            self._reload(force=time.monotonic() - self._loaded_at > 1.0)
+        key = self._keys.get(kid)
+        return key.public if key else None
+
+    def jwks(self) -> dict[str, Any]:
+        self._reload()
+        return {"keys": [k.public_jwk for k in self._keys.values()]}
+
+    def kids(self) -> list[str]:
+        self._reload(force=True)
+        return list(self._keys)
+
+    def current(self) -> _Key:
+        """The newest key (created on first use)."""
+        self._reload()
+        if not self._keys:
+            self.rotate()
+        return self._keys[max(self._keys)]
+
+    # -- changing --------------------------------------------------------------------------------
+
+    def rotate(self) -> str:
+        """Add a new key, which signs from now on; older keys keep verifying."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        kid = _new_kid()
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())
+        # Written under a temporary name and renamed, so no process ever reads half a key.
+        tmp = self.directory / f".{kid}.{uuid.uuid4().hex}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(pem)
+        tmp.rename(self.directory / f"{kid}.pem")
+        self._reload(force=True)
+        return kid
+
+    def prune(self, older_than_seconds: int) -> list[str]:
+        """Remove keys that no live token can need: all but the newest, when older than
+        ``older_than_seconds`` (pass the longest token lifetime plus the leeway)."""
+        self._reload(force=True)
+        cutoff = time.time() - older_than_seconds
+        newest = max(self._keys) if self._keys else None
+        removed = []
+        for kid in list(self._keys):
+            path = self.directory / f"{kid}.pem"
+            if kid != newest and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed.append(kid)
+        self._reload(force=True)
+        return removed
+
+
+def issue_access_token(keys: SigningKeys, *, issuer: str, tenant_id: str, client_id: str, secret_id: str,
+                       scopes: frozenset[str], lifetime: int, now: float | None = None) -> str:
+    """A signed access token bound to one tenant (``aud``), client (``sub``), secret (``sid``)
+    and set of scopes."""
+    key = keys.current()
+    issued = int(time.time() if now is None else now)
+    claims = {
+        "iss": issuer, "aud": audience_for(tenant_id), "sub": client_id, "sid": secret_id,
+        "scope": " ".join(sorted(scopes)), "iat": issued, "nbf": issued, "exp": issued + lifetime,
+        "jti": secrets.token_hex(8),
+    }
+    return jwt.encode(claims, key.private, algorithm=ALGORITHM, headers={"kid": key.kid, "typ": "at+jwt"})
+
+
+# -- token requests ------------------------------------------------------------------------------
+
+
+class TokenRequestError(Exception):
+    """An RFC 6749 §5.2 error: ``error`` code, HTTP status, and a description safe to show."""
+
+    def __init__(self, error: str, description: str, status: int = 400) -> None:
+        super().__init__(description)
+        self.error, self.description, self.status = error, description, status
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRequest:
+    client_id: str
+    client_secret: str
+    scope: str | None
+    used_basic: bool
+
+
+def parse_token_request(body: bytes, content_type: str | None, authorization: str | None) -> TokenRequest:
+    """The client credentials and scope of a token request, accepting the three ways Entra sends
+    them: ``Authorization: Basic`` ("Header"), form fields ("Body"), or both at once ("Both",
+    which must then agree)."""
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    if media_type != "application/x-www-form-urlencoded":
+        raise TokenRequestError("invalid_request", "Send the token request as application/x-www-form-urlencoded.")
+    try:
+        form = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=20)
+    except (UnicodeDecodeError, ValueError):
+        raise TokenRequestError("invalid_request", "The token request body is not a valid form.") from None
+    if any(len(values) > 1 for values in form.values()):
+        raise TokenRequestError("invalid_request", "A parameter appears more than once.")
+    fields = {name: values[0] for name, values in form.items()}
+    grant_type = fields.get("grant_type")
+    if not grant_type:
+        raise TokenRequestError("invalid_request", "grant_type is required.")
+    if grant_type != "client_credentials":
+        raise TokenRequestError("unsupported_grant_type", "Only the client_credentials grant is supported.")
+
+    basic = _basic_credentials(authorization)
+    body_id, body_secret = fields.get("client_id"), fields.get("client_secret")
+    if basic is not None:
+        if (body_id is not None and body_id != basic[0]) or (body_secret is not None and body_secret != basic[1]):
+            raise TokenRequestError("invalid_client", "Client authentication failed.", 401)
+        client_id, client_secret = basic
+    elif body_id and body_secret:
+        client_id, client_secret = body_id, body_secret
+    else:
+        raise TokenRequestError("invalid_client", "Client authentication failed.", 401)
+    scope = fields.get("scope")
+    return TokenRequest(client_id, client_secret, scope.strip() if scope and scope.strip() else None,
+                        basic is not None)
+
+
+def _basic_credentials(header: str | None) -> tuple[str, str] | None:
+    """``(client_id, client_secret)`` of an ``Authorization: Basic`` header (RFC 6749 §2.3.1:
+    both form-urlencoded before base64), or ``None`` when there is no such header."""
+    if not header:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        raise TokenRequestError("invalid_client", "Client authentication failed.", 401) from None
+    client_id, sep, secret = decoded.partition(":")
+    if not sep or not client_id or not secret:
+        raise TokenRequestError("invalid_client", "Client authentication failed.", 401)
+    return unquote_plus(client_id), unquote_plus(secret)

@@ -1,0 +1,197 @@
+"""``identity-sync client|keys|entra``: OAuth clients, token-signing keys, and trust in
+Entra-issued tokens. Registered on the main command by ``cli.py``; like it, a public interface
+(extend, don't change). Secrets are printed once and stored only as digests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from identity_sync.service.clients import ClientService, IssuedClient, parse_scopes
+from identity_sync.service.tenants import TenantError
+
+client_app = typer.Typer(help="OAuth 2.0 clients (client credentials grant) of a tenant.", no_args_is_help=True)
+keys_app = typer.Typer(help="The keys that sign access tokens (rotation without downtime).", no_args_is_help=True)
+entra_app = typer.Typer(help="Trust tokens issued by the customer's Microsoft Entra tenant.", no_args_is_help=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+TenantOption = Annotated[str, typer.Option("--tenant", help="The tenant's name.")]
+SecretDays = Annotated[int | None, typer.Option(help="Days until the new secret expires (1-1095; default 365).")]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(client_app, name="client")
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(entra_app, name="entra")
+
+
+def _service() -> tuple[Any, ClientService]:
+    from identity_sync.cli import _open
+
+    settings, db = _open()
+    return settings, ClientService(db, settings)
+
+
+def _fail(message: str) -> None:
+    from identity_sync.cli import _fail as fail
+
+    fail(message)
+
+
+def _print_client(settings: Any, issued: IssuedClient, as_json: bool) -> None:
+    from identity_sync.cli import _tenant_url
+
+    tenant_url = _tenant_url(settings, issued.tenant)
+    values = {
+        "tenant": issued.tenant, "tenant_url": tenant_url, "token_endpoint": f"{tenant_url}/oauth/token",
+        "client_id": issued.client_id, "client_secret": issued.client_secret, "secret_id": issued.secret_id,
+        "secret_expires_at": issued.secret_expires_at, "scope": " ".join(sorted(issued.scopes)),
+        "expires_in": settings.oauth_token_lifetime_seconds,
+    }
+    if as_json:
+        typer.echo(json.dumps(values))
+        return
+    typer.echo("In Entra: Provisioning → Admin credentials → Authentication method: OAuth2 Client Credentials Grant")
+    typer.echo(f"Tenant URL:        {values['tenant_url']}")
+    typer.echo(f"Token endpoint:    {values['token_endpoint']}")
+    typer.echo(f"Client identifier: {values['client_id']}")
+    typer.echo(f"Client secret:     {values['client_secret']}")
+    typer.echo(f"Secret id:         {values['secret_id']} (expires {values['secret_expires_at']})")
+    typer.echo(f"Scopes:            {values['scope']}")
+    typer.echo("The secret is shown only this once; paste it into Entra now. Header, Body and Both all work.")
+
+
+@client_app.command("create")
+def client_create(
+    tenant: TenantOption,
+    as_json: JsonFlag = False,
+    scope: Annotated[str, typer.Option(help="Space-separated: scim (= scim:read scim:write), scim:read, "
+                                            "scim:write, admin.")] = "scim",
+    secret_days: SecretDays = None,
+) -> None:
+    """Create an OAuth client with its first secret (shown once)."""
+    settings, service = _service()
+    try:
+        issued = service.create_client(tenant, parse_scopes(scope), secret_days)
+    except (TenantError, ValueError) as exc:
+        _fail(str(exc))
+    _print_client(settings, issued, as_json)
+
+
+@client_app.command("rotate")
+def client_rotate(client_id: str, tenant: TenantOption, as_json: JsonFlag = False,
+                  secret_days: SecretDays = None) -> None:
+    """Add a second live secret (shown once); revoke the old one after Entra has the new one."""
+    settings, service = _service()
+    try:
+        issued = service.rotate_secret(tenant, client_id, secret_days)
+    except TenantError as exc:
+        _fail(str(exc))
+    _print_client(settings, issued, as_json)
+
+
+@client_app.command("list")
+def client_list(tenant: TenantOption, as_json: JsonFlag = False) -> None:
+    """List clients and their secrets (ids and dates only: secrets are never stored)."""
+    _, service = _service()
+    try:
+        clients = service.list_clients(tenant)
+    except TenantError as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps({"clients": [
+            {"client_id": c["id"], "scope": c["scopes"], "created_at": c["created_at"], "revoked_at": c["revoked_at"],
+             "secrets": [{"secret_id": s["id"], **{k: s[k] for k in s if k != "id"}} for s in c["secrets"]]}
+            for c in clients]}))
+        return
+    if not clients:
+        typer.echo("No clients.")
+    for c in clients:
+        typer.echo(f"{c['id']}  scope={c['scopes']}  created={c['created_at']}"
+                   + (f"  REVOKED {c['revoked_at']}" if c["revoked_at"] else ""))
+        for s in c["secrets"]:
+            state = f"revoked {s['revoked_at']}" if s["revoked_at"] else f"expires {s['expires_at']}"
+            used = s["last_used_at"] or "-"
+            typer.echo(f"    secret {s['id']}  created {s['created_at']}  {state}  last used {used}")
+
+
+@client_app.command("revoke")
+def client_revoke(
+    client_id: str,
+    tenant: TenantOption,
+    secret: Annotated[str | None, typer.Option("--secret", help="Revoke only this secret id.")] = None,
+) -> None:
+    """Revoke a client (or one secret): its access tokens stop working at once."""
+    _, service = _service()
+    try:
+        service.revoke(tenant, client_id, secret)
+    except TenantError as exc:
+        _fail(str(exc))
+    typer.echo(f"Secret {secret} of client {client_id} revoked." if secret else f"Client {client_id} revoked.")
+
+
+@keys_app.command("list")
+def keys_list(as_json: JsonFlag = False) -> None:
+    """List signing key ids (newest signs; all verify)."""
+    _, service = _service()
+    kids = service.keys.kids()
+    typer.echo(json.dumps({"keys": kids}) if as_json else ("\n".join(kids) or "No keys yet."))
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Add a new signing key; tokens signed by older keys stay valid until they expire."""
+    _, service = _service()
+    typer.echo(f"New signing key {service.keys.rotate()}.")
+
+
+@keys_app.command("prune")
+def keys_prune() -> None:
+    """Remove old keys that no unexpired token can need (older than the token lifetime)."""
+    settings, service = _service()
+    removed = service.keys.prune(settings.oauth_token_lifetime_seconds + settings.jwt_leeway_seconds)
+    typer.echo(f"Removed {len(removed)} key(s)." + (f" ({', '.join(removed)})" if removed else ""))
+
+
+@entra_app.command("set")
+def entra_set(
+    tenant: TenantOption,
+    entra_tenant_id: Annotated[str, typer.Option(help="The customer's Entra directory (tenant) id.")],
+    jwks_file: Annotated[Path | None, typer.Option(help="A JWKS file with Entra's signing keys.")] = None,
+    jwks_url: Annotated[str | None, typer.Option(help="https URL of Entra's JWKS.")] = None,
+    audience: Annotated[str | None, typer.Option(help="Expected 'aud' (default: the non-gallery app "
+                                                      "template id 8adf8e6e-…).")] = None,
+) -> None:
+    """Accept tokens issued by this Entra tenant (Entra's blank Secret Token mode)."""
+    _, service = _service()
+    try:
+        jwks = json.loads(jwks_file.read_text()) if jwks_file else None
+        service.set_entra_trust(tenant, entra_tenant_id, audience, jwks, jwks_url)
+    except (TenantError, OSError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(f"Tenant '{tenant}' accepts tokens issued by https://sts.windows.net/{entra_tenant_id}/.")
+
+
+@entra_app.command("show")
+def entra_show(tenant: TenantOption) -> None:
+    """Show the tenant's Entra trust."""
+    _, service = _service()
+    try:
+        trust = service.get_entra_trust(tenant)
+    except TenantError as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps({k: v for k, v in (trust or {}).items() if k != "tenant_id"}))
+
+
+@entra_app.command("clear")
+def entra_clear(tenant: TenantOption) -> None:
+    """Stop accepting Entra-issued tokens for the tenant."""
+    _, service = _service()
+    try:
+        removed = service.clear_entra_trust(tenant)
+    except TenantError as exc:
+        _fail(str(exc))
+    typer.echo("Entra trust removed." if removed else "No Entra trust was set.")

@@ -1,0 +1,281 @@
+"""OAuth clients (create, list, rotate, revoke), the token endpoint's decision, per-tenant trust in
+Entra-issued tokens, and :class:`Authenticator`, which turns any presented credential — static
+bearer token, our access token, or an Entra-issued token — into a :class:`Principal`.
+
+Every authentication failure is the same :class:`Unauthorized`; why it failed is only ever
+logged at debug level, and never with the credential."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import structlog
+
+from identity_sync.auth import jwt as jwtv
+from identity_sync.auth import oauth, tokens
+from identity_sync.auth.tokens import ALL_SCOPES, PROVISIONING, Principal
+from identity_sync.clock import ago_text, now_text
+from identity_sync.config import Settings
+from identity_sync.errors import Unauthorized
+from identity_sync.service.tenants import TenantError, TenantService
+from identity_sync.storage import clients as store
+from identity_sync.storage import tenants as tenant_store
+from identity_sync.storage.db import Database
+
+log = structlog.get_logger("identity_sync.auth")
+#: Scope names a token request may use, and what they grant. ``scim`` is shorthand for
+#: provisioning (read + write), handy in Entra's optional "OAuth 2.0 scopes" field.
+SCOPE_ALIASES = {"scim": PROVISIONING, **{s: frozenset({s}) for s in ALL_SCOPES}}
+#: How long a JWKS fetched from a URL is trusted before it is fetched again.
+JWKS_URL_TTL = 3600.0
+JWKS_MAX_BYTES = 256 * 1024
+
+
+def parse_scopes(text: str | None, default: frozenset[str] = PROVISIONING) -> frozenset[str]:
+    """``"scim:read scim:write"`` → the scopes; unknown names raise :class:`ValueError`."""
+    if text is None or not text.strip():
+        return default
+    granted: set[str] = set()
+    for name in text.replace(",", " ").split():
+        if name not in SCOPE_ALIASES:
+            raise ValueError(f"Unknown scope '{name}' (known: scim, {', '.join(sorted(ALL_SCOPES))}).")
+        granted |= SCOPE_ALIASES[name]
+    return frozenset(granted)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedClient:
+    tenant: str
+    client_id: str
+    client_secret: str
+    secret_id: str
+    secret_expires_at: str
+    scopes: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class AccessToken:
+    access_token: str
+    expires_in: int
+    scope: str
+
+
+class ClientService:
+    """Operator actions on OAuth clients and Entra trust, and the token endpoint's logic."""
+
+    def __init__(self, db: Database, settings: Settings, keys: oauth.SigningKeys | None = None) -> None:
+        self.db = db
+        self.settings = settings
+        self.keys = keys or oauth.SigningKeys(settings.resolved_signing_keys_dir())
+
+    # -- clients ---------------------------------------------------------------------------------
+
+    def create_client(self, tenant_name: str, scopes: frozenset[str] = PROVISIONING,
+                      secret_days: int | None = None) -> IssuedClient:
+        client_id = oauth.new_client_id()
+        with self.db.write() as conn:
+            tenant = self._tenant(conn, tenant_name)
+            store.insert_client(conn, client_id, tenant["id"], " ".join(sorted(scopes)), now_text())
+            return self._add_secret(conn, tenant_name, client_id, scopes, secret_days)
+
+    def rotate_secret(self, tenant_name: str, client_id: str, secret_days: int | None = None) -> IssuedClient:
+        """Add another live secret; the existing ones keep working until they expire or are revoked."""
+        with self.db.write() as conn:
+            client = self._client(conn, tenant_name, client_id)
+            if client["revoked_at"] is not None:
+                raise TenantError(f"Client '{client_id}' is revoked.")
+            return self._add_secret(conn, tenant_name, client_id, frozenset(client["scopes"].split()), secret_days)
+
+    def _add_secret(self, conn: Any, tenant_name: str, client_id: str, scopes: frozenset[str],
+                    secret_days: int | None) -> IssuedClient:
+        days = secret_days if secret_days is not None else self.settings.client_secret_lifetime_days
+        if not 1 <= days <= 1095:
+            raise TenantError("A client secret lives 1 to 1095 days (3 years).")
+        secret, secret_id = oauth.new_client_secret(), tokens.new_credential_id()
+        expires_at = ago_text(-timedelta(days=days))
+        store.insert_secret(conn, secret_id, client_id, tokens.digest(secret), now_text(), expires_at)
+        return IssuedClient(tenant_name, client_id, secret, secret_id, expires_at, scopes)
+
+    def list_clients(self, tenant_name: str) -> list[dict[str, Any]]:
+        with self.db.read() as conn:
+            return store.list_clients(conn, self._tenant(conn, tenant_name)["id"])
+
+    def revoke(self, tenant_name: str, client_id: str, secret_id: str | None = None) -> None:
+        """Revoke a whole client, or one of its secrets; tokens issued with it stop working at once."""
+        with self.db.write() as conn:
+            self._client(conn, tenant_name, client_id)
+            done = (store.revoke_secret(conn, client_id, secret_id, now_text()) if secret_id
+                    else store.revoke_client(conn, client_id, now_text()))
+        if not done:
+            raise TenantError(f"Nothing live to revoke: client '{client_id}'" +
+                              (f", secret '{secret_id}'." if secret_id else "."))
+
+    # -- token endpoint --------------------------------------------------------------------------
+
+    def issue_token(self, tenant_name: str, request: oauth.TokenRequest) -> AccessToken:
+        """Authenticate the client against its live secrets (constant-time, every secret compared)
+        and sign an access token bound to this tenant."""
+        presented = tokens.digest(request.client_secret)
+        with self.db.read() as conn:
+            rows = store.secrets_for_token(conn, request.client_id) if len(request.client_id) <= 40 else []
+        now = now_text()
+        match = None
+        for row in rows:
+            if tokens.same_digest(row["secret_hash"], presented) and row["revoked_at"] is None \
+                    and row["expires_at"] > now:
+                match = row
+        if match is None or match["client_revoked_at"] is not None or match["tenant_status"] != "active" \
+                or match["tenant_name"] != tenant_name:
+            raise oauth.TokenRequestError("invalid_client", "Client authentication failed.", 401)
+        allowed = frozenset(match["scopes"].split())
+        try:
+            wanted = parse_scopes(request.scope, default=allowed)
+        except ValueError:
+            raise oauth.TokenRequestError("invalid_scope", "The requested scope is unknown.") from None
+        if not wanted <= allowed:
+            raise oauth.TokenRequestError("invalid_scope", "The requested scope exceeds what the client may use.")
+        lifetime = self.settings.oauth_token_lifetime_seconds
+        token = oauth.issue_access_token(self.keys, issuer=self.settings.oauth_issuer, tenant_id=match["tenant_id"],
+                                         client_id=request.client_id, secret_id=match["secret_id"], scopes=wanted,
+                                         lifetime=lifetime)
+        with self.db.write() as conn:
+            store.touch_secret(conn, match["secret_id"], now)
+        log.info("oauth.token_issued", tenant=tenant_name, client_id=request.client_id,
+                 secret_id=match["secret_id"], expires_in=lifetime)
+        return AccessToken(token, lifetime, " ".join(sorted(wanted)))
+
+    # -- Entra trust -----------------------------------------------------------------------------
+
+    def set_entra_trust(self, tenant_name: str, entra_tenant_id: str, audience: str | None = None,
+                        jwks: dict[str, Any] | None = None, jwks_url: str | None = None) -> None:
+        if (jwks is None) == (jwks_url is None):
+            raise TenantError("Give exactly one of a JWKS file or a JWKS URL.")
+        if jwks is not None and not jwtv.keys_from_jwks(jwks):
+            raise TenantError("The JWKS holds no usable RS256 signing key with a 'kid'.")
+        if jwks_url is not None and not jwks_url.startswith("https://"):
+            raise TenantError("The JWKS URL must be https://.")
+        if not entra_tenant_id or "/" in entra_tenant_id or len(entra_tenant_id) > 36:
+            raise TenantError("The Entra tenant id is the directory's GUID.")
+        with self.db.write() as conn:
+            tenant = self._tenant(conn, tenant_name)
+            store.set_entra_trust(conn, tenant["id"], {
+                "entra_tenant_id": entra_tenant_id, "audience": audience or jwtv.ENTRA_DEFAULT_AUDIENCE,
+                "jwks": json.dumps(jwks) if jwks is not None else None, "jwks_url": jwks_url,
+                "updated_at": now_text()})
+
+    def get_entra_trust(self, tenant_name: str) -> dict[str, Any] | None:
+        with self.db.read() as conn:
+            return store.get_entra_trust(conn, self._tenant(conn, tenant_name)["id"])
+
+    def clear_entra_trust(self, tenant_name: str) -> bool:
+        with self.db.write() as conn:
+            return store.clear_entra_trust(conn, self._tenant(conn, tenant_name)["id"])
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _tenant(self, conn: Any, name: str) -> dict[str, Any]:
+        tenant = tenant_store.get_tenant(conn, name)
+        if tenant is None:
+            raise TenantError(f"No tenant named '{name}'.")
+        return tenant
+
+    def _client(self, conn: Any, tenant_name: str, client_id: str) -> dict[str, Any]:
+        client = store.get_client(conn, self._tenant(conn, tenant_name)["id"], client_id)
+        if client is None:
+            raise TenantError(f"No client '{client_id}' in tenant '{tenant_name}'.")
+        return client
+
+
+class Authenticator:
+    """Every request's credential check: one database read, whatever the kind of credential."""
+
+    def __init__(self, db: Database, settings: Settings, keys: oauth.SigningKeys | None = None) -> None:
+        self.db = db
+        self.settings = settings
+        self.tenants = TenantService(db)
+        self.keys = keys or oauth.SigningKeys(settings.resolved_signing_keys_dir())
+        self.cache = jwtv.VerifiedCache()
+        self._entra_keys: dict[str, tuple[str, dict[str, Any]]] = {}  # tenant id -> (version, keys)
+        self._fetched: dict[str, tuple[float, dict[str, Any]]] = {}  # JWKS URL -> (when, keys)
+
+    def authenticate(self, authorization: str | None, tenant_name: str) -> Principal:
+        token = tokens.bearer_from_header(authorization)
+        if token is None or not jwtv.looks_like_jwt(token):
+            return self.tenants.authenticate(authorization, tenant_name)
+        try:
+            # A token seen before skips even the unverified decoding used to route it.
+            if self.cache.get("self", token) is not None or \
+                    jwtv.peek_claims(token).get("iss") == self.settings.oauth_issuer:
+                return self._access_token(token, tenant_name)
+            return self._entra_token(token, tenant_name)
+        except (jwtv.InvalidToken, ValueError) as exc:
+            log.debug("auth.refused", tenant=tenant_name, reason=str(exc))
+            raise Unauthorized("The bearer token is not valid for this Tenant URL.") from None
+
+    def _access_token(self, token: str, tenant_name: str) -> Principal:
+        # ``aud`` must name the tenant whose URL was called: checked below, once the tenant is known.
+        claims = jwtv.verify(token, keyset="self", key_for_kid=self.keys.public_key,
+                             issuers=(self.settings.oauth_issuer,), audience=None,
+                             leeway=self.settings.jwt_leeway_seconds, cache=self.cache)
+        client_id, secret_id = claims.get("sub"), claims.get("sid")
+        if not isinstance(client_id, str) or not isinstance(secret_id, str):
+            raise jwtv.InvalidToken("claims")
+        with self.db.fast_read() as conn:
+            row = store.access_token_state(conn, client_id, secret_id)
+        if (
+            row is None
+            or row["client_revoked_at"] is not None
+            or row["secret_revoked_at"] is not None
+            or row["secret_expires_at"] <= now_text()
+            or row["tenant_status"] != "active"
+            or row["tenant_name"] != tenant_name
+            or claims.get("aud") != oauth.audience_for(row["tenant_id"])
+        ):
+            raise jwtv.InvalidToken("client, secret or tenant")
+        scopes = frozenset(str(claims.get("scope", "")).split()) & frozenset(row["scopes"].split())
+        return Principal(row["tenant_id"], row["tenant_name"], f"{client_id}/{secret_id}", scopes)
+
+    def _entra_token(self, token: str, tenant_name: str) -> Principal:
+        with self.db.fast_read() as conn:
+            trust = store.entra_trust_for(conn, tenant_name)
+        if trust is None or trust["tenant_status"] != "active":
+            raise jwtv.InvalidToken("no Entra trust for this tenant")
+        tid = trust["entra_tenant_id"]
+        keys = self._keys_for(trust)
+        claims = jwtv.verify(
+            token, keyset=f"entra:{trust['tenant_id']}:{trust['updated_at']}", key_for_kid=lambda kid: keys.get(kid),
+            issuers=(f"https://sts.windows.net/{tid}/", f"https://login.microsoftonline.com/{tid}/v2.0"),
+            audience=trust["audience"], leeway=self.settings.jwt_leeway_seconds, cache=self.cache)
+        if "tid" in claims and claims["tid"] != tid:
+            raise jwtv.InvalidToken("tid")
+        return Principal(trust["tenant_id"], trust["tenant_name"], f"entra:{tid}", PROVISIONING)
+
+    def _keys_for(self, trust: dict[str, Any]) -> dict[str, Any]:
+        """The tenant's Entra verification keys, parsed once per configuration version."""
+        version = trust["updated_at"]
+        cached = self._entra_keys.get(trust["tenant_id"])
+        if trust["jwks_url"]:
+            return self._fetch(trust["jwks_url"])
+        if cached is None or cached[0] != version:
+            cached = (version, jwtv.keys_from_jwks(json.loads(trust["jwks"] or "{}")))
+            self._entra_keys[trust["tenant_id"]] = cached
+        return cached[1]
+
+    def _fetch(self, url: str) -> dict[str, Any]:
+        """Keys from a JWKS URL, cached for an hour (Entra publishes new keys well before use)."""
+        cached = self._fetched.get(url)
+        if cached is not None and time.monotonic() - cached[0] < JWKS_URL_TTL:
+            return cached[1]
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:  # https only (checked when the operator set it)
+                keys = jwtv.keys_from_jwks(json.loads(response.read(JWKS_MAX_BYTES)))
+        except (OSError, ValueError):
+            log.warning("auth.jwks_unavailable", url=url)
+            keys = cached[1] if cached else {}
+        self._fetched[url] = (time.monotonic(), keys)
+        return keys

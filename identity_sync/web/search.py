@@ -1,0 +1,198 @@
+"""Queries: ``GET /Users`` and ``GET /Groups`` with their parameters, and ``POST /.search``
+(RFC 7644 §3.4.3) per resource type and at the root.
+
+Both forms take the same parameters — ``filter``, ``sortBy``, ``sortOrder``, ``startIndex``,
+``count``, ``cursor`` (RFC 9865), ``attributes``, ``excludedAttributes`` — and give the same
+answer: ``POST /.search`` exists so that a filter with personal data need not travel in a URL
+(and end up in proxy logs).
+
+At the root a search runs over Users and then Groups: a filter naming an attribute that one
+type does not have simply matches nothing of that type (``400 invalidFilter`` only when no type
+knows it), ``attributes`` are applied per type the same way, and paging is by index over the
+concatenation. ``sortBy`` and cursors are refused there (``400``): one order across types with
+different attributes has no meaning a client could rely on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from identity_sync.auth.tokens import Principal
+from identity_sync.config import Settings
+from identity_sync.errors import BadRequest
+from identity_sync.scim.registry import ResourceType
+from identity_sync.storage.listing import ListRequest
+from identity_sync.storage.resources import StoredResource
+from identity_sync.web import discovery
+from identity_sync.web.render import LIST_SCHEMA, Projection, list_response, render
+from identity_sync.web.responses import ScimResponse
+
+if TYPE_CHECKING:
+    from identity_sync.web.app import Handlers
+
+SEARCH_REQUEST = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
+
+
+class Query:
+    """The parameters of one list or search request, validated."""
+
+    def __init__(self, params: Mapping[str, Any], settings: Settings) -> None:
+        self.filter = _text(params, "filter")
+        self.attributes = _names(params, "attributes")
+        self.excluded = _names(params, "excludedAttributes")
+        self.sort_by = _text(params, "sortBy") or None
+        order = (_text(params, "sortOrder") or "ascending").lower()
+        if order not in ("ascending", "descending"):
+            raise BadRequest("sortOrder is 'ascending' or 'descending'.", "invalidValue")
+        self.descending = order == "descending"
+        self.start_index = max(1, _int(params, "startIndex", 1))
+        count = _int(params, "count", settings.default_page_size)
+        self.count = min(max(0, count), settings.max_page_size)
+        cursor = params.get("cursor")
+        if cursor is not None and not isinstance(cursor, str):
+            raise BadRequest("'cursor' must be a string.", "invalidValue")
+        self.cursor: str | None = cursor
+
+    def list_request(self) -> ListRequest:
+        return ListRequest(start_index=self.start_index, count=self.count, sort_by=self.sort_by,
+                           descending=self.descending, cursor=self.cursor, filter_text=self.filter or "")
+
+    def projection(self, rt: ResourceType, *, lenient: bool = False) -> Projection:
+        include, exclude = self.attributes, self.excluded
+        if lenient:  # at the root: keep only what this resource type has
+            include, exclude = _known(rt, include), _known(rt, exclude)
+            if self.attributes and not include:
+                include = "id"
+        return Projection(rt, include, exclude)
+
+
+async def list_resources(h: Handlers, request: Request, rt: ResourceType) -> Response:
+    return await _search(h, request, rt, Query(request.query_params, h.settings))
+
+
+async def search(h: Handlers, request: Request, rt: ResourceType | None) -> Response:
+    """``POST /{Users|Groups}/.search`` and ``POST /.search``."""
+    body = await h.body(request)
+
+    def parsed(principal: Principal) -> Any:
+        data = body.parsed()
+        if not isinstance(data, dict):
+            raise BadRequest("A SearchRequest is a JSON object.", "invalidSyntax")
+        schemas = data.get("schemas")
+        if schemas is not None and SEARCH_REQUEST not in (schemas if isinstance(schemas, list) else []):
+            raise BadRequest(f"'schemas' must contain {SEARCH_REQUEST}.", "invalidSyntax")
+        return data
+
+    data = await h.call(request, parsed)
+    query = Query(data, h.settings)
+    if rt is not None:
+        return await _search(h, request, rt, query)
+    return await _root_search(h, request, query)
+
+
+async def _search(h: Handlers, request: Request, rt: ResourceType, query: Query) -> Response:
+    projection = query.projection(rt)
+    list_request = query.list_request()
+
+    def action(principal: Principal) -> tuple[int | None, list[StoredResource], str | None]:
+        page = h.resources.search(principal, rt, query.filter, list_request)
+        return page.total, h.with_related(principal, rt, page.resources, projection), page.next_cursor
+
+    total, page, next_cursor = await h.call(request, action)
+    tenant_url = h.tenant_url(request)
+    docs = [render(rt, stored, tenant_url, projection) for stored in page]
+    if query.cursor is None:
+        return ScimResponse(list_response(docs, total or 0, query.start_index))
+    body: dict[str, Any] = {"schemas": [LIST_SCHEMA]}
+    if total is not None:
+        body["totalResults"] = total
+    body["itemsPerPage"] = len(docs)
+    if next_cursor:
+        body["nextCursor"] = next_cursor
+    body["Resources"] = docs
+    return ScimResponse(body)
+
+
+async def _root_search(h: Handlers, request: Request, query: Query) -> Response:
+    if query.sort_by or query.cursor is not None:
+        raise BadRequest("A search at the root takes no sortBy or cursor; search /Users or /Groups.",
+                         "invalidValue")
+    projections = {rt.name: query.projection(rt, lenient=True) for rt in discovery.SERVED}
+
+    def action(principal: Principal) -> tuple[int, list[tuple[ResourceType, StoredResource]]]:
+        totals: list[tuple[ResourceType, int]] = []
+        refusals = []
+        for rt in discovery.SERVED:
+            try:
+                totals.append((rt, h.resources.search(principal, rt, query.filter, ListRequest(count=0)).total or 0))
+            except BadRequest as error:
+                if error.scim_type != "invalidFilter":
+                    raise
+                refusals.append(error)
+        if refusals and not totals:
+            raise refusals[0]
+        found: list[tuple[ResourceType, StoredResource]] = []
+        skip, wanted = query.start_index - 1, query.count
+        for rt, total in totals:
+            if wanted <= 0:
+                break
+            if skip >= total:
+                skip -= total
+                continue
+            page = h.resources.search(principal, rt, query.filter, ListRequest(start_index=skip + 1, count=wanted))
+            related = h.with_related(principal, rt, page.resources, projections[rt.name])
+            found += [(rt, stored) for stored in related]
+            wanted -= len(page.resources)
+            skip = 0
+        return sum(total for _, total in totals), found
+
+    total, found = await h.call(request, action)
+    tenant_url = h.tenant_url(request)
+    docs = [render(rt, stored, tenant_url, projections[rt.name]) for rt, stored in found]
+    return ScimResponse(list_response(docs, total, query.start_index))
+
+
+def _text(params: Mapping[str, Any], name: str) -> str | None:
+    value = params.get(name)
+    if value is not None and not isinstance(value, str):
+        raise BadRequest(f"'{name}' must be a string.", "invalidValue")
+    return value
+
+
+def _names(params: Mapping[str, Any], name: str) -> str | None:
+    """``attributes`` as a comma-separated string (query) or an array of strings (SearchRequest)."""
+    value = params.get(name)
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return ",".join(value)
+    return _text(params, name)
+
+
+def _int(params: Mapping[str, Any], name: str, default: int) -> int:
+    value = params.get(name)
+    if value is None or value == "":
+        return default
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise BadRequest(f"'{name}' must be an integer.", "invalidValue")
+
+
+def _known(rt: ResourceType, names: str | None) -> str | None:
+    if not names:
+        return names
+    kept = []
+    for name in names.split(","):
+        try:
+            Projection(rt, name, None)
+        except BadRequest:
+            continue
+        kept.append(name)
+    return ",".join(kept) or None
