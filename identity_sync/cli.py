@@ -76,6 +76,7 @@ def serve(
     ssl_certfile: Annotated[Path | None, typer.Option(help="Serve HTTPS (TLS 1.2/1.3) with this PEM certificate "
                                                            "(chain).")] = None,
     ssl_keyfile: Annotated[Path | None, typer.Option(help="The certificate's PEM private key.")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes (use PostgreSQL for more than 1).")] = 1,
 ) -> None:
     """Run the SCIM service (migrations are applied first)."""
     import uvicorn
@@ -92,8 +93,27 @@ def serve(
         _print_issued(settings, issued, False, settings.public_url or f"{scheme}://{host}:{port}")
     typer.echo(f"Serving SCIM on {scheme}://{host}:{port}/scim/v2/<tenant> (database: {_safe_url(db.url)})")
     tls = {"ssl_certfile": str(ssl_certfile), "ssl_keyfile": str(ssl_keyfile)} if ssl_certfile else {}
+    if workers > 1:
+        # Each worker is a fresh (spawned) process that builds its own app and connection pool
+        # from the same IDSYNC_* environment through the factory; migrations and the default
+        # tenant were done once, above, before any worker starts.
+        db.dispose()
+        uvicorn.run("identity_sync.cli:worker_app", factory=True, workers=workers, host=host, port=port,
+                    access_log=False, log_level="warning", backlog=2048, **tls)
+        return
     uvicorn.run(create_app(settings, db), host=host, port=port, access_log=False, log_level="warning",
                 backlog=2048, **tls)
+
+
+def worker_app() -> Any:
+    """The app factory each ``serve --workers N`` process calls: Settings, logging, database pool
+    and app are all built in the worker itself (nothing is inherited from the parent)."""
+    from identity_sync import logs
+    from identity_sync.web.app import create_app
+
+    settings = Settings()
+    logs.configure(settings.log_level)
+    return create_app(settings)
 
 
 def _safe_url(url: str) -> str:

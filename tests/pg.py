@@ -76,11 +76,13 @@ class PostgresServer:
         self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
                   "-E", "UTF8", "--locale=C", "--no-sync")
 
-    def start(self) -> None:
-        # fsync off: a test cluster need not survive an OS crash. It survives a server crash or
-        # restart either way, which is all the fault tests do to it.
+    def start(self, *, durable: bool = False, shared_buffers: str = "128MB") -> None:
+        # fsync off unless `durable`: a test cluster need not survive an OS crash. It survives a
+        # server crash or restart either way, which is all the fault tests do to it.
         options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c max_connections=400 "
-                   "-c fsync=off -c full_page_writes=off -c shared_buffers=128MB")
+                   f"-c shared_buffers={shared_buffers}")
+        if not durable:
+            options += " -c fsync=off -c full_page_writes=off"
         result = self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w",
                            "-t", "60", "-o", options, "start", check=False)
         if result.returncode != 0:
@@ -188,12 +190,18 @@ class DatabaseFactory:
 def start_server() -> PostgresServer | None:
     """A started server, or ``None`` when the machine has no PostgreSQL binaries."""
     bindir = find_bindir()
+    return None if bindir is None else start_server_with(bindir=bindir)
+
+
+def start_server_with(*, bindir: Path | None = None, durable: bool = False,
+                      shared_buffers: str = "128MB") -> PostgresServer:
+    bindir = bindir or find_bindir()
     if bindir is None:
-        return None
+        raise RuntimeError(SKIP_REASON)
     server = PostgresServer(bindir)
     try:
         server.init()
-        server.start()
+        server.start(durable=durable, shared_buffers=shared_buffers)
         server.wait_ready()
     except BaseException:
         server.destroy()

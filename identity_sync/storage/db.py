@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from identity_sync.storage.sqltext import DriverConnection
 
@@ -41,9 +42,23 @@ def create_engine(url: str) -> Engine:
         sa.event.listen(engine, "connect", _sqlite_on_connect)
         sa.event.listen(engine, "begin", _sqlite_on_begin)
         return engine
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    return sa.create_engine(url, json_serializer=_json_dumps, json_deserializer=orjson.loads, pool_pre_ping=True)
+    if url.startswith(("postgresql://", "postgres://")):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    parsed = sa.engine.make_url(url)
+    connect_args: dict[str, object] = {}
+    if "prepare_threshold" in parsed.query:
+        # Not a libpq parameter but a psycopg one: `?prepare_threshold=none` turns server-side
+        # prepared statements off, which PgBouncer in transaction mode (< 1.21) needs.
+        value = str(parsed.query["prepare_threshold"])
+        connect_args["prepare_threshold"] = None if value.lower() in ("none", "") else int(value)
+        parsed = parsed.difference_update_query(["prepare_threshold"])
+    # pool_pre_ping: a connection broken by a database restart is replaced at checkout instead of
+    # failing the request that drew it; a request that finds the database down gets 503.
+    # pool_timeout: a request waiting for a free connection gives up (503) instead of hanging.
+    return sa.create_engine(
+        parsed, json_serializer=_json_dumps, json_deserializer=orjson.loads, pool_pre_ping=True,
+        pool_size=5, max_overflow=10, pool_timeout=10, connect_args=connect_args,
+    )
 
 
 def _sqlite_on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -87,9 +102,17 @@ class Database:
     @contextmanager
     def fast_read(self) -> Iterator[DriverConnection]:
         """A pooled driver connection for the prepared per-request reads (``sqltext.py``)."""
-        raw = self.engine.raw_connection()
+        dbapi = self.engine.dialect.dbapi
         try:
-            yield DriverConnection(raw, self.engine.dialect.name)
+            raw = self.engine.raw_connection()
+        except Exception as exc:
+            # Engine.raw_connection() lets the driver's own error through (Connection wraps it):
+            # wrap it the same way, so "database down" is sqlalchemy's OperationalError -> 503.
+            if dbapi is None or not isinstance(exc, dbapi.Error):
+                raise
+            raise DBAPIError.instance(None, None, exc, dbapi.Error) from exc
+        try:
+            yield DriverConnection(raw, self.engine.dialect.name, self.engine.dialect.dbapi)
         finally:
             raw.close()  # back to the pool, which rolls back whatever the driver left open
 

@@ -6,7 +6,8 @@ the key is the attribute's value in comparison form (``scim/index.py``: so ``cas
 attributes sort case-insensitively, as RFC 7644 §3.4.2.3 asks), read from the value index by a
 correlated lookup on its primary key. For a multi-valued attribute the key is the value of the
 ``primary`` element if there is one, else of the first element. Resources without a value sort
-last in both directions. Ties are broken by ``(created_at, id)``, so the order is total.
+last in both directions. Ties are broken by ``(created_at, id)`` (reversed with ``descending``),
+so the order is total.
 
 Cursors. A cursor is the sort position of the last resource of a page (its sort key,
 ``created_at`` and ``id``), plus a fingerprint of the query it belongs to, base64url-encoded. The

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 
 def placeholder(dialect: str, name: str) -> str:
@@ -52,13 +53,22 @@ class DriverConnection:
     ``exec_driver_sql``): the per-request reads skip SQLAlchemy's Connection and transaction
     objects, whose set-up cost more than a lookup query."""
 
-    def __init__(self, raw: Any, dialect: str) -> None:
+    def __init__(self, raw: Any, dialect: str, dbapi: Any = None) -> None:
         self.raw = raw
         self.dialect = _Dialect(dialect)
+        self.dbapi = dbapi
 
     def exec_driver_sql(self, text: str, params: dict[str, Any]) -> Rows:
-        cursor = self.raw.cursor()
-        cursor.execute(text, params)
+        try:
+            cursor = self.raw.cursor()
+            cursor.execute(text, params)
+        except Exception as exc:
+            # Wrap driver errors as SQLAlchemy would (psycopg's OperationalError, e.g. the server
+            # restarting, becomes sqlalchemy.exc.OperationalError), so that the web layer answers
+            # 503 + Retry-After for a database outage on this path too, not 500.
+            if self.dbapi is None or not isinstance(exc, self.dbapi.Error):
+                raise
+            raise DBAPIError.instance(text, params, exc, self.dbapi.Error) from exc
         return Rows(cursor)
 
 

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import anyio.to_thread
 import structlog
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -298,6 +299,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
             ScimError: _scim_error,
             HTTPException: _http_error,
             OperationalError: _database_error,
+            PoolTimeout: _database_error,  # every pooled connection busy for pool_timeout: 503, retry
             Exception: _unexpected,
         },
     )
