@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -96,6 +97,8 @@ def bulk_load(db: Database, tenant_id: str, users: int, members: int, batch: int
 
 
 def wrk(script: str, base: str, seconds: int, conns: int, env: dict[str, str]) -> dict[str, Any]:
+    # One wrk thread, as run.sh does: create.lua's per-thread id is a `local` that thread:set()
+    # cannot reach, so with -t2 both threads make the same userNames and half the creates are 409.
     out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", str(WRK / script), base],
                          capture_output=True, text=True, env={**os.environ, **env}, timeout=seconds + 60).stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -151,6 +154,8 @@ def main() -> None:
     ap.add_argument("--save", action="store_true", help="write benchmarks/results/pg_scale-<time>.json")
     args = ap.parse_args()
 
+    # SIGTERM must unwind through the `finally`s: they stop the serve processes and the cluster.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     server = pg.start_server_with(durable=True, shared_buffers="512MB")
     result: dict[str, Any] = {"users": args.users, "group_members": args.members, "wrk_seconds": args.seconds,
                               "wrk_connections": args.connections, "cpus": os.cpu_count(), "runs": []}
