@@ -182,12 +182,18 @@ def search(conn: Connection, tenant_id: str, rt: ResourceType, node: Filter | No
     rows: list[Any] = []
     if request.count > 0:
         limit = request.count + 1 if cursor_mode else request.count
-        if sort_key is None:
+        if sort_key is None and not cursor_mode:
+            # OFFSET over ids only (an index-only walk of the live listing index), then fetch the
+            # page: SQLite evaluates whole result rows even for the rows OFFSET skips.
+            ids = (f"SELECT r.id FROM resources r WHERE {where} AND {seek} ORDER BY {order} "
+                   f"LIMIT {sql.named('limit', limit)} OFFSET {sql.named('offset', request.start_index - 1)}")
+            text = f"{_SELECT} WHERE r.id IN ({ids}) ORDER BY {order}"
+        elif sort_key is None:
             text = f"{_SELECT} WHERE {where} AND {seek} ORDER BY {order} LIMIT {sql.named('limit', limit)}"
         else:
             text = (f"SELECT * FROM ({_SELECT_KEYED.format(sort_key=sort_key)} WHERE {where}) t "
                     f"WHERE {seek} ORDER BY {order} LIMIT {sql.named('limit', limit)}")
-        if not cursor_mode:
+        if not cursor_mode and sort_key is not None:
             text += f" OFFSET {sql.named('offset', request.start_index - 1)}"
         rows = sql.run(conn, text).all()
     next_cursor = None

@@ -62,7 +62,16 @@ resources = sa.Table(
         sqlite_where=sa.text("deleted_at IS NULL"),
         postgresql_where=sa.text("deleted_at IS NULL"),
     ),
-    sa.Index("ix_resources_listing", "tenant_id", "resource_type", "created_at", "id"),
+    # Live rows only, so that OFFSET paging and counts walk the index alone (migration 0004).
+    sa.Index(
+        "ix_resources_live_listing",
+        "tenant_id",
+        "resource_type",
+        "created_at",
+        "id",
+        sqlite_where=sa.text("deleted_at IS NULL"),
+        postgresql_where=sa.text("deleted_at IS NULL"),
+    ),
     sa.Index("ix_resources_deleted", "deleted_at"),
 )
 
