@@ -8,6 +8,7 @@ pending migrations first, so the commands work on a fresh installation in any or
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -98,6 +99,8 @@ def serve(
         # from the same IDSYNC_* environment through the factory; migrations and the default
         # tenant were done once, above, before any worker starts.
         db.dispose()
+        # The in-process rate limiter gives each worker 1/N of the tenant's rate (auth/ratelimit.py).
+        os.environ["IDSYNC_WORKERS"] = str(workers)
         uvicorn.run("identity_sync.cli:worker_app", factory=True, workers=workers, host=host, port=port,
                     access_log=False, log_level="warning", backlog=2048, **tls)
         return

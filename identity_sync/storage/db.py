@@ -57,7 +57,7 @@ def create_engine(url: str) -> Engine:
     # pool_timeout: a request waiting for a free connection gives up (503) instead of hanging.
     return sa.create_engine(
         parsed, json_serializer=_json_dumps, json_deserializer=orjson.loads, pool_pre_ping=True,
-        pool_size=5, max_overflow=10, pool_timeout=10, connect_args=connect_args,
+        pool_size=5, max_overflow=10, pool_timeout=30, connect_args=connect_args,
     )
 
 
