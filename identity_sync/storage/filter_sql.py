@@ -219,7 +219,8 @@ class _Compiler:
             assert isinstance(node, Compare) and node.value is not None
             return f"{anchor}.path = {path} AND {self._key_condition(f'{anchor}.key', sub, node.op, node.value)}"
         other = self.sql.alias()
-        negate = isinstance(node, Compare) and (node.op == "ne" or (node.value is None and node.op == "eq"))
+        # `ne "x"` is "no x here" and `eq null` is "absent": both negate; `ne null` means present.
+        negate = isinstance(node, Compare) and (node.op == "ne") == (node.value is not None)
         condition = ""
         if isinstance(node, Compare) and node.value is not None:
             condition = " AND " + self._key_condition(f"{other}.key", sub, "eq" if node.op == "ne" else node.op,
