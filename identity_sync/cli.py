@@ -156,23 +156,22 @@ def tenant_list(as_json: JsonFlag = False) -> None:
 @tenant_app.command("disable")
 def tenant_disable(name: str) -> None:
     """Disable a tenant: its credentials stop working at once; its data is kept."""
-    _, db = _open()
-    try:
-        TenantService(db).set_status(name, "disabled")
-    except TenantError as exc:
-        _fail(str(exc))
-    typer.echo(f"Tenant '{name}' disabled.")
+    _set_tenant_status(name, "disabled")
 
 
 @tenant_app.command("enable")
 def tenant_enable(name: str) -> None:
     """Re-enable a disabled tenant."""
+    _set_tenant_status(name, "active")
+
+
+def _set_tenant_status(name: str, status: str) -> None:
     _, db = _open()
     try:
-        TenantService(db).set_status(name, "active")
+        TenantService(db).set_status(name, status)
     except TenantError as exc:
         _fail(str(exc))
-    typer.echo(f"Tenant '{name}' enabled.")
+    typer.echo(f"Tenant '{name}' {'enabled' if status == 'active' else 'disabled'}.")
 
 
 @token_app.command("create")
