@@ -6,6 +6,7 @@ server processes on one database, plain HTTP, and signals (SIGKILL) instead of p
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import socket
@@ -30,8 +31,10 @@ PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 class Server:
     """One ``identity-sync serve`` subprocess (``workers`` uvicorn workers) on 127.0.0.1."""
 
-    def __init__(self, db_url: str, data_dir: Path, *, workers: int = 1, port: int | None = None) -> None:
+    def __init__(self, db_url: str, data_dir: Path, *, workers: int = 1, port: int | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.db_url = db_url
+        self.env = env or {}
         self.data_dir = data_dir
         self.workers = workers
         self.port = port or free_port()
@@ -46,6 +49,7 @@ class Server:
         # The per-tenant request limiter is off: these tests fire bursts at one tenant on purpose.
         env.update(IDSYNC_DATABASE_URL=self.db_url, IDSYNC_DATA_DIR=str(self.data_dir), IDSYNC_LOG_LEVEL="WARNING",
                    IDSYNC_RATE_LIMIT_PER_SECOND="0", PYTHONUNBUFFERED="1")
+        env.update(self.env)  # e.g. a small rate limit, for the tests of the limit itself
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = (self.data_dir / f"serve-{self.port}.log").open("ab")
         self.process = subprocess.Popen(
@@ -115,13 +119,15 @@ class Client:
                 headers = {k.lower(): v for k, v in response.headers.items()}
                 return Reply(response.status, headers, orjson.loads(raw) if raw else None)
         except urllib.error.HTTPError as error:
-            raw = error.read()
+            with error:  # an unclosed error response is a ResourceWarning (an error in this suite)
+                raw = error.read()
             try:
                 parsed = orjson.loads(raw) if raw else None
             except orjson.JSONDecodeError:
                 parsed = raw.decode(errors="replace")
             return Reply(error.code, {k.lower(): v for k, v in error.headers.items()}, parsed)
-        except (OSError, urllib.error.URLError) as error:
+        except (OSError, urllib.error.URLError, http.client.HTTPException) as error:
+            # HTTPException: the server was killed mid-response (IncompleteRead, BadStatusLine).
             return Reply(0, {}, repr(error))
 
     def create_user(self, user_name: str, **attributes: Any) -> Reply:
