@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from identity_sync.service.clients import ClientService, IssuedClient, parse_scopes
+from identity_sync.service.clients import ClientService, FederatedClient, IssuedClient, parse_scopes
 from identity_sync.service.tenants import TenantError
 
 client_app = typer.Typer(help="OAuth 2.0 clients (client credentials grant) of a tenant.", no_args_is_help=True)
@@ -64,6 +64,32 @@ def _print_client(settings: Any, issued: IssuedClient, as_json: bool) -> None:
     typer.echo("The secret is shown only this once; paste it into Entra now. Header, Body and Both all work.")
 
 
+def _print_federated(settings: Any, issued: FederatedClient, as_json: bool) -> None:
+    from identity_sync.cli import _tenant_url
+
+    tenant_url = _tenant_url(settings, issued.tenant)
+    values = {
+        "tenant": issued.tenant, "tenant_url": tenant_url, "token_endpoint": f"{tenant_url}/oauth/token",
+        "client_id": issued.client_id, "credential_id": issued.credential_id, "federated": True,
+        "issuer": issued.issuer, "subject": issued.subject, "audience": issued.audience,
+        "entra_tenant_id": issued.entra_tenant_id, "jwks_url": issued.jwks_url,
+        "scope": " ".join(sorted(issued.scopes)), "expires_in": settings.oauth_token_lifetime_seconds,
+    }
+    if as_json:
+        typer.echo(json.dumps(values))
+        return
+    typer.echo("In Entra: Provisioning → Admin credentials → Authentication method: Workload identity federation")
+    typer.echo(f"Tenant URL:        {values['tenant_url']}")
+    typer.echo(f"Token endpoint:    {values['token_endpoint']}")
+    typer.echo(f"Client identifier: {values['client_id']}")
+    typer.echo(f"Trusted issuer:    {values['issuer']}")
+    typer.echo(f"Subject:           {values['subject']}")
+    typer.echo(f"Audience:          {values['audience']}")
+    typer.echo(f"Credential id:     {values['credential_id']} (revoke with --secret)")
+    typer.echo(f"Scopes:            {values['scope']}")
+    typer.echo("No secret: Entra authenticates with an assertion it signs (RFC 7523).")
+
+
 @client_app.command("create")
 def client_create(
     tenant: TenantOption,
@@ -71,14 +97,37 @@ def client_create(
     scope: Annotated[str, typer.Option(help="Space-separated: scim (= scim:read scim:write), scim:read, "
                                             "scim:write, admin.")] = "scim",
     secret_days: SecretDays = None,
+    federated: Annotated[bool, typer.Option(
+        "--federated", help="Workload identity federation: no secret; Entra sends a signed assertion.")] = False,
+    issuer: Annotated[str | None, typer.Option(help="--federated: https://login.microsoftonline.com/"
+                                                    "<tenant id>/v2.0")] = None,
+    subject: Annotated[str | None, typer.Option(help="--federated: the workload identity's object id.")] = None,
+    audience: Annotated[str | None, typer.Option(help="--federated: api://<app id>/.default (or the app id).")] = None,
+    jwks_file: Annotated[Path | None, typer.Option(help="--federated: a JWKS file with Entra's keys.")] = None,
+    jwks_url: Annotated[str | None, typer.Option(help="--federated: https URL of Entra's JWKS.")] = None,
 ) -> None:
-    """Create an OAuth client with its first secret (shown once)."""
+    """Create an OAuth client with its first secret (shown once), or a federated one (no secret)."""
     settings, service = _service()
+    federation = (issuer, subject, audience, jwks_file, jwks_url)
+    if not federated:
+        if any(v is not None for v in federation):
+            _fail("--issuer, --subject, --audience, --jwks-file and --jwks-url need --federated.")
+        try:
+            issued = service.create_client(tenant, parse_scopes(scope), secret_days)
+        except (TenantError, ValueError) as exc:
+            _fail(str(exc))
+        _print_client(settings, issued, as_json)
+        return
+    if issuer is None or subject is None or audience is None or secret_days is not None:
+        _fail("--federated needs --issuer, --subject and --audience (and takes no --secret-days).")
+    assert issuer is not None and subject is not None and audience is not None
     try:
-        issued = service.create_client(tenant, parse_scopes(scope), secret_days)
-    except (TenantError, ValueError) as exc:
+        jwks = json.loads(jwks_file.read_text()) if jwks_file else None
+        fed = service.create_federated_client(tenant, issuer=issuer, subject=subject, audience=audience,
+                                              jwks=jwks, jwks_url=jwks_url, scopes=parse_scopes(scope))
+    except (TenantError, OSError, ValueError) as exc:
         _fail(str(exc))
-    _print_client(settings, issued, as_json)
+    _print_federated(settings, fed, as_json)
 
 
 @client_app.command("rotate")
@@ -104,7 +153,8 @@ def client_list(tenant: TenantOption, as_json: JsonFlag = False) -> None:
     if as_json:
         typer.echo(json.dumps({"clients": [
             {"client_id": c["id"], "scope": c["scopes"], "created_at": c["created_at"], "revoked_at": c["revoked_at"],
-             "secrets": [{"secret_id": s["id"], **{k: s[k] for k in s if k != "id"}} for s in c["secrets"]]}
+             "secrets": [{"secret_id": s["id"], **{k: s[k] for k in s if k != "id"}} for s in c["secrets"]],
+             **({"federated": c["federated"]} if c["federated"] else {})}
             for c in clients]}))
         return
     if not clients:
@@ -112,6 +162,11 @@ def client_list(tenant: TenantOption, as_json: JsonFlag = False) -> None:
     for c in clients:
         typer.echo(f"{c['id']}  scope={c['scopes']}  created={c['created_at']}"
                    + (f"  REVOKED {c['revoked_at']}" if c["revoked_at"] else ""))
+        if c["federated"]:
+            f = c["federated"]
+            typer.echo(f"    federated {f['id']}  issuer {f['issuer']}  subject {f['subject']}  "
+                       f"audience {f['audience']}")
+            continue
         for s in c["secrets"]:
             state = f"revoked {s['revoked_at']}" if s["revoked_at"] else f"expires {s['expires_at']}"
             used = s["last_used_at"] or "-"

@@ -28,6 +28,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from identity_sync.auth.federation import JWT_BEARER
 from identity_sync.auth.jwt import public_jwk
 
 #: How often a process looks for keys added by another process or by the CLI.
@@ -189,12 +190,16 @@ class TokenRequest:
     client_secret: str
     scope: str | None
     used_basic: bool
+    #: A JWT-bearer client assertion (RFC 7523 §2.2, workload identity federation); when set,
+    #: ``client_secret`` is empty and the client authenticates with the assertion alone.
+    client_assertion: str | None = None
 
 
 def parse_token_request(body: bytes, content_type: str | None, authorization: str | None) -> TokenRequest:
     """The client credentials and scope of a token request, accepting the three ways Entra sends
     them: ``Authorization: Basic`` ("Header"), form fields ("Body"), or both at once ("Both",
-    which must then agree)."""
+    which must then agree) — or, for workload identity federation, ``client_id`` with a
+    JWT-bearer ``client_assertion`` and no secret (RFC 7523 §2.2)."""
     media_type = (content_type or "").split(";")[0].strip().lower()
     if media_type != "application/x-www-form-urlencoded":
         raise TokenRequestError("invalid_request", "Send the token request as application/x-www-form-urlencoded.")
@@ -211,6 +216,10 @@ def parse_token_request(body: bytes, content_type: str | None, authorization: st
     if grant_type != "client_credentials":
         raise TokenRequestError("unsupported_grant_type", "Only the client_credentials grant is supported.")
 
+    scope = fields.get("scope")
+    scope = scope.strip() if scope and scope.strip() else None
+    if "client_assertion" in fields or "client_assertion_type" in fields:
+        return _assertion_request(fields, authorization, scope)
     basic = _basic_credentials(authorization)
     body_id, body_secret = fields.get("client_id"), fields.get("client_secret")
     if basic is not None:
@@ -221,9 +230,24 @@ def parse_token_request(body: bytes, content_type: str | None, authorization: st
         client_id, client_secret = body_id, body_secret
     else:
         raise TokenRequestError("invalid_client", "Client authentication failed.", 401)
-    scope = fields.get("scope")
-    return TokenRequest(client_id, client_secret, scope.strip() if scope and scope.strip() else None,
-                        basic is not None)
+    return TokenRequest(client_id, client_secret, scope, basic is not None)
+
+
+def _assertion_request(fields: dict[str, str], authorization: str | None, scope: str | None) -> TokenRequest:
+    """A client-assertion request: the JWT-bearer type, one assertion, a ``client_id`` (Entra
+    always sends it; it names the client whose federated credential applies), and no other
+    client authentication (RFC 6749 §2.3: one method per request). Every flaw is the same
+    ``invalid_client``."""
+    assertion, client_id = fields.get("client_assertion"), fields.get("client_id")
+    if (
+        fields.get("client_assertion_type") != JWT_BEARER
+        or not assertion
+        or not client_id
+        or "client_secret" in fields
+        or authorization
+    ):
+        raise TokenRequestError("invalid_client", "Client authentication failed.", 401)
+    return TokenRequest(client_id, "", scope, False, assertion)
 
 
 def _basic_credentials(header: str | None) -> tuple[str, str] | None:

@@ -8,6 +8,7 @@ logged at debug level, and never with the credential."""
 from __future__ import annotations
 
 import json
+import secrets
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from identity_sync.auth import federation as wif
 from identity_sync.auth import jwt as jwtv
 from identity_sync.auth import oauth, tokens
 from identity_sync.auth.tokens import ALL_SCOPES, PROVISIONING, Principal
@@ -24,6 +26,7 @@ from identity_sync.config import Settings
 from identity_sync.errors import Unauthorized
 from identity_sync.service.tenants import TenantError, TenantService
 from identity_sync.storage import clients as store
+from identity_sync.storage import federation as fed_store
 from identity_sync.storage import tenants as tenant_store
 from identity_sync.storage.db import Database
 
@@ -59,6 +62,25 @@ class IssuedClient:
 
 
 @dataclass(frozen=True, slots=True)
+class FederatedClient:
+    """A client that authenticates with Entra-signed assertions (no secret)."""
+
+    tenant: str
+    client_id: str
+    credential_id: str
+    issuer: str
+    subject: str
+    audience: str
+    entra_tenant_id: str
+    jwks_url: str | None
+    scopes: frozenset[str]
+
+
+#: Federated credentials do not expire on their own (there is no secret to leak); revoke them.
+_NEVER = "9999-12-31T23:59:59.999999Z"
+
+
+@dataclass(frozen=True, slots=True)
 class AccessToken:
     access_token: str
     expires_in: int
@@ -68,10 +90,13 @@ class AccessToken:
 class ClientService:
     """Operator actions on OAuth clients and Entra trust, and the token endpoint's logic."""
 
-    def __init__(self, db: Database, settings: Settings, keys: oauth.SigningKeys | None = None) -> None:
+    def __init__(self, db: Database, settings: Settings, keys: oauth.SigningKeys | None = None,
+                 jwks: wif.JwksSource | None = None) -> None:
         self.db = db
         self.settings = settings
         self.keys = keys or oauth.SigningKeys(settings.resolved_signing_keys_dir())
+        self.federation_keys = jwks or wif.JwksSource()
+        self.assertion_cache = jwtv.VerifiedCache(1024)
 
     # -- clients ---------------------------------------------------------------------------------
 
@@ -89,6 +114,8 @@ class ClientService:
             client = self._client(conn, tenant_name, client_id)
             if client["revoked_at"] is not None:
                 raise TenantError(f"Client '{client_id}' is revoked.")
+            if fed_store.federated_for_client(conn, client_id) is not None:
+                raise TenantError(f"Client '{client_id}' is federated: it has no secrets to rotate.")
             return self._add_secret(conn, tenant_name, client_id, frozenset(client["scopes"].split()), secret_days)
 
     def _add_secret(self, conn: Any, tenant_name: str, client_id: str, scopes: frozenset[str],
@@ -101,9 +128,40 @@ class ClientService:
         store.insert_secret(conn, secret_id, client_id, tokens.digest(secret), now_text(), expires_at)
         return IssuedClient(tenant_name, client_id, secret, secret_id, expires_at, scopes)
 
+    def create_federated_client(self, tenant_name: str, *, issuer: str, subject: str, audience: str,
+                                jwks: dict[str, Any] | None = None, jwks_url: str | None = None,
+                                scopes: frozenset[str] = PROVISIONING) -> FederatedClient:
+        """A client whose only credential is workload identity federation: assertions signed by
+        the customer's Entra for ``subject``, issued by ``issuer``, for ``audience``."""
+        try:
+            entra_tenant_id = wif.tenant_of_issuer(issuer)
+            wif.application_of(audience)
+            subject = wif.check_subject(subject)
+        except wif.FederationConfigError as exc:
+            raise TenantError(str(exc)) from None
+        self._check_jwks(jwks, jwks_url)
+        client_id, credential_id, now = oauth.new_client_id(), tokens.new_credential_id(), now_text()
+        with self.db.write() as conn:
+            tenant = self._tenant(conn, tenant_name)
+            store.insert_client(conn, client_id, tenant["id"], " ".join(sorted(scopes)), now)
+            # A digest no secret can have (``:`` is not hex): the row only carries the credential's
+            # id, expiry, revocation and last use.
+            store.insert_secret(conn, credential_id, client_id, "wif:" + secrets.token_hex(30), now, _NEVER)
+            fed_store.insert_federated(conn, {
+                "id": credential_id, "client_id": client_id, "issuer": issuer, "subject": subject,
+                "audience": audience.strip(), "entra_tenant_id": entra_tenant_id,
+                "jwks": json.dumps(jwks) if jwks is not None else None, "jwks_url": jwks_url, "created_at": now})
+        return FederatedClient(tenant_name, client_id, credential_id, issuer, subject, audience.strip(),
+                               entra_tenant_id, jwks_url, scopes)
+
     def list_clients(self, tenant_name: str) -> list[dict[str, Any]]:
         with self.db.read() as conn:
-            return store.list_clients(conn, self._tenant(conn, tenant_name)["id"])
+            tenant_id = self._tenant(conn, tenant_name)["id"]
+            clients = store.list_clients(conn, tenant_id)
+            federated = fed_store.federated_of_tenant(conn, tenant_id)
+        for client in clients:
+            client["federated"] = federated.get(client["id"])
+        return clients
 
     def revoke(self, tenant_name: str, client_id: str, secret_id: str | None = None) -> None:
         """Revoke a whole client, or one of its secrets; tokens issued with it stop working at once."""
@@ -120,6 +178,8 @@ class ClientService:
     def issue_token(self, tenant_name: str, request: oauth.TokenRequest) -> AccessToken:
         """Authenticate the client against its live secrets (constant-time, every secret compared)
         and sign an access token bound to this tenant."""
+        if request.client_assertion is not None:
+            return self._issue_federated(tenant_name, request, request.client_assertion)
         presented = tokens.digest(request.client_secret)
         with self.db.read() as conn:
             rows = store.secrets_for_token(conn, request.client_id) if len(request.client_id) <= 40 else []
@@ -132,7 +192,32 @@ class ClientService:
         if match is None or match["client_revoked_at"] is not None or match["tenant_status"] != "active" \
                 or match["tenant_name"] != tenant_name:
             raise oauth.TokenRequestError("invalid_client", "Client authentication failed.", 401)
-        allowed = frozenset(match["scopes"].split())
+        return self._sign(tenant_name, request, match["tenant_id"], match["secret_id"], match["scopes"], now)
+
+    def _issue_federated(self, tenant_name: str, request: oauth.TokenRequest, assertion: str) -> AccessToken:
+        """Workload identity federation: the client authenticates with an assertion its federated
+        credential accepts (:func:`identity_sync.auth.federation.check_assertion`)."""
+        with self.db.read() as conn:
+            row = fed_store.federated_for_client(conn, request.client_id) if len(request.client_id) <= 40 else None
+        now = now_text()
+        try:
+            if row is None or row["client_revoked_at"] is not None or row["revoked_at"] is not None \
+                    or row["expires_at"] <= now or row["tenant_status"] != "active" \
+                    or row["tenant_name"] != tenant_name:
+                raise jwtv.InvalidToken("client, credential or tenant")
+            credential = wif.FederatedCredential(
+                row["id"], row["client_id"], row["issuer"], row["subject"], row["audience"],
+                row["entra_tenant_id"], row["jwks"], row["jwks_url"], row["created_at"])
+            wif.check_assertion(assertion, credential, key_for_kid=self.federation_keys.key_for(credential),
+                                leeway=self.settings.jwt_leeway_seconds, cache=self.assertion_cache)
+        except (jwtv.InvalidToken, ValueError) as exc:
+            log.debug("oauth.assertion_refused", tenant=tenant_name, reason=str(exc))
+            raise oauth.TokenRequestError("invalid_client", "Client authentication failed.", 401) from None
+        return self._sign(tenant_name, request, row["tenant_id"], row["id"], row["scopes"], now)
+
+    def _sign(self, tenant_name: str, request: oauth.TokenRequest, tenant_id: str, secret_id: str,
+              client_scopes: str, now: str) -> AccessToken:
+        allowed = frozenset(client_scopes.split())
         try:
             wanted = parse_scopes(request.scope, default=allowed)
         except ValueError:
@@ -140,25 +225,20 @@ class ClientService:
         if not wanted <= allowed:
             raise oauth.TokenRequestError("invalid_scope", "The requested scope exceeds what the client may use.")
         lifetime = self.settings.oauth_token_lifetime_seconds
-        token = oauth.issue_access_token(self.keys, issuer=self.settings.oauth_issuer, tenant_id=match["tenant_id"],
-                                         client_id=request.client_id, secret_id=match["secret_id"], scopes=wanted,
+        token = oauth.issue_access_token(self.keys, issuer=self.settings.oauth_issuer, tenant_id=tenant_id,
+                                         client_id=request.client_id, secret_id=secret_id, scopes=wanted,
                                          lifetime=lifetime)
         with self.db.write() as conn:
-            store.touch_secret(conn, match["secret_id"], now)
+            store.touch_secret(conn, secret_id, now)
         log.info("oauth.token_issued", tenant=tenant_name, client_id=request.client_id,
-                 secret_id=match["secret_id"], expires_in=lifetime)
+                 secret_id=secret_id, expires_in=lifetime)
         return AccessToken(token, lifetime, " ".join(sorted(wanted)))
 
     # -- Entra trust -----------------------------------------------------------------------------
 
     def set_entra_trust(self, tenant_name: str, entra_tenant_id: str, audience: str | None = None,
                         jwks: dict[str, Any] | None = None, jwks_url: str | None = None) -> None:
-        if (jwks is None) == (jwks_url is None):
-            raise TenantError("Give exactly one of a JWKS file or a JWKS URL.")
-        if jwks is not None and not jwtv.keys_from_jwks(jwks):
-            raise TenantError("The JWKS holds no usable RS256 signing key with a 'kid'.")
-        if jwks_url is not None and not jwks_url.startswith("https://"):
-            raise TenantError("The JWKS URL must be https://.")
+        self._check_jwks(jwks, jwks_url)
         if not entra_tenant_id or "/" in entra_tenant_id or len(entra_tenant_id) > 36:
             raise TenantError("The Entra tenant id is the directory's GUID.")
         with self.db.write() as conn:
@@ -177,6 +257,15 @@ class ClientService:
             return store.clear_entra_trust(conn, self._tenant(conn, tenant_name)["id"])
 
     # -- helpers ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_jwks(jwks: dict[str, Any] | None, jwks_url: str | None) -> None:
+        if (jwks is None) == (jwks_url is None):
+            raise TenantError("Give exactly one of a JWKS file or a JWKS URL.")
+        if jwks is not None and not jwtv.keys_from_jwks(jwks):
+            raise TenantError("The JWKS holds no usable RS256 signing key with a 'kid'.")
+        if jwks_url is not None and (not jwks_url.startswith("https://") or len(jwks_url) > 500):
+            raise TenantError("The JWKS URL must be https://.")
 
     def _tenant(self, conn: Any, name: str) -> dict[str, Any]:
         tenant = tenant_store.get_tenant(conn, name)

@@ -31,8 +31,14 @@ def _json_dumps(value: object) -> str:
     return orjson.dumps(value).decode()
 
 
-def create_engine(url: str) -> Engine:
+def create_engine(url: str, *, autocommit: bool = False) -> Engine:
+    """The service's engine for ``url``. ``autocommit=True`` (PostgreSQL only) gives a small pool of
+    autocommit connections for one-statement writes outside any request transaction (the shared
+    rate-limit buckets, ``auth/ratelimit.py``): no BEGIN/COMMIT round trips, no ping at checkout —
+    its user retries once on a fresh connection instead."""
     if url.startswith("sqlite"):
+        if autocommit:
+            raise ValueError("autocommit engines are for PostgreSQL only")
         database = sa.engine.make_url(url).database
         if database and database != ":memory:":
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -52,6 +58,9 @@ def create_engine(url: str) -> Engine:
         value = str(parsed.query["prepare_threshold"])
         connect_args["prepare_threshold"] = None if value.lower() in ("none", "") else int(value)
         parsed = parsed.difference_update_query(["prepare_threshold"])
+    if autocommit:
+        return sa.create_engine(parsed, isolation_level="AUTOCOMMIT", pool_pre_ping=False, pool_size=4,
+                                max_overflow=4, pool_timeout=30, connect_args=connect_args)
     # pool_pre_ping: a connection broken by a database restart is replaced at checkout instead of
     # failing the request that drew it; a request that finds the database down gets 503.
     # pool_timeout: a request waiting for a free connection gives up (503) instead of hanging.
@@ -88,6 +97,16 @@ class Database:
         self.url = url
         self.engine = create_engine(url)
         self._write_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else None
+        self._autocommit: Engine | None = None
+        self._autocommit_lock = threading.Lock()
+
+    def autocommit_engine(self) -> Engine:
+        """The small autocommit pool (PostgreSQL) for one-statement writes outside any request
+        transaction — the shared rate-limit buckets; made on first use, disposed with the rest."""
+        with self._autocommit_lock:
+            if self._autocommit is None:
+                self._autocommit = create_engine(self.url, autocommit=True)
+            return self._autocommit
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -132,3 +151,5 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._autocommit is not None:
+            self._autocommit.dispose()

@@ -158,3 +158,36 @@ entra_trust = sa.Table(
     sa.Column("jwks_url", sa.String(500)),
     sa.Column("updated_at", sa.String(32), nullable=False),
 )
+
+# Workload identity federation (RFC 7523): a client credential that is an assertion signed by the
+# customer's Microsoft Entra rather than a secret. ``id`` is also a row of oauth_client_secrets
+# (with a digest no secret can have), so access tokens name it in ``sid`` and revocation, expiry
+# and last use work exactly as for secrets. The JWKS holds public keys only.
+oauth_federated_credentials = sa.Table(
+    "oauth_federated_credentials",
+    metadata,
+    sa.Column("id", sa.String(16), sa.ForeignKey("oauth_client_secrets.id"), primary_key=True),
+    sa.Column("client_id", sa.String(40), sa.ForeignKey("oauth_clients.id"), nullable=False, unique=True),
+    sa.Column("issuer", sa.String(200), nullable=False),
+    sa.Column("subject", sa.String(200), nullable=False),
+    sa.Column("audience", sa.String(200), nullable=False),
+    sa.Column("entra_tenant_id", sa.String(36), nullable=False),
+    sa.Column("jwks", sa.Text),
+    sa.Column("jwks_url", sa.String(500)),
+    sa.Column("created_at", sa.String(32), nullable=False),
+)
+
+# -- shared rate limits (issue 6; auth/ratelimit.py) --------------------------------------------------
+
+# One token bucket per tenant on PostgreSQL, shared by every worker and node: what was left after
+# the last take (negative: the last take was refused, see ratelimit.TAKE_SQL) and when, on the
+# database clock. Unused on SQLite (the buckets live in each process there). Updated in place on
+# every request, only non-indexed columns: HOT updates, with room left on each page for them.
+rate_limit_buckets = sa.Table(
+    "rate_limit_buckets",
+    metadata,
+    sa.Column("tenant_id", sa.String(36), primary_key=True),
+    sa.Column("tokens", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    postgresql_with={"fillfactor": 50},
+)

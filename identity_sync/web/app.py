@@ -51,7 +51,7 @@ class Handlers:
         # per-tenant rate limit: see docs/security.md.
         self.clients = ClientService(db, settings)
         self.auth = Authenticator(db, settings, self.clients.keys)
-        self.limiter = limits.scim_limiter(settings)
+        self.limiter = limits.scim_limiter(settings, db)
 
     # -- helpers -------------------------------------------------------------------------------
 

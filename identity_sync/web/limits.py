@@ -1,12 +1,21 @@
 """The per-tenant rate limit as the HTTP layer applies it: after authentication (so that nobody
 can spend another tenant's budget without its credentials), keyed by the tenant's id, answered
-with 429 and an integer ``Retry-After`` (Entra pauses for that long and retries)."""
+with 429 and an integer ``Retry-After`` (Entra pauses for that long and retries).
+
+Where the buckets live (``auth/ratelimit.py``): on PostgreSQL in the database, one row per tenant
+shared by every worker and node; on SQLite in each process. ``IDSYNC_RATE_LIMIT_STORE`` =
+``auto`` (default: by the database URL), ``database`` or ``memory`` forces one."""
 
 from __future__ import annotations
 
-from identity_sync.auth.ratelimit import Limiter, create_limiter, retry_after
+import os
+
+from identity_sync.auth.ratelimit import DatabaseBuckets, Limiter, Unlimited, create_limiter, retry_after
 from identity_sync.config import Settings
 from identity_sync.errors import ScimError
+from identity_sync.storage.db import Database
+
+STORES = ("auto", "database", "memory")
 
 
 class TooManyRequests(ScimError):
@@ -18,11 +27,32 @@ class TooManyRequests(ScimError):
                          headers={"Retry-After": str(seconds)})
 
 
-def scim_limiter(settings: Settings) -> Limiter:
-    return create_limiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+def rate_limit_store(settings: Settings, database_url: str) -> str:
+    """``database`` or ``memory``: the setting if forced, else ``database`` on PostgreSQL."""
+    chosen = str(getattr(settings, "rate_limit_store", None) or os.environ.get("IDSYNC_RATE_LIMIT_STORE")
+                 or "auto").strip().lower()
+    if chosen not in STORES:
+        raise ValueError(f"IDSYNC_RATE_LIMIT_STORE must be one of {', '.join(STORES)}, not {chosen!r}")
+    if chosen == "auto":
+        return "database" if database_url.startswith(("postgresql", "postgres:")) else "memory"
+    if chosen == "database" and database_url.startswith("sqlite"):
+        # A write per request would take SQLite's database-wide write lock: not offered.
+        raise ValueError("IDSYNC_RATE_LIMIT_STORE=database needs PostgreSQL; SQLite uses the in-process limiter")
+    return chosen
+
+
+def scim_limiter(settings: Settings, db: Database) -> Limiter:
+    rate, burst = settings.rate_limit_per_second, settings.rate_limit_burst
+    if rate <= 0:
+        return Unlimited()
+    if rate_limit_store(settings, db.url) == "database":
+        return DatabaseBuckets(db.autocommit_engine(), rate, burst)  # closed by db.dispose()
+    return create_limiter(rate, burst)
 
 
 def token_limiter(settings: Settings) -> Limiter:
+    # In process (1/N per worker): the token endpoint calls take() on the event loop, where a
+    # database round trip must not run (web/oauth_routes.py).
     return create_limiter(settings.token_rate_limit_per_second, settings.token_rate_limit_burst)
 
 
