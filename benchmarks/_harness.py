@@ -45,7 +45,42 @@ def proc_status(pid: int) -> dict[str, int]:
     return out
 
 
-class Server:
+class ManagedProcess:
+    """A server subprocess in its own process group: memory sampling, stopping, log tail.
+    Subclasses set ``proc``, ``peak`` and ``log_path``."""
+
+    proc: subprocess.Popen[bytes] | None
+    peak: dict[str, int]
+    log_path: Path
+
+    def sample_memory(self) -> dict[str, int]:
+        if self.proc is not None and self.proc.poll() is None:
+            st = proc_status(self.proc.pid)
+            if st:
+                self.peak = st
+        return self.peak
+
+    def stop(self) -> None:
+        """Stop the server (SIGINT, then SIGTERM, then SIGKILL to its own process group)."""
+        p = self.proc
+        if p is not None and p.poll() is None:
+            self.sample_memory()
+            for sig, wait in ((signal.SIGINT, 10), (signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, sig)  # the group we created with start_new_session
+                try:
+                    p.wait(timeout=wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+
+    def stderr_tail(self, n: int = 30) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        return ""
+
+
+class Server(ManagedProcess):
     """Context manager: temp data dir + DB, tenant, ``identity-sync serve`` subprocess."""
 
     def __init__(self, cli: str | os.PathLike[str] = DEFAULT_CLI, database_url: str | None = None,
@@ -125,27 +160,6 @@ class Server:
         raise RuntimeError(f"server did not answer within {self.start_timeout}s (last: {last}); stderr tail:\n"
                            + self.stderr_tail())
 
-    def sample_memory(self) -> dict[str, int]:
-        if self.proc is not None and self.proc.poll() is None:
-            st = proc_status(self.proc.pid)
-            if st:
-                self.peak = st
-        return self.peak
-
-    def stop(self) -> None:
-        """Stop the server (SIGINT, then SIGTERM, then SIGKILL to its own process group)."""
-        p = self.proc
-        if p is not None and p.poll() is None:
-            self.sample_memory()
-            for sig, wait in ((signal.SIGINT, 10), (signal.SIGTERM, 5), (signal.SIGKILL, 5)):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(p.pid, sig)  # the group we created with start_new_session
-                try:
-                    p.wait(timeout=wait)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-
     def close(self) -> None:
         self.stop()
         for f in (getattr(self, "_out", None), getattr(self, "_err", None)):
@@ -153,12 +167,6 @@ class Server:
                 f.close()
         if not self.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
-
-    # -- evidence ----------------------------------------------------------------------------
-    def stderr_tail(self, n: int = 30) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        return ""
 
     def log_summary(self, samples: int = 20) -> dict[str, object]:
         """Status codes of the server's access log and its non-request lines (warnings,

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import DEFAULT_CLI, REPO, Server, free_port, proc_status
+from _harness import DEFAULT_CLI, REPO, ManagedProcess, Server, free_port
 
 SHARED = Path("/work/shared/bench")
 SCIMLOAD = SHARED / "scimload.py"
@@ -92,7 +92,7 @@ def install_peer(venv: Path) -> float:
     return round(time.monotonic() - t, 1)
 
 
-class PeerServer:
+class PeerServer(ManagedProcess):
     """scim2-server in its own process group, on a free loopback port; always stopped."""
 
     _LINE = re.compile(r'"(GET|POST|PUT|PATCH|DELETE) \S+ HTTP/[\d.]+" (\d{3})')
@@ -138,36 +138,11 @@ class PeerServer:
             time.sleep(0.2)
         raise RuntimeError(f"scim2-server did not answer within {self.start_timeout}s")
 
-    def sample_memory(self) -> dict[str, int]:
-        if self.proc is not None and self.proc.poll() is None:
-            st = proc_status(self.proc.pid)
-            if st:
-                self.peak = st
-        return self.peak
-
-    def stop(self) -> None:
-        p = self.proc
-        if p is not None and p.poll() is None:
-            self.sample_memory()
-            for sig, wait in ((signal.SIGINT, 10), (signal.SIGTERM, 5), (signal.SIGKILL, 5)):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(p.pid, sig)
-                try:
-                    p.wait(timeout=wait)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-
     def close(self) -> None:
         self.stop()
         with contextlib.suppress(AttributeError):
             self._err.close()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-    def stderr_tail(self, n: int = 20) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        return ""
 
     def log_summary(self) -> dict[str, Any]:
         """Status codes of wsgiref's access log lines, and the other (traceback) lines."""
