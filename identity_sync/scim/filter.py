@@ -170,6 +170,8 @@ class _Parser:
                 # A lone surrogate would only blow up later, when the value is encoded to UTF-8.
                 if 0xD800 <= code <= 0xDFFF:
                     self.fail("unpaired surrogate in \\u escape", i - 6)
+                if code == 0:  # no stored value can contain NUL (PostgreSQL text cannot hold it)
+                    self.fail("NUL is not allowed in a string", i - 6)
                 parts.append(chr(code))
             elif not escape:
                 self.fail("unterminated string", start)

@@ -130,6 +130,9 @@ def coerce_simple(attr: Attribute, value: Any, label: str) -> Any:
         return value
     if not isinstance(value, str):
         raise BadRequest(f"Attribute '{label}' must be a string.")
+    if "\x00" in value:
+        # PostgreSQL text cannot hold NUL and SQLite's LIKE stops at it: refused, never stored.
+        raise BadRequest(f"Attribute '{label}' contains a NUL character.")
     if kind == t.DATETIME:
         try:
             datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -268,6 +268,9 @@ class NormalizePath:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
+        if "\x00" in path:  # a NUL in an id would reach the database as a parameter it cannot hold
+            await error_response(NotFound("No such resource."))(scope, receive, send)
+            return
         parts = path.rstrip("/").split("/") if path != "/" else [""]
         if len(parts) > 4 and parts[1] == "scim" and parts[2].lower() == "v2":
             parts[2] = "v2"

@@ -411,7 +411,7 @@ def test_invalid_patch_paths(text: str) -> None:
 names = st.sampled_from(["userName", "emails", "type", "value", "$ref", "x-y_1", "not", "pr", "and", "eq", "Or"])
 urns = st.sampled_from([None, ENTERPRISE, GLOBAL_RELAY])
 literals = st.one_of(
-    st.text(max_size=12),
+    st.text(st.characters(blacklist_characters="\x00"), max_size=12),  # NUL is refused by design
     st.booleans(),
     st.none(),
     st.integers(),
@@ -471,3 +471,10 @@ def test_arbitrary_input_only_ever_raises_bad_request(text: str) -> None:
             parse(text)
         except BadRequest as error:
             assert error.scim_type in ("invalidFilter", "invalidPath")
+
+
+def test_a_nul_character_is_refused_in_a_string_literal() -> None:
+    """No stored value can contain NUL, and PostgreSQL cannot receive one as a parameter."""
+    with pytest.raises(BadRequest) as error:
+        parse_filter('userName eq "a\\u0000b"')
+    assert error.value.scim_type == "invalidFilter"
