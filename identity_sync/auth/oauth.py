@@ -70,6 +70,7 @@ class SigningKeys:
         self.directory = directory
         self._keys: dict[str, _Key] = {}
         self._loaded_at = 0.0
+        self._stamp = -1
         self._lock = threading.Lock()
 
     # -- reading ---------------------------------------------------------------------------------
@@ -81,6 +82,7 @@ class SigningKeys:
         with self._lock:
             if not force and now - self._loaded_at < RELOAD_SECONDS:
                 return
+            stamp = self._directory_stamp()  # before listing: a key written meanwhile changes it again
             keys = {}
             paths = sorted(self.directory.glob("*.pem")) if self.directory.is_dir() else []
             for path in paths:
@@ -88,6 +90,13 @@ class SigningKeys:
                 keys[path.stem] = known or self._load(path)
             self._keys = keys
             self._loaded_at = time.monotonic()
+            self._stamp = stamp
+
+    def _directory_stamp(self) -> int:
+        try:
+            return self.directory.stat().st_mtime_ns
+        except OSError:
+            return 0
 
     @staticmethod
     def _load(path: Path) -> _Key:
@@ -106,7 +115,9 @@ class SigningKeys:
         if kid in self._keys:
             self._reload()
         else:
-            self._reload(force=time.monotonic() - self._loaded_at > 1.0)
+            # A key another worker just wrote changes the directory: re-read exactly then (a stat
+            # is cheap), so forged random kids cannot make every request read the disk.
+            self._reload(force=self._directory_stamp() != self._stamp)
         key = self._keys.get(kid)
         return key.public if key else None
 
@@ -210,6 +221,9 @@ def parse_token_request(body: bytes, content_type: str | None, authorization: st
     if any(len(values) > 1 for values in form.values()):
         raise TokenRequestError("invalid_request", "A parameter appears more than once.")
     fields = {name: values[0] for name, values in form.items()}
+    if any("\x00" in value for value in fields.values()) or "\x00" in (authorization or ""):
+        # A NUL cannot reach the database (PostgreSQL refuses it): no client is named so.
+        raise TokenRequestError("invalid_client", "Client authentication failed.", 401)
     grant_type = fields.get("grant_type")
     if not grant_type:
         raise TokenRequestError("invalid_request", "grant_type is required.")
@@ -263,6 +277,7 @@ def _basic_credentials(header: str | None) -> tuple[str, str] | None:
     except (ValueError, UnicodeDecodeError):
         raise TokenRequestError("invalid_client", "Client authentication failed.", 401) from None
     client_id, sep, secret = decoded.partition(":")
-    if not sep or not client_id or not secret:
+    client_id, secret = unquote_plus(client_id), unquote_plus(secret)
+    if not sep or not client_id or not secret or "\x00" in client_id + secret:
         raise TokenRequestError("invalid_client", "Client authentication failed.", 401)
-    return unquote_plus(client_id), unquote_plus(secret)
+    return client_id, secret

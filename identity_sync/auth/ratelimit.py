@@ -58,8 +58,10 @@ class MemoryBuckets:
         with self._lock:
             bucket = self._buckets.get(key)
             if bucket is None:
-                if len(self._buckets) > 100_000:  # forget idle buckets (they are full anyway)
-                    self._buckets.clear()
+                if len(self._buckets) > 100_000:
+                    # Forget the oldest bucket, never all of them: wiping every bucket would let
+                    # anyone reset a tenant's budget by naming enough other keys.
+                    del self._buckets[next(iter(self._buckets))]
                 bucket = self._buckets[key] = [self.burst, now]
             tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
             bucket[1] = now

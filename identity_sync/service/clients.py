@@ -340,7 +340,7 @@ class Authenticator:
             token, keyset=f"entra:{trust['tenant_id']}:{trust['updated_at']}", key_for_kid=lambda kid: keys.get(kid),
             issuers=(f"https://sts.windows.net/{tid}/", f"https://login.microsoftonline.com/{tid}/v2.0"),
             audience=trust["audience"], leeway=self.settings.jwt_leeway_seconds, cache=self.cache)
-        if "tid" in claims and claims["tid"] != tid:
+        if claims.get("tid") != tid:
             raise jwtv.InvalidToken("tid")
         return Principal(trust["tenant_id"], trust["tenant_name"], f"entra:{tid}", PROVISIONING)
 
@@ -356,15 +356,19 @@ class Authenticator:
         return cached[1]
 
     def _fetch(self, url: str) -> dict[str, Any]:
-        """Keys from a JWKS URL, cached for an hour (Entra publishes new keys well before use)."""
+        """Keys from a JWKS URL, cached for an hour (Entra publishes new keys well before use).
+        A failed fetch is retried after a minute, not an hour: one network blip must not lock a
+        tenant out."""
         cached = self._fetched.get(url)
-        if cached is not None and time.monotonic() - cached[0] < JWKS_URL_TTL:
+        if cached is not None and time.monotonic() < cached[0]:
             return cached[1]
         try:
             with urllib.request.urlopen(url, timeout=5) as response:  # https only (checked when the operator set it)
                 keys = jwtv.keys_from_jwks(json.loads(response.read(JWKS_MAX_BYTES)))
+            retry_at = time.monotonic() + JWKS_URL_TTL
         except (OSError, ValueError):
             log.warning("auth.jwks_unavailable", url=url)
             keys = cached[1] if cached else {}
-        self._fetched[url] = (time.monotonic(), keys)
+            retry_at = time.monotonic() + 60
+        self._fetched[url] = (retry_at, keys)
         return keys

@@ -39,15 +39,22 @@ def _error(exc: oauth.TokenRequestError) -> Response:
 
 
 def routes(settings: Settings, clients: ClientService, prefix: str) -> list[Route]:
+    # Two buckets: one per caller address, taken before anything else (so unauthenticated
+    # attempts are bounded), and the tenant's, taken only once a client has authenticated — a
+    # stranger naming a tenant in the URL must not be able to spend that tenant's budget and
+    # starve the real client of tokens.
     limiter = limits.token_limiter(settings)
+    callers = limits.token_limiter(settings)
+
+    def slow_down(wait: float) -> Response:
+        return _json({"error": "slow_down", "error_description": "Too many token requests."}, 429,
+                     {"Retry-After": str(limits.retry_after(wait))})
 
     async def token(request: Request) -> Response:
         tenant = request.path_params["tenant"]
-        wait = limiter.take(tenant)
+        wait = callers.take(request.client.host if request.client else "unknown")
         if wait > 0:
-            seconds = str(limits.retry_after(wait))
-            return _json({"error": "slow_down", "error_description": "Too many token requests."}, 429,
-                         {"Retry-After": seconds})
+            return slow_down(wait)
         try:
             raw = await read_body(request, max_bytes=settings.token_request_max_bytes)
         except PayloadTooLarge:
@@ -59,6 +66,9 @@ def routes(settings: Settings, clients: ClientService, prefix: str) -> list[Rout
         except oauth.TokenRequestError as exc:
             log.info("oauth.token_refused", tenant=tenant, error=exc.error)
             return _error(exc)
+        wait = limiter.take(tenant)
+        if wait > 0:
+            return slow_down(wait)  # the token just minted is never shown: it is as if not issued
         return _json({"access_token": issued.access_token, "token_type": "Bearer",
                       "expires_in": issued.expires_in, "scope": issued.scope})
 
