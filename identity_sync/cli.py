@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -55,6 +57,16 @@ def _tenant_url(settings: Settings, tenant: str, base: str | None = None) -> str
 def _fail(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code=1)
+
+
+@contextmanager
+def _reported(*errors: type[Exception]) -> Iterator[None]:
+    """An operator's mistake (unknown tenant, bad option value, …) becomes one ``error: …`` line on
+    stderr and exit code 1, never a traceback."""
+    try:
+        yield
+    except (TenantError, *errors) as exc:
+        _fail(str(exc))
 
 
 def _print_issued(settings: Settings, issued: IssuedToken, as_json: bool, base: str | None = None) -> None:
@@ -137,10 +149,8 @@ def migrate() -> None:
 def tenant_create(name: str, as_json: JsonFlag = False) -> None:
     """Create a tenant and its first bearer token."""
     settings, db = _open()
-    try:
+    with _reported():
         issued = TenantService(db).create_tenant(name)
-    except TenantError as exc:
-        _fail(str(exc))
     _print_issued(settings, issued, as_json)
 
 
@@ -167,10 +177,8 @@ def tenant_enable(name: str) -> None:
 
 def _set_tenant_status(name: str, status: str) -> None:
     _, db = _open()
-    try:
+    with _reported():
         TenantService(db).set_status(name, status)
-    except TenantError as exc:
-        _fail(str(exc))
     typer.echo(f"Tenant '{name}' {'enabled' if status == 'active' else 'disabled'}.")
 
 
@@ -182,10 +190,8 @@ def token_create(
 ) -> None:
     """Issue a new bearer token (shown once). Old tokens keep working until revoked."""
     settings, db = _open()
-    try:
+    with _reported():
         issued = TenantService(db).create_token(tenant, expires_in_days)
-    except TenantError as exc:
-        _fail(str(exc))
     _print_issued(settings, issued, as_json)
 
 
@@ -193,10 +199,8 @@ def token_create(
 def token_list(tenant: TenantOption, as_json: JsonFlag = False) -> None:
     """List a tenant's tokens (ids and dates only: tokens are never stored)."""
     _, db = _open()
-    try:
+    with _reported():
         rows = TenantService(db).list_tokens(tenant)
-    except TenantError as exc:
-        _fail(str(exc))
     rows = [{"token_id": r["id"], "created_at": r["created_at"], "expires_at": r["expires_at"],
              "last_used_at": r["last_used_at"], "revoked_at": r["revoked_at"]} for r in rows]
     _print_rows(rows, as_json, "tokens", ("token_id", "created_at", "expires_at", "last_used_at", "revoked_at"))
@@ -206,10 +210,8 @@ def token_list(tenant: TenantOption, as_json: JsonFlag = False) -> None:
 def token_revoke(token_id: str, tenant: TenantOption) -> None:
     """Revoke a token by its id; requests with it fail from now on."""
     _, db = _open()
-    try:
+    with _reported():
         TenantService(db).revoke_token(tenant, token_id)
-    except TenantError as exc:
-        _fail(str(exc))
     typer.echo(f"Token {token_id} revoked.")
 
 
@@ -222,10 +224,8 @@ def tombstones_list(
     """List deleted resources kept as tombstones."""
     _, db = _open()
     cutoff = ago_text(timedelta(days=older_than_days)) if older_than_days is not None else None
-    try:
+    with _reported():
         rows = TombstoneService(db).list(tenant, cutoff)
-    except TenantError as exc:
-        _fail(str(exc))
     _print_rows(rows, as_json, "tombstones", ("tenant", "type", "id", "name", "deleted_at"))
 
 
@@ -242,13 +242,11 @@ def tombstones_purge(
     _, db = _open()
     cutoff = ago_text(timedelta(days=older_than_days))
     service = TombstoneService(db)
-    try:
+    with _reported():
         if not yes:
             count = len(service.list(tenant, cutoff))
             _fail(f"{count} tombstone(s) would be purged; add --yes to purge them.")
         purged = service.purge(tenant, cutoff)
-    except TenantError as exc:
-        _fail(str(exc))
     if as_json:
         typer.echo(json.dumps({"purged": purged, "cutoff": cutoff}))
     else:

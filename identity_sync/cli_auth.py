@@ -11,7 +11,6 @@ from typing import Annotated, Any
 import typer
 
 from identity_sync.service.clients import ClientService, FederatedClient, IssuedClient, parse_scopes
-from identity_sync.service.tenants import TenantError
 
 client_app = typer.Typer(help="OAuth 2.0 clients (client credentials grant) of a tenant.", no_args_is_help=True)
 keys_app = typer.Typer(help="The keys that sign access tokens (rotation without downtime).", no_args_is_help=True)
@@ -39,6 +38,12 @@ def _fail(message: str) -> None:
     from identity_sync.cli import _fail as fail
 
     fail(message)
+
+
+def _reported(*errors: type[Exception]) -> Any:
+    from identity_sync.cli import _reported as reported
+
+    return reported(*errors)
 
 
 def _print_client(settings: Any, issued: IssuedClient, as_json: bool) -> None:
@@ -112,21 +117,17 @@ def client_create(
     if not federated:
         if any(v is not None for v in federation):
             _fail("--issuer, --subject, --audience, --jwks-file and --jwks-url need --federated.")
-        try:
+        with _reported(ValueError):
             issued = service.create_client(tenant, parse_scopes(scope), secret_days)
-        except (TenantError, ValueError) as exc:
-            _fail(str(exc))
         _print_client(settings, issued, as_json)
         return
     if issuer is None or subject is None or audience is None or secret_days is not None:
         _fail("--federated needs --issuer, --subject and --audience (and takes no --secret-days).")
     assert issuer is not None and subject is not None and audience is not None
-    try:
+    with _reported(OSError, ValueError):
         jwks = json.loads(jwks_file.read_text()) if jwks_file else None
         fed = service.create_federated_client(tenant, issuer=issuer, subject=subject, audience=audience,
                                               jwks=jwks, jwks_url=jwks_url, scopes=parse_scopes(scope))
-    except (TenantError, OSError, ValueError) as exc:
-        _fail(str(exc))
     _print_federated(settings, fed, as_json)
 
 
@@ -135,10 +136,8 @@ def client_rotate(client_id: str, tenant: TenantOption, as_json: JsonFlag = Fals
                   secret_days: SecretDays = None) -> None:
     """Add a second live secret (shown once); revoke the old one after Entra has the new one."""
     settings, service = _service()
-    try:
+    with _reported():
         issued = service.rotate_secret(tenant, client_id, secret_days)
-    except TenantError as exc:
-        _fail(str(exc))
     _print_client(settings, issued, as_json)
 
 
@@ -146,10 +145,8 @@ def client_rotate(client_id: str, tenant: TenantOption, as_json: JsonFlag = Fals
 def client_list(tenant: TenantOption, as_json: JsonFlag = False) -> None:
     """List clients and their secrets (ids and dates only: secrets are never stored)."""
     _, service = _service()
-    try:
+    with _reported():
         clients = service.list_clients(tenant)
-    except TenantError as exc:
-        _fail(str(exc))
     if as_json:
         typer.echo(json.dumps({"clients": [
             {"client_id": c["id"], "scope": c["scopes"], "created_at": c["created_at"], "revoked_at": c["revoked_at"],
@@ -181,10 +178,8 @@ def client_revoke(
 ) -> None:
     """Revoke a client (or one secret): its access tokens stop working at once."""
     _, service = _service()
-    try:
+    with _reported():
         service.revoke(tenant, client_id, secret)
-    except TenantError as exc:
-        _fail(str(exc))
     typer.echo(f"Secret {secret} of client {client_id} revoked." if secret else f"Client {client_id} revoked.")
 
 
@@ -222,11 +217,9 @@ def entra_set(
 ) -> None:
     """Accept tokens issued by this Entra tenant (Entra's blank Secret Token mode)."""
     _, service = _service()
-    try:
+    with _reported(OSError, ValueError):
         jwks = json.loads(jwks_file.read_text()) if jwks_file else None
         service.set_entra_trust(tenant, entra_tenant_id, audience, jwks, jwks_url)
-    except (TenantError, OSError, ValueError) as exc:
-        _fail(str(exc))
     typer.echo(f"Tenant '{tenant}' accepts tokens issued by https://sts.windows.net/{entra_tenant_id}/.")
 
 
@@ -234,10 +227,8 @@ def entra_set(
 def entra_show(tenant: TenantOption) -> None:
     """Show the tenant's Entra trust."""
     _, service = _service()
-    try:
+    with _reported():
         trust = service.get_entra_trust(tenant)
-    except TenantError as exc:
-        _fail(str(exc))
     typer.echo(json.dumps({k: v for k, v in (trust or {}).items() if k != "tenant_id"}))
 
 
@@ -245,8 +236,6 @@ def entra_show(tenant: TenantOption) -> None:
 def entra_clear(tenant: TenantOption) -> None:
     """Stop accepting Entra-issued tokens for the tenant."""
     _, service = _service()
-    try:
+    with _reported():
         removed = service.clear_entra_trust(tenant)
-    except TenantError as exc:
-        _fail(str(exc))
     typer.echo("Entra trust removed." if removed else "No Entra trust was set.")
