@@ -85,8 +85,11 @@ class Server(ManagedProcess):
 
     def __init__(self, cli: str | os.PathLike[str] = DEFAULT_CLI, database_url: str | None = None,
                  keep: bool = False, tenant: str | None = None, start_timeout: float = 60.0,
-                 log_level: str = "INFO", prepare: Callable[[Server], None] | None = None) -> None:
+                 log_level: str = "INFO", prepare: Callable[[Server], None] | None = None,
+                 serve_args: tuple[str, ...] = ()) -> None:
         self.cli = str(cli)
+        #: Extra arguments of ``identity-sync serve`` (e.g. ``("--workers", "2")``).
+        self.serve_args = serve_args
         #: Called after the tenant exists and before the server starts (e.g. a bulk load into the DB).
         self.prepare = prepare
         self.keep = keep
@@ -136,7 +139,7 @@ class Server(ManagedProcess):
         self._out = open(self.out_path, "wb")
         self._err = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [self.cli, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            [self.cli, "serve", "--host", "127.0.0.1", "--port", str(self.port), *self.serve_args],
             env=self.env, stdout=self._out, stderr=self._err, stdin=subprocess.DEVNULL,
             start_new_session=True)  # own process group: Ctrl-C goes to us, we stop it
         self.base_url = f"http://127.0.0.1:{self.port}/scim/v2/{self.tenant_name}"

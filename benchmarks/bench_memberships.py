@@ -66,6 +66,7 @@ from identity_sync.scim.index import index_entries
 from identity_sync.scim.registry import GROUP, USER, canonical_key
 from identity_sync.scim.resource import normalize
 from identity_sync.service.resources import ResourceService
+from identity_sync.storage import counts
 from identity_sync.storage import memberships as member_store
 from identity_sync.storage import resources as store
 from identity_sync.storage.db import Database
@@ -178,6 +179,8 @@ class Loader:
                 done += len(rows)
                 if done % (self.batch * 8) == 0 or done == self.users:
                     print(f"# load: {done:,} users in {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
+            with db.write() as conn:
+                counts.recount(conn)  # the users went in straight, not through storage.resources
             self.timing["users_s"] = round(time.monotonic() - t0, 1)
             t1 = time.monotonic()
             for size in self.sizes:

@@ -40,6 +40,7 @@ from identity_sync.scim.index import index_entries  # noqa: E402
 from identity_sync.scim.registry import USER, canonical_key  # noqa: E402
 from identity_sync.scim.resource import normalize  # noqa: E402
 from identity_sync.service.tenants import TenantService  # noqa: E402
+from identity_sync.storage import counts  # noqa: E402
 from identity_sync.storage.db import Database  # noqa: E402
 from tests import pg  # noqa: E402
 from tests.reliability.servers import Client, Server  # noqa: E402
@@ -93,6 +94,8 @@ def bulk_load(db: Database, tenant_id: str, users: int, members: int, batch: int
         raw.commit()
     finally:
         raw.close()
+    with db.write() as conn:
+        counts.recount(conn)  # the rows went in by COPY, not through storage.resources
     return ids, group_id
 
 

@@ -74,7 +74,7 @@ class ResourceService:
             node = parse_filter(filter_text, max_length=s.filter_max_length, max_depth=s.filter_max_depth,
                                 max_terms=s.filter_max_terms)
         with self.db.fast_read() as conn:
-            return store.search(conn, principal.tenant_id, rt, node, request)
+            return store.search(conn, principal.tenant_id, rt, node, request, self.db.marks)
 
     def replace(self, principal: Principal, rt: ResourceType, resource_id: str, body: Any,
                 if_match: str | None) -> StoredResource:

@@ -22,6 +22,7 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from identity_sync.storage.marks import PositionMarks
 from identity_sync.storage.sqltext import DriverConnection
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -99,6 +100,8 @@ class Database:
         self._write_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else None
         self._autocommit: Engine | None = None
         self._autocommit_lock = threading.Lock()
+        #: Where recent index pages of unfiltered lists ended, for the next page to seek from.
+        self.marks = PositionMarks()
 
     def autocommit_engine(self) -> Engine:
         """The small autocommit pool (PostgreSQL) for one-statement writes outside any request

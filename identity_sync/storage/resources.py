@@ -19,10 +19,11 @@ from identity_sync.errors import Conflict
 from identity_sync.scim.filter_ast import Filter
 from identity_sync.scim.index import index_entries
 from identity_sync.scim.registry import ResourceType
-from identity_sync.storage import listing, sqltext
+from identity_sync.storage import counts, listing, sqltext
 from identity_sync.storage.filter_sql import compile_filter, is_selective
 from identity_sync.storage.listing import ListRequest
-from identity_sync.storage.sqltext import Sql, json_value
+from identity_sync.storage.marks import PositionMarks
+from identity_sync.storage.sqltext import DriverConnection, Sql, json_value
 from identity_sync.storage.tables import attr_values, resources
 
 
@@ -66,6 +67,7 @@ def insert(conn: Connection, tenant_id: str, rt: ResourceType, resource_id: str,
     except IntegrityError:
         raise _conflict(rt) from None
     _write_index(conn, tenant_id, rt, resource_id, doc)
+    counts.changed(conn, tenant_id, rt.name, +1)
     return StoredResource(resource_id, doc, 1, now, now)
 
 
@@ -145,6 +147,7 @@ def soft_delete(conn: Connection, tenant_id: str, rt: ResourceType, resource_id:
     if result.rowcount != 1:
         return False
     conn.execute(attr_values.delete().where(attr_values.c.resource_id == resource_id))
+    counts.changed(conn, tenant_id, rt.name, -1)
     return True
 
 
@@ -165,10 +168,11 @@ def query(conn: Connection, tenant_id: str, rt: ResourceType, node: Filter | Non
     return page.total, page.resources
 
 
-def search(conn: Connection, tenant_id: str, rt: ResourceType, node: Filter | None,
-           request: ListRequest) -> Page:
+def search(conn: Connection | DriverConnection, tenant_id: str, rt: ResourceType, node: Filter | None,
+           request: ListRequest, marks: PositionMarks | None = None) -> Page:
     """One page of the live resources matching ``node``, in the order and by the paging method
-    ``request`` asks for (see ``storage/listing.py``)."""
+    ``request`` asks for (see ``storage/listing.py``). ``marks`` lets index pages of unfiltered
+    lists seek from where an earlier page ended (``storage/marks.py``)."""
     sql = Sql(conn.dialect.name)
     live = _LIVE_UNINDEXED if node is not None and is_selective(node) else _LIVE
     where = live.format(tenant=sql.named("tenant", tenant_id), rtype=sql.named("rtype", rt.name))
@@ -176,9 +180,20 @@ def search(conn: Connection, tenant_id: str, rt: ResourceType, node: Filter | No
         where = f"{where} AND {compile_filter(sql, rt, node)}"
     sort_key = listing.sort_key_sql(sql, rt, request.sort_by) if request.sort_by else None
     print_ = listing.fingerprint(rt, request)
-    after = listing.decode_cursor(request.cursor, print_) if request.cursor else None
-    order, seek = listing.order_and_seek(sql, sort_key, request.descending and sort_key is not None, after)
     cursor_mode = request.cursor is not None
+    # Unfiltered: the total is the kept count (read before the page: marks.py says why), wherever
+    # a total is given (index pages; the first cursor page).
+    wants_total = not cursor_mode or request.cursor == ""
+    counted = counts.read(conn, tenant_id, rt.name) if node is None and wants_total else None
+    after = listing.decode_cursor(request.cursor, print_) if request.cursor else None
+    skip = 0 if cursor_mode else request.start_index - 1
+    marked = counted is not None and marks is not None and sort_key is None and not cursor_mode
+    if marked and skip > 0:
+        assert counted is not None and marks is not None
+        near = marks.nearest((tenant_id, rt.name), counted.generation, skip)
+        if near is not None:
+            skip, after = skip - near[0], near[1]
+    order, seek = listing.order_and_seek(sql, sort_key, request.descending and sort_key is not None, after)
     rows: list[Any] = []
     if request.count > 0:
         limit = request.count + 1 if cursor_mode else request.count
@@ -186,7 +201,7 @@ def search(conn: Connection, tenant_id: str, rt: ResourceType, node: Filter | No
             # OFFSET over ids only (an index-only walk of the live listing index), then fetch the
             # page: SQLite evaluates whole result rows even for the rows OFFSET skips.
             ids = (f"SELECT r.id FROM resources r WHERE {where} AND {seek} ORDER BY {order} "
-                   f"LIMIT {sql.named('limit', limit)} OFFSET {sql.named('offset', request.start_index - 1)}")
+                   f"LIMIT {sql.named('limit', limit)} OFFSET {sql.named('offset', skip)}")
             text = f"{_SELECT} WHERE r.id IN ({ids}) ORDER BY {order}"
         elif sort_key is None:
             text = f"{_SELECT} WHERE {where} AND {seek} ORDER BY {order} LIMIT {sql.named('limit', limit)}"
@@ -194,8 +209,12 @@ def search(conn: Connection, tenant_id: str, rt: ResourceType, node: Filter | No
             text = (f"SELECT * FROM ({_SELECT_KEYED.format(sort_key=sort_key)} WHERE {where}) t "
                     f"WHERE {seek} ORDER BY {order} LIMIT {sql.named('limit', limit)}")
         if not cursor_mode and sort_key is not None:
-            text += f" OFFSET {sql.named('offset', request.start_index - 1)}"
+            text += f" OFFSET {sql.named('offset', skip)}"
         rows = sql.run(conn, text).all()
+    if marked and rows:
+        assert counted is not None and marks is not None
+        marks.remember((tenant_id, rt.name), counted.generation, request.start_index - 1 + len(rows),
+                       listing.position_of(rows[-1], False))
     next_cursor = None
     if cursor_mode and len(rows) > request.count:
         rows = rows[:request.count]
@@ -206,6 +225,8 @@ def search(conn: Connection, tenant_id: str, rt: ResourceType, node: Filter | No
         return Page(len(page), page, next_cursor)  # the whole result is on this page: no count query
     if cursor_mode and not first_page:
         return Page(None, page, next_cursor)
+    if counted is not None:
+        return Page(counted.live, page, next_cursor)
     total = sql.run(conn, f"SELECT count(*) FROM resources r WHERE {where}").scalar_one()
     return Page(total, page, next_cursor)
 

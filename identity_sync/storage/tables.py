@@ -8,6 +8,7 @@ compares the two.
   ``deleted_at`` and keeps the row (the tombstone an archive needs); the partial unique index on
   ``name_key`` covers live rows only, so a deleted user's ``userName`` can be reused.
 * ``attr_values`` — the searchable values of live resources (see ``scim/index.py``).
+* ``resource_counts`` — live resources per tenant and type, kept with every create and delete.
 """
 
 from __future__ import annotations
@@ -73,6 +74,20 @@ resources = sa.Table(
         postgresql_where=sa.text("deleted_at IS NULL"),
     ),
     sa.Index("ix_resources_deleted", "deleted_at"),
+)
+
+# How many live resources of each type a tenant has, and a generation number that every create and
+# delete bumps, kept in the same transaction as the change (storage/counts.py). ``totalResults``
+# of an unfiltered list is this row instead of a count over the tenant's rows (15 ms at 100,000
+# users, on every page), and the generation tells when remembered paging positions
+# (storage/marks.py) are still exact.
+resource_counts = sa.Table(
+    "resource_counts",
+    metadata,
+    sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id"), primary_key=True),
+    sa.Column("resource_type", sa.String(32), primary_key=True),
+    sa.Column("live", sa.Integer, nullable=False),
+    sa.Column("generation", sa.BigInteger, nullable=False),
 )
 
 attr_values = sa.Table(
