@@ -25,7 +25,6 @@ import json
 import re
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -48,7 +47,6 @@ _AUDIENCE = re.compile(rf"(?:api://)?(?P<app>{_GUID}|[^/\s]+)(?:/\.default)?")
 #: :data:`REFETCH_SECONDS`, so a stream of made-up ``kid`` values cannot hammer Entra).
 JWKS_TTL_SECONDS = 3600.0
 REFETCH_SECONDS = 60.0
-JWKS_MAX_BYTES = 256 * 1024
 
 
 class FederationConfigError(ValueError):
@@ -130,7 +128,7 @@ class JwksSource:
     version; a JWKS URL fetched, cached for an hour, and fetched again on an unknown ``kid``."""
 
     def __init__(self, fetch: Callable[[str], dict[str, Any]] | None = None) -> None:
-        self._fetch_json = fetch or _fetch_json
+        self._fetch_json = fetch or jwtv.fetch_jwks
         self._stored: dict[str, dict[str, jwt.PyJWK]] = {}  # keyset -> keys
         self._fetched: dict[str, tuple[float, dict[str, jwt.PyJWK]]] = {}  # URL -> (when, keys)
         self._lock = threading.Lock()
@@ -163,13 +161,3 @@ class JwksSource:
                 keys = cached[1] if cached else {}
             self._fetched[url] = (time.monotonic(), keys)
         return keys.get(kid)
-
-
-def _fetch_json(url: str) -> dict[str, Any]:
-    if not url.startswith("https://"):
-        raise ValueError("JWKS URL must be https")
-    with urllib.request.urlopen(url, timeout=5) as response:  # https only, checked above
-        value = json.loads(response.read(JWKS_MAX_BYTES))
-    if not isinstance(value, dict):
-        raise ValueError("JWKS is not an object")
-    return value

@@ -17,8 +17,12 @@ token string and the keyset that verified it). The time claims are checked again
 from __future__ import annotations
 
 import base64
+import json
+import ssl
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -28,6 +32,8 @@ import orjson
 
 #: RS256 only: our signing keys are RSA and so are Entra's. Anything else is refused.
 ALLOWED_ALGORITHMS = frozenset({"RS256"})
+#: The most of a JWKS document read from a URL (Entra's is about 10 KiB).
+JWKS_MAX_BYTES = 256 * 1024
 #: Audience of tokens Entra issues for custom (non-gallery) apps in its blank-secret mode.
 ENTRA_DEFAULT_AUDIENCE = "8adf8e6e-67b2-4cf2-a259-e3dc5476c621"
 #: Longest token we look at (Entra tokens are ~1.5 KB).
@@ -80,6 +86,30 @@ def keys_from_jwks(jwks: dict[str, Any]) -> dict[str, jwt.PyJWK]:
             if key is not None:
                 keys[entry["kid"]] = key
     return keys
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        # urllib would follow a redirect anywhere, https to plain http included, and trust the
+        # keys found there. A JWKS URL is configured by an operator: they give the final one.
+        raise urllib.error.HTTPError(req.full_url, code, f"JWKS URL redirects to {newurl[:200]}", headers, fp)
+
+
+def fetch_jwks(url: str, *, timeout: float = 5.0, context: ssl.SSLContext | None = None) -> dict[str, Any]:
+    """The JSON object at ``url``: https only, no redirects, at most :data:`JWKS_MAX_BYTES`.
+    Raises ``OSError`` (network, TLS, HTTP status, redirect) or ``ValueError`` (not https, not a
+    JSON object, too large). ``context`` is for tests that serve keys over TLS themselves."""
+    if not url.startswith("https://"):
+        raise ValueError("a JWKS URL must be https")
+    opener = urllib.request.build_opener(_RefuseRedirects, urllib.request.HTTPSHandler(context=context))
+    with opener.open(url, timeout=timeout) as response:
+        data = response.read(JWKS_MAX_BYTES + 1)
+    if len(data) > JWKS_MAX_BYTES:
+        raise ValueError("the JWKS document is too large")
+    value = json.loads(data)
+    if not isinstance(value, dict):
+        raise ValueError("the JWKS document is not a JSON object")
+    return value
 
 
 class VerifiedCache:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import secrets
 import time
-import urllib.request
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -36,7 +35,6 @@ log = structlog.get_logger("identity_sync.auth")
 SCOPE_ALIASES = {"scim": PROVISIONING, **{s: frozenset({s}) for s in ALL_SCOPES}}
 #: How long a JWKS fetched from a URL is trusted before it is fetched again.
 JWKS_URL_TTL = 3600.0
-JWKS_MAX_BYTES = 256 * 1024
 
 
 def parse_scopes(text: str | None, default: frozenset[str] = PROVISIONING) -> frozenset[str]:
@@ -363,8 +361,7 @@ class Authenticator:
         if cached is not None and time.monotonic() < cached[0]:
             return cached[1]
         try:
-            with urllib.request.urlopen(url, timeout=5) as response:  # https only (checked when the operator set it)
-                keys = jwtv.keys_from_jwks(json.loads(response.read(JWKS_MAX_BYTES)))
+            keys = jwtv.keys_from_jwks(jwtv.fetch_jwks(url))
             retry_at = time.monotonic() + JWKS_URL_TTL
         except (OSError, ValueError):
             log.warning("auth.jwks_unavailable", url=url)
