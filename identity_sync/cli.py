@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from identity_sync import cli_auth
+from identity_sync.auth.oauth import SigningKeyError, signing_keys_for
 from identity_sync.clock import ago_text
 from identity_sync.config import Settings
 from identity_sync.service.tenants import IssuedToken, TenantError, TenantService
@@ -42,11 +43,25 @@ TenantOption = Annotated[str, typer.Option("--tenant", help="The tenant's name."
 def _open(settings: Settings | None = None) -> tuple[Settings, Database]:
     from identity_sync import logs
 
-    settings = settings or Settings()
+    settings = settings or _settings()
     logs.configure(settings.log_level)  # JSON on stderr: stdout stays clean for --json
     db = Database(settings.resolved_database_url())
     db.migrate()
     return settings, db
+
+
+def _settings() -> Settings:
+    """The IDSYNC_* configuration; a bad value is one ``error:`` line naming the variable."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            (f"IDSYNC_{'_'.join(str(part) for part in e['loc']).upper()}: " if e["loc"] else "") + e["msg"]
+            for e in exc.errors())
+        _fail(f"invalid configuration: {problems}")
+        raise  # not reached: _fail exits
 
 
 def _tenant_url(settings: Settings, tenant: str, base: str | None = None) -> str:
@@ -97,6 +112,8 @@ def serve(
     from identity_sync.web.app import create_app
 
     settings, db = _open()
+    with _reported(SigningKeyError, OSError):
+        signing_keys_for(settings).kids()  # a key that cannot be decrypted fails here, not per request
     issued = TenantService(db).ensure_default_tenant()
     if (ssl_certfile is None) != (ssl_keyfile is None):
         _fail("--ssl-certfile and --ssl-keyfile go together.")

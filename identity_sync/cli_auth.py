@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from identity_sync.auth.oauth import SigningKeyError
 from identity_sync.service.clients import ClientService, FederatedClient, IssuedClient, parse_scopes
 
 client_app = typer.Typer(help="OAuth 2.0 clients (client credentials grant) of a tenant.", no_args_is_help=True)
@@ -185,24 +186,33 @@ def client_revoke(
 
 @keys_app.command("list")
 def keys_list(as_json: JsonFlag = False) -> None:
-    """List signing key ids (newest signs; all verify)."""
+    """List signing key ids (newest signs; all verify). With a passphrase set, keys still in clear
+    are marked: replace them with ``keys rotate``, then ``keys prune``."""
     _, service = _service()
-    kids = service.keys.kids()
-    typer.echo(json.dumps({"keys": kids}) if as_json else ("\n".join(kids) or "No keys yet."))
+    with _reported(SigningKeyError, OSError):
+        kids = service.keys.kids()
+    clear = service.keys.unencrypted
+    if as_json:
+        typer.echo(json.dumps({"keys": kids, "unencrypted": sorted(clear)}))
+        return
+    typer.echo("\n".join(f"{kid} (unencrypted)" if kid in clear else kid for kid in kids) or "No keys yet.")
 
 
 @keys_app.command("rotate")
 def keys_rotate() -> None:
     """Add a new signing key; tokens signed by older keys stay valid until they expire."""
     _, service = _service()
-    typer.echo(f"New signing key {service.keys.rotate()}.")
+    with _reported(SigningKeyError, OSError):
+        kid = service.keys.rotate()
+    typer.echo(f"New signing key {kid}.")
 
 
 @keys_app.command("prune")
 def keys_prune() -> None:
     """Remove old keys that no unexpired token can need (older than the token lifetime)."""
     settings, service = _service()
-    removed = service.keys.prune(settings.oauth_token_lifetime_seconds + settings.jwt_leeway_seconds)
+    with _reported(SigningKeyError, OSError):
+        removed = service.keys.prune(settings.oauth_token_lifetime_seconds + settings.jwt_leeway_seconds)
     typer.echo(f"Removed {len(removed)} key(s)." + (f" ({', '.join(removed)})" if removed else ""))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     #: Where the token-signing keys live (default ``<data_dir>/signing-keys``); every worker and
     #: node must see the same directory.
     signing_keys_dir: Path | None = None
+    #: Encrypts the signing keys at rest (PKCS#8, AES-256-CBC): a file holding the passphrase (a
+    #: systemd credential, a Kubernetes secret; trailing newline ignored) or the passphrase itself.
+    #: Unset, the keys are owner-only files in clear (docs/security.md).
+    signing_keys_passphrase_file: Path | None = None
+    signing_keys_passphrase: SecretStr | None = None
     #: Lifetime of a new client secret (Microsoft's gallery rules: 1-3 years).
     client_secret_lifetime_days: int = Field(default=365, ge=1, le=1_095)
     #: Clock skew tolerated on ``exp``/``nbf`` of every JWT.
@@ -63,3 +68,23 @@ class Settings(BaseSettings):
 
     def resolved_signing_keys_dir(self) -> Path:
         return self.signing_keys_dir or self.data_dir / "signing-keys"
+
+    @model_validator(mode="after")
+    def _one_passphrase_source(self) -> Settings:
+        if self.signing_keys_passphrase_file is not None and self.signing_keys_passphrase is not None:
+            raise ValueError("set IDSYNC_SIGNING_KEYS_PASSPHRASE_FILE or IDSYNC_SIGNING_KEYS_PASSPHRASE, not both")
+        if self.signing_keys_passphrase_file is not None:
+            try:
+                self.resolved_signing_keys_passphrase()
+            except OSError as exc:
+                raise ValueError(f"IDSYNC_SIGNING_KEYS_PASSPHRASE_FILE cannot be read: {exc.strerror}") from None
+        return self
+
+    def resolved_signing_keys_passphrase(self) -> bytes | None:
+        """The passphrase of the signing keys, or ``None`` (keys in clear). Read on each call, so a
+        rotated passphrase file is seen by new processes without a change of configuration."""
+        if self.signing_keys_passphrase_file is not None:
+            return self.signing_keys_passphrase_file.read_bytes().rstrip(b"\r\n") or None
+        if self.signing_keys_passphrase is not None:
+            return self.signing_keys_passphrase.get_secret_value().encode() or None
+        return None

@@ -8,6 +8,11 @@ in the directory verifies and is published in the JWKS. Rotation without downtim
 they meet its ``kid``), tokens signed by older keys keep working until they expire, and
 ``keys prune`` removes keys older than the longest token lifetime. Keys are files, not rows,
 because a private key cannot be stored as a hash and must never sit in the database in clear.
+
+With a passphrase (``IDSYNC_SIGNING_KEYS_PASSPHRASE_FILE``), new keys are written encrypted
+(PKCS#8 with the best encryption ``cryptography`` offers) and decrypted once per process. Keys
+written in clear before the passphrase was set keep working, with a warning, until ``keys
+rotate`` then ``keys prune`` replace them.
 """
 
 from __future__ import annotations
@@ -25,11 +30,15 @@ from typing import Any
 from urllib.parse import parse_qs, unquote_plus
 
 import jwt
+import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from identity_sync.auth.federation import JWT_BEARER
 from identity_sync.auth.jwt import public_jwk
+from identity_sync.config import Settings
+
+log = structlog.get_logger("identity_sync.auth")
 
 #: How often a process looks for keys added by another process or by the CLI.
 RELOAD_SECONDS = 5.0
@@ -52,7 +61,8 @@ def new_client_secret() -> str:
 
 
 def _new_kid() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
+    # Microseconds: the newest key is the greatest kid, also for two rotations within one second.
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +73,18 @@ class _Key:
     public_jwk: dict[str, Any]
 
 
+class SigningKeyError(Exception):
+    """A key file that cannot be used: encrypted without a passphrase, a wrong passphrase, damage."""
+
+
 class SigningKeys:
     """The key directory, cached in memory and re-read when it may have changed."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, passphrase: bytes | None = None) -> None:
         self.directory = directory
+        self.passphrase = passphrase
+        #: Keys found in clear although a passphrase is set (``keys list`` shows them).
+        self.unencrypted: set[str] = set()
         self._keys: dict[str, _Key] = {}
         self._loaded_at = 0.0
         self._stamp = -1
@@ -98,11 +115,22 @@ class SigningKeys:
         except OSError:
             return 0
 
-    @staticmethod
-    def _load(path: Path) -> _Key:
-        private = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    def _load(self, path: Path) -> _Key:
+        data = path.read_bytes()
+        encrypted = data.lstrip().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        if encrypted and not self.passphrase:
+            raise SigningKeyError(f"signing key {path.name} is encrypted: set IDSYNC_SIGNING_KEYS_PASSPHRASE_FILE "
+                                  "(or IDSYNC_SIGNING_KEYS_PASSPHRASE)")
+        try:
+            private = serialization.load_pem_private_key(data, password=self.passphrase if encrypted else None)
+        except (ValueError, TypeError):
+            raise SigningKeyError(f"signing key {path.name} cannot be read: wrong passphrase or damaged file") from None
         if not isinstance(private, rsa.RSAPrivateKey):
-            raise ValueError(f"{path.name} is not an RSA private key")
+            raise SigningKeyError(f"{path.name} is not an RSA private key")
+        if self.passphrase and not encrypted:
+            self.unencrypted.add(path.stem)
+            log.warning("signing_keys.unencrypted", kid=path.stem,
+                        hint="identity-sync keys rotate, then keys prune once tokens signed by it have expired")
         jwk = jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key(), as_dict=True)
         jwk.update({"kid": path.stem, "alg": ALGORITHM, "use": "sig"})
         public = public_jwk(jwk)
@@ -140,11 +168,14 @@ class SigningKeys:
 
     def rotate(self) -> str:
         """Add a new key, which signs from now on; older keys keep verifying."""
+        # Read the existing keys first: with a wrong passphrase, fail before writing a key with it.
+        self._reload(force=True)
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         kid = _new_kid()
         private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
+        encryption = (serialization.BestAvailableEncryption(self.passphrase) if self.passphrase
+                      else serialization.NoEncryption())
+        pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
         # Written under a temporary name and renamed, so no process ever reads half a key.
         tmp = self.directory / f".{kid}.{uuid.uuid4().hex}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -168,6 +199,11 @@ class SigningKeys:
                 removed.append(kid)
         self._reload(force=True)
         return removed
+
+
+def signing_keys_for(settings: Settings) -> SigningKeys:
+    """The signing keys as ``settings`` place and protect them."""
+    return SigningKeys(settings.resolved_signing_keys_dir(), settings.resolved_signing_keys_passphrase())
 
 
 def issue_access_token(keys: SigningKeys, *, issuer: str, tenant_id: str, client_id: str, secret_id: str,

@@ -92,7 +92,7 @@ class ClientService:
                  jwks: wif.JwksSource | None = None) -> None:
         self.db = db
         self.settings = settings
-        self.keys = keys or oauth.SigningKeys(settings.resolved_signing_keys_dir())
+        self.keys = keys or oauth.signing_keys_for(settings)
         self.federation_keys = jwks or wif.JwksSource()
         self.assertion_cache = jwtv.VerifiedCache(1024)
 
@@ -285,7 +285,7 @@ class Authenticator:
         self.db = db
         self.settings = settings
         self.tenants = TenantService(db)
-        self.keys = keys or oauth.SigningKeys(settings.resolved_signing_keys_dir())
+        self.keys = keys or oauth.signing_keys_for(settings)
         self.cache = jwtv.VerifiedCache()
         self._entra_keys: dict[str, tuple[str, dict[str, Any]]] = {}  # tenant id -> (version, keys)
         self._fetched: dict[str, tuple[float, dict[str, Any]]] = {}  # JWKS URL -> (when, keys)

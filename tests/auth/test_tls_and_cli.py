@@ -164,7 +164,7 @@ def test_client_create_list_rotate_revoke(cli: Any) -> None:
 def test_keys_and_entra_commands(cli: Any, tmp_path: Path) -> None:
     assert "No keys yet" in cli("keys", "list").stdout
     first = cli("keys", "rotate").stdout.split()[3].rstrip(".")
-    assert json.loads(cli("keys", "list", "--json").stdout) == {"keys": [first]}
+    assert json.loads(cli("keys", "list", "--json").stdout) == {"keys": [first], "unencrypted": []}
     assert "Removed 0" in cli("keys", "prune").stdout
     for path in (tmp_path / "signing-keys").iterdir():
         assert path.stat().st_mode & 0o077 == 0  # private keys readable by the owner only
