@@ -156,10 +156,16 @@ def _safe_url(url: str) -> str:
 
 
 @app.command()
-def migrate() -> None:
+def migrate(
+    recount: Annotated[bool, typer.Option(help="Also rebuild the kept resource counts from the rows: once every "
+                                               "node runs this release, after a rolling upgrade from one before "
+                                               "them.")] = False,
+) -> None:
     """Apply pending database migrations and exit."""
     _, db = _open()
     typer.echo(f"Database is up to date ({_safe_url(db.url)}).")
+    if recount:
+        typer.echo(f"Recounted the live resources ({TenantService(db).recount_resources()} tenant/type counts).")
 
 
 @tenant_app.command("create")

@@ -21,7 +21,7 @@ from identity_sync.scim.members import MemberDelta
 from identity_sync.scim.patch import Operation, apply_operations, parse_operations
 from identity_sync.scim.registry import GROUP, USER, ResourceType, canonical_key
 from identity_sync.scim.resource import normalize
-from identity_sync.storage import memberships
+from identity_sync.storage import counts, memberships
 from identity_sync.storage import resources as store
 from identity_sync.storage.db import Database
 from identity_sync.storage.listing import ListRequest
@@ -49,6 +49,7 @@ class ResourceService:
             stored = store.insert(conn, principal.tenant_id, rt, resource_id, _name_key(rt, doc), doc, now)
             if members:
                 self._add_members(conn, principal, resource_id, MemberDelta("add", *_ids(members)), now)
+            counts.changed(conn, principal.tenant_id, rt.name, +1)  # last: storage/counts.py says why
         log.info("resource.created", tenant=principal.tenant_name, type=rt.name, id=resource_id)
         return stored
 
@@ -143,8 +144,13 @@ class ResourceService:
     def _add_members(self, conn: Any, principal: Principal, group_id: str, delta: MemberDelta, now: str) -> int:
         if group_id in delta.ids:
             raise BadRequest("A group cannot be a member of itself.", "invalidValue")
-        found = memberships.live_members(conn, principal.tenant_id, delta.ids)
-        missing = [member_id for member_id in delta.ids if member_id not in found]
+        # Only new members are checked (and, on PostgreSQL, locked): Entra re-sends members the
+        # group has, and locking those would make a concurrent delete of one of them, which
+        # locks the member and then its groups, deadlock with this group's lock.
+        present = memberships.already_members(conn, group_id, delta.ids)
+        new = [member_id for member_id in delta.ids if member_id not in present]
+        found = memberships.live_members(conn, principal.tenant_id, new)
+        missing = [member_id for member_id in new if member_id not in found]
         if missing:
             shown = ", ".join(m[:64] for m in missing[:3])
             raise BadRequest(f"No User or Group with id {shown} in this tenant; nothing was changed.",
@@ -156,7 +162,9 @@ class ResourceService:
         before = {member_id for member_id, _ in memberships.members_of(conn, group_id)}
         if before == set(delta.ids):
             return False
-        memberships.remove_all(conn, group_id)
+        # Members kept stay untouched (their membership keeps its date): only the difference
+        # is written, and only new members are checked and locked (see _add_members).
+        memberships.remove(conn, group_id, before - set(delta.ids))
         self._add_members(conn, principal, group_id, delta, now)
         return True
 
@@ -187,7 +195,8 @@ class ResourceService:
             self._current(conn, principal, rt, resource_id, if_match)
             now = now_text()
             memberships.retire(conn, resource_id, now)
-            store.soft_delete(conn, principal.tenant_id, rt, resource_id, now)
+            if store.soft_delete(conn, principal.tenant_id, rt, resource_id, now):
+                counts.changed(conn, principal.tenant_id, rt.name, -1)  # last: storage/counts.py says why
         log.info("resource.deleted", tenant=principal.tenant_name, type=rt.name, id=resource_id)
 
     def _current(self, conn: Any, principal: Principal, rt: ResourceType, resource_id: str,

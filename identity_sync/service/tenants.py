@@ -12,6 +12,7 @@ from identity_sync.auth import tokens
 from identity_sync.auth.tokens import Principal
 from identity_sync.clock import ago_text, now_text, parse_timestamp
 from identity_sync.errors import Unauthorized
+from identity_sync.storage import counts
 from identity_sync.storage import tenants as store
 from identity_sync.storage.db import Database
 
@@ -60,6 +61,12 @@ class TenantService:
         with self.db.write() as conn:
             tenant = self._tenant(conn, name)
             store.set_tenant_status(conn, tenant["id"], status)
+
+    def recount_resources(self) -> int:
+        """Rebuild every tenant's live resource counts from the rows (storage/counts.py): after a
+        rolling upgrade from a release without them, or a bulk load. Returns how many counts."""
+        with self.db.write() as conn:
+            return counts.recount(conn)
 
     def create_token(self, tenant_name: str, expires_in_days: int | None = None) -> IssuedToken:
         token = tokens.new_token()

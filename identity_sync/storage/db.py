@@ -65,9 +65,13 @@ def create_engine(url: str, *, autocommit: bool = False) -> Engine:
     # pool_pre_ping: a connection broken by a database restart is replaced at checkout instead of
     # failing the request that drew it; a request that finds the database down gets 503.
     # pool_timeout: a request waiting for a free connection gives up (503) instead of hanging.
+    # READ COMMITTED whatever the server's default: the writes lock what they read (FOR UPDATE,
+    # FOR KEY SHARE) and rely on seeing what committed meanwhile; under REPEATABLE READ most
+    # concurrent creates of one tenant failed with serialization errors.
     return sa.create_engine(
         parsed, json_serializer=_json_dumps, json_deserializer=orjson.loads, pool_pre_ping=True,
         pool_size=5, max_overflow=10, pool_timeout=30, connect_args=connect_args,
+        isolation_level="READ COMMITTED",
     )
 
 

@@ -8,15 +8,28 @@ after the other (Okta's imports, operators' scripts), so each page's last resour
 next page starts: remembering "the resource at position P is X" lets the next page be the same
 keyset query as a cursor page (``listing.py``), at constant cost.
 
-A mark is exact only while the list is unchanged, so marks belong to a generation of the
-tenant's live set (``counts.py``): a create or delete starts a new generation and the old marks
-are dropped when it is first seen. A page with no usable mark at or before its start seeks from
-the nearest mark before it and skips only the rest (with several workers, each remembers the
-pages it served, so the rest is a few pages), or skips from the beginning, as before.
+A mark is exact only while the live set is unchanged, so marks belong to a generation of it
+(``counts.py``): a create or delete gives a new generation, and a list's marks are dropped when
+another generation is seen. A page with no mark at or before its start seeks from the nearest
+mark before it and skips only the rest (with several workers, each remembers the pages it
+served, so the rest is a few pages), or skips from the beginning, as before.
+
+Why a request never uses a mark that is wrong for what it reads, although the generation and
+the page are two statements (each seeing what was committed when it started, on SQLite in
+autocommit and on PostgreSQL in READ COMMITTED): a request reads the generation g, then runs its
+page query, then remembers the page's end under g. If a write committed between the two
+statements, that mark describes the newer live set g' while labelled g. Only requests that read
+g can use it, and they read g before g' was committed; the mark exists only after g' was
+committed, so their page query, which comes after they look the mark up, sees g' too (or a
+later set, if more writes race: index paging under concurrent writes is not consistent anyway,
+RFC 7644 §3.4.2.4). Every request that starts after g' was committed reads g' and never uses
+marks of g. This holds because every change of the live set changes the generation (the
+service calls ``counts.changed`` with every create and delete) and a generation never comes
+back (random, see counts.py).
 
 Marks live in the process: they are a cache, never a source of truth, and cost nothing to lose.
 Bounded: at most ``max_lists`` lists (least recently used goes first) of ``max_marks`` marks each
-(oldest goes first).
+(least recently remembered goes first): a sequential walk needs only the newest.
 """
 
 from __future__ import annotations
@@ -37,7 +50,7 @@ class _List:
 
 
 class PositionMarks:
-    def __init__(self, max_lists: int = 256, max_marks: int = 1024) -> None:
+    def __init__(self, max_lists: int = 1024, max_marks: int = 256) -> None:
         self.max_lists = max_lists
         self.max_marks = max_marks
         self._lists: OrderedDict[tuple[str, str], _List] = OrderedDict()
@@ -60,12 +73,12 @@ class PositionMarks:
     def remember(self, key: tuple[str, str], generation: int, position: int, where: Position) -> None:
         with self._lock:
             found = self._lists.get(key)
-            if found is not None and found.generation > generation:
-                return  # a reader that started before a newer generation was seen: too late
             if found is None or found.generation != generation:
                 found = self._lists[key] = _List(generation)
             self._lists.move_to_end(key)
-            if position not in found.marks:
+            if position in found.marks:
+                found.marks.move_to_end(position)
+            else:
                 bisect.insort(found.positions, position)
             found.marks[position] = where
             if len(found.marks) > self.max_marks:

@@ -18,19 +18,35 @@ from identity_sync.storage.tables import former_memberships, memberships, resour
 
 
 def live_members(conn: Connection, tenant_id: str, ids: Iterable[str]) -> dict[str, str]:
-    """``{id: resource type}`` of those ``ids`` that are live Users or Groups of the tenant."""
+    """``{id: resource type}`` of those ``ids`` that are live Users or Groups of the tenant.
+
+    On PostgreSQL the rows found stay locked (``FOR KEY SHARE``, the lock the membership's foreign
+    key takes anyway) until the transaction ends: a concurrent delete of a member then waits,
+    and retires the new membership with the others, instead of committing between this check
+    and the insert and leaving a group with a deleted member. A delete that got there first is
+    seen: the locking read re-checks ``deleted_at`` on the committed row."""
     wanted = list(dict.fromkeys(ids))
     found: dict[str, str] = {}
     for chunk in _chunks(wanted, 500):
-        rows = conn.execute(
-            sa.select(resources.c.id, resources.c.resource_type).where(
-                resources.c.tenant_id == tenant_id,
-                resources.c.id.in_(chunk),
-                resources.c.deleted_at.is_(None),
-            )
-        ).all()
+        query = sa.select(resources.c.id, resources.c.resource_type).where(
+            resources.c.tenant_id == tenant_id,
+            resources.c.id.in_(chunk),
+            resources.c.deleted_at.is_(None),
+        )
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(key_share=True, read=True)
+        rows = conn.execute(query).all()
         found.update({row.id: row.resource_type for row in rows})
     return found
+
+
+def already_members(conn: Connection, group_id: str, ids: Iterable[str]) -> set[str]:
+    """Those of ``ids`` that are members of the group now (an index lookup per 500 ids)."""
+    present: set[str] = set()
+    for chunk in _chunks(list(dict.fromkeys(ids)), 500):
+        present.update(conn.execute(sa.select(memberships.c.member_id).where(
+            memberships.c.group_id == group_id, memberships.c.member_id.in_(chunk))).scalars())
+    return present
 
 
 def add(conn: Connection, tenant_id: str, group_id: str, members: dict[str, str], now: str) -> int:

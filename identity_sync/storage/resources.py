@@ -58,6 +58,8 @@ def _live(tenant_id: str, rt: ResourceType) -> list[sa.ColumnElement[bool]]:
 
 def insert(conn: Connection, tenant_id: str, rt: ResourceType, resource_id: str, name_key: str,
            doc: dict[str, Any], now: str) -> StoredResource:
+    """A new live resource. The caller also calls ``counts.changed`` as its transaction's last
+    statement (see counts.py for why last)."""
     try:
         with conn.begin_nested():
             conn.execute(resources.insert().values(
@@ -67,7 +69,6 @@ def insert(conn: Connection, tenant_id: str, rt: ResourceType, resource_id: str,
     except IntegrityError:
         raise _conflict(rt) from None
     _write_index(conn, tenant_id, rt, resource_id, doc)
-    counts.changed(conn, tenant_id, rt.name, +1)
     return StoredResource(resource_id, doc, 1, now, now)
 
 
@@ -140,14 +141,14 @@ def update(conn: Connection, tenant_id: str, rt: ResourceType, current: StoredRe
 
 
 def soft_delete(conn: Connection, tenant_id: str, rt: ResourceType, resource_id: str, now: str) -> bool:
-    """Make the resource invisible to SCIM but keep its row as a tombstone."""
+    """Make the resource invisible to SCIM but keep its row as a tombstone. The caller also calls
+    ``counts.changed`` as its transaction's last statement (see counts.py for why last)."""
     result = conn.execute(
         resources.update().where(resources.c.id == resource_id, *_live(tenant_id, rt)).values(deleted_at=now)
     )
     if result.rowcount != 1:
         return False
     conn.execute(attr_values.delete().where(attr_values.c.resource_id == resource_id))
-    counts.changed(conn, tenant_id, rt.name, -1)
     return True
 
 

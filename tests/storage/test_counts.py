@@ -13,7 +13,7 @@ from alembic.config import Config
 
 from identity_sync.auth.tokens import Principal
 from identity_sync.config import Settings
-from identity_sync.errors import Conflict, NotFound
+from identity_sync.errors import BadRequest, Conflict, NotFound
 from identity_sync.scim.registry import GROUP, USER
 from identity_sync.service.resources import ResourceService
 from identity_sync.service.tenants import TenantService
@@ -54,11 +54,18 @@ def test_a_tenant_without_resources_counts_zero(db: Database, acme: Principal) -
 
 def test_creates_and_deletes_move_the_count_and_the_generation(
         db: Database, service: ResourceService, acme: Principal) -> None:
-    users = [service.create(acme, USER, {"userName": f"u{i}@x.com"}) for i in range(5)]
-    assert live(db, acme) == counts.LiveCount(5, 5)
+    generations = {live(db, acme).generation}
+    users = []
+    for i in range(5):
+        users.append(service.create(acme, USER, {"userName": f"u{i}@x.com"}))
+        generations.add(live(db, acme).generation)
+    assert live(db, acme).live == 5
     service.delete(acme, USER, users[0].id, None)
+    generations.add(live(db, acme).generation)
     service.delete(acme, USER, users[1].id, None)
-    assert live(db, acme) == counts.LiveCount(3, 7)
+    generations.add(live(db, acme).generation)
+    assert live(db, acme).live == 3
+    assert len(generations) == 8  # every change of the live set: a generation never seen before
     service.create(acme, USER, {"userName": "u0@x.com"})  # a deleted userName, reused
     assert live(db, acme).live == 4 == true_count(db, acme)
 
@@ -70,10 +77,18 @@ def test_updates_and_refused_requests_change_nothing(db: Database, service: Reso
         {"op": "replace", "path": "active", "value": False}]}, None)
     service.replace(acme, USER, user.id, {"userName": "b@x.com"}, None)
     with pytest.raises(Conflict):
-        service.create(acme, USER, {"userName": "B@x.com"})  # rolled back: the count too
+        service.create(acme, USER, {"userName": "B@x.com"})
     with pytest.raises(NotFound):
         service.delete(acme, USER, "no-such-id", None)
-    assert live(db, acme) == before == counts.LiveCount(1, 1)
+    assert live(db, acme) == before and before.live == 1
+
+
+def test_a_create_refused_after_its_insert_leaves_no_count_behind(
+        db: Database, service: ResourceService, acme: Principal) -> None:
+    # The group row is written before its members are checked: the refusal rolls all of it back.
+    with pytest.raises(BadRequest):
+        service.create(acme, GROUP, {"displayName": "G", "members": [{"value": "no-such-user"}]})
+    assert live(db, acme, "Group") == counts.LiveCount(0, 0) and true_count(db, acme, "Group") == 0
 
 
 def test_types_and_tenants_are_counted_apart(db: Database, service: ResourceService, acme: Principal,
@@ -103,17 +118,19 @@ def test_an_unfiltered_list_gives_the_kept_count_as_its_total(
     assert service.search(acme, USER, "userName sw \"u\"", ListRequest(start_index=3, count=2)).total == 7
 
 
-def test_recount_rebuilds_the_counts_from_the_rows_and_moves_every_generation_on(
+def test_recount_rebuilds_the_counts_from_the_rows_and_changes_every_generation(
         db: Database, service: ResourceService, acme: Principal) -> None:
     for i in range(3):
         service.create(acme, USER, {"userName": f"u{i}@x.com"})
     group = service.create(acme, GROUP, {"displayName": "G"})
     service.delete(acme, GROUP, group.id, None)
+    before = (live(db, acme), live(db, acme, "Group"))
     with db.write() as conn:
         conn.execute(sa.text("UPDATE resource_counts SET live = 99"))
-        counts.recount(conn)
-    assert live(db, acme) == counts.LiveCount(3, 4)
-    assert live(db, acme, "Group") == counts.LiveCount(0, 3)
+        assert counts.recount(conn) == 2
+    after = (live(db, acme), live(db, acme, "Group"))
+    assert (after[0].live, after[1].live) == (3, 0)
+    assert after[0].generation != before[0].generation and after[1].generation != before[1].generation
 
 
 def _upgrade(url: str, revision: str) -> None:
