@@ -34,6 +34,10 @@ class Attribute:
     canonical_values: tuple[str, ...] = ()
     reference_types: tuple[str, ...] = ()
     sub_attributes: tuple[Attribute, ...] = ()
+    #: PATCH ``add``/``remove`` tell the values apart by their exact text, although filters compare
+    #: them by ``case_exact``: Exchange proxy addresses differ from each other by the case of
+    #: their prefix alone (``SMTP:`` the primary address, ``smtp:`` an alias of the same mailbox).
+    exact_element_identity: bool = False
     _subs_by_key: dict[str, Attribute] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:

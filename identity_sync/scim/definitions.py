@@ -152,9 +152,10 @@ GLOBALRELAY_USER = Schema(
     "GlobalRelayUser",
     "Global Relay Identity Sync user extension: archive aliases and Exchange extension attributes.",
     (
-        Attribute("proxyAddresses", multi_valued=True,
-                  description="Exchange proxy addresses (SMTP: primary, smtp: aliases), kept verbatim; "
-                              "compared case-insensitively."),
+        Attribute("proxyAddresses", multi_valued=True, exact_element_identity=True,
+                  description="Exchange proxy addresses (SMTP: primary, smtp: aliases), kept verbatim. Filters "
+                              "compare them case-insensitively; PATCH add and remove match exact values, so "
+                              "SMTP:a@x and smtp:a@x are different addresses."),
         *(Attribute(f"extensionAttribute{i}", description=f"Exchange custom attribute {i}.") for i in range(1, 16)),
     ),
 )

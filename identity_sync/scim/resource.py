@@ -85,10 +85,12 @@ def _coerce_complex(attr: Attribute, value: Any, label: str) -> dict[str, Any] |
             value = {"value": value}
     if not isinstance(value, dict):
         raise BadRequest(f"Attribute '{label}' must be an object.")
-    if set(value) == {"value"} and isinstance(value["value"], str):
+    if isinstance(value.get("value"), str):
         decoded = _embedded_json(value["value"])
         if decoded is not None:
-            value = decoded
+            # Also with siblings ({"primary": false, "value": "{…}"}): they are kept, and the
+            # document inside the string gives the rest.
+            value = {**decoded, **{k: v for k, v in value.items() if k != "value"}}
     out: dict[str, Any] = {}
     for key, sub_value in value.items():
         sub = attr.sub(key)

@@ -255,8 +255,8 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 class NormalizePath:
-    """Trailing slashes are ignored and endpoint names matched case-insensitively
-    (``/users/``, ``/Users``); ``?aadOptscim062020`` and other unknown parameters are ignored by
+    """Trailing and doubled slashes are ignored and endpoint names matched case-insensitively
+    (``/users/``, ``//Users``, ``/Users``); ``?aadOptscim062020`` and other unknown parameters are ignored by
     the handlers. Also writes one access-log line per request, without the query string (filters
     carry personal data) and without headers (they carry credentials)."""
 
@@ -271,7 +271,9 @@ class NormalizePath:
         if "\x00" in path:  # a NUL in an id would reach the database as a parameter it cannot hold
             await error_response(NotFound("No such resource."))(scope, receive, send)
             return
-        parts = path.rstrip("/").split("/") if path != "/" else [""]
+        # Empty segments are dropped too: a Tenant URL pasted with a trailing slash, joined
+        # naively by a client, gives `/scim/v2/acme//Users`.
+        parts = ["", *(segment for segment in path.split("/") if segment)]
         if len(parts) > 4 and parts[1] == "scim" and parts[2].lower() == "v2":
             parts[2] = "v2"
             parts[4] = _ENDPOINTS.get(parts[4].lower(), parts[4])

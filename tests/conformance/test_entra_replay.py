@@ -350,6 +350,25 @@ def test_proxy_addresses_add_remove_replace_sequence(scim: ScimClient) -> None:
     assert by_filter(scim, f'{path} eq "SMTP:P@X"') == [user["id"]]
 
 
+@pytest.mark.parametrize("one_request", [True, False], ids=["one-request", "two-requests"])
+def test_swapping_the_primary_proxy_address_keeps_both_addresses(scim: ScimClient, one_request: bool) -> None:
+    """The primary address moves from a@x to b@x: Entra adds the new forms and removes the old
+    ones. ``SMTP:a@x`` and ``smtp:a@x`` differ by the case of their prefix only, yet are two
+    addresses (primary, alias): add and remove must match them exactly, or the remove deletes the
+    alias the add just wrote (doc §7.2: "prefix case carries primary/secondary meaning")."""
+    user = create(scim, "swap@contoso.com", **{GLOBALRELAY: {"proxyAddresses": ["SMTP:a@x", "smtp:b@x"]}})
+    path = f"{GLOBALRELAY}:proxyAddresses"
+    add = {"op": "Add", "path": path, "value": [{"value": "smtp:a@x"}, {"value": "SMTP:b@x"}]}
+    remove = {"op": "Remove", "path": path, "value": [{"value": "SMTP:a@x"}, {"value": "smtp:b@x"}]}
+    if one_request:
+        got = patch_ok(scim, user["id"], add, remove)
+    else:
+        patch_ok(scim, user["id"], add)
+        got = patch_ok(scim, user["id"], remove)
+    assert got[GLOBALRELAY]["proxyAddresses"] == ["smtp:a@x", "SMTP:b@x"]
+    assert by_filter(scim, f'{path} eq "smtp:A@X"') == [user["id"]]  # filters ignore case
+
+
 @pytest.mark.parametrize("operation", [
     pytest.param(lambda m: {"op": "Add", "path": f"{ENTERPRISE}:manager", "value": m}, id="bare-string"),
     pytest.param(lambda m: {"op": "replace", "path": f"{ENTERPRISE}:manager", "value": {"value": m}},
@@ -418,6 +437,22 @@ def test_string_encoded_role_json_is_decoded(scim: ScimClient) -> None:
     assert [role["value"] for role in got["roles"]] == ["Admin"]
     assert got["roles"][0].get("display") == "Admin"
     assert by_filter(scim, 'roles[value eq "Admin"]') == [user["id"]]
+
+
+@pytest.mark.parametrize("element", [
+    pytest.param(lambda encoded: {"value": encoded}, id="value-only"),
+    pytest.param(lambda encoded: {"primary": False, "value": encoded}, id="with-primary-false"),
+])
+def test_a_string_encoded_role_is_removed_by_the_same_string(scim: ScimClient, element: Any) -> None:
+    """Case 25 both ways: the role Entra added as an encoded document, with or without sibling
+    keys (AppRoleAssignmentsComplex sends `primary: false`), is removed by the same element."""
+    user = create(scim, "approle2@contoso.com")
+    encoded = '{"id":"7c6a6b0e-0000-4000-8000-000000000002","value":"Reader","displayName":"Reader"}'
+    added = patch_ok(scim, user["id"], {"op": "Add", "path": "roles", "value": [element(encoded)]})
+    assert [(role["value"], role.get("display")) for role in added["roles"]] == [("Reader", "Reader")]
+    removed = patch_ok(scim, user["id"], {"op": "Remove", "path": "roles", "value": [element(encoded)]})
+    assert "roles" not in removed
+    assert by_filter(scim, 'roles[value eq "Reader"]') == []
 
 
 # -- disable, enable, delete -------------------------------------------------------------------
@@ -653,6 +688,16 @@ def test_special_characters_in_username_and_values(scim: ScimClient) -> None:
 # -- bad input: 400 with the right scimType, and nothing changed ---------------------------------
 
 
+def test_an_empty_operations_array_changes_nothing_and_succeeds(scim: ScimClient) -> None:
+    """The Microsoft SCIM Validator sends PATCH with `"Operations": []` and expects success (doc
+    §3.3): 200 with the unchanged user, same version."""
+    user = create(scim, "noop@contoso.com")
+    response = scim.patch(f"/Users/{user['id']}", {"schemas": [patch_body()["schemas"][0]], "Operations": []})
+    assert response.status_code == 200, response.text
+    assert response.json()["meta"]["version"] == user["meta"]["version"]
+    assert response.json()["userName"] == "noop@contoso.com"
+
+
 @pytest.mark.parametrize("body,scim_type", [
     pytest.param(patch_body({"op": "Replace", "path": "active", "value": "maybe"}), "invalidValue",
                  id="active-not-boolean"),
@@ -673,7 +718,8 @@ def test_special_characters_in_username_and_values(scim: ScimClient) -> None:
     pytest.param(patch_body({"op": "Replace", "path": "title", "value": "ok"},
                             {"op": "Replace", "path": "active", "value": "nope"}), "invalidValue",
                  id="second-op-fails-atomically"),
-    pytest.param({"schemas": [patch_body()["schemas"][0]], "Operations": []}, "invalidSyntax", id="no-operations"),
+    pytest.param({"schemas": [patch_body()["schemas"][0]], "Operations": {}}, "invalidSyntax", id="operations-object"),
+    pytest.param({"schemas": [patch_body()["schemas"][0]]}, "invalidSyntax", id="no-operations"),
 ])
 def test_bad_patch_is_400_and_changes_nothing(scim: ScimClient, body: dict[str, Any], scim_type: str) -> None:
     """Bad input: a precise 400, and a follow-up GET proves the user is untouched."""

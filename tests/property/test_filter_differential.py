@@ -3,9 +3,10 @@
 evaluator (``scim/evaluate.py``, walking the stored documents) accepts — and the two refuse the
 same filters with ``invalidFilter``.
 
-Values are drawn from an alphabet that is hostile to SQL and to case folding: quotes, ``%``,
-``_``, backslashes, ``*``/``[`` (GLOB), accented and fullwidth letters, ``ß``, emoji. Literals are
-mostly taken from the generated data, re-cased or cut, so that most filters match something.
+Values are drawn from an alphabet that is hostile to SQL and to case folding: both quotes, ``%``,
+``_``, backslashes, ``*``/``[`` (GLOB), ``-``/``=``/``;``, accented and fullwidth letters, ``ß``,
+emoji, and now and then a whole injection attempt. Literals are mostly taken from the generated
+data, re-cased or cut, so that most filters match something. Runs on SQLite and PostgreSQL.
 
 The default run executes a few hundred examples (each one checks several filters); the ``slow``
 run (``pytest -m slow``) several thousand.
@@ -39,8 +40,12 @@ ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 GR = "urn:ietf:params:scim:schemas:extension:GlobalRelay:2.0:User"
 
 # Hostile characters first (hypothesis shrinks towards the start of the alphabet).
-ALPHABET = ['"', "%", "_", "\\", "*", "[", "a", "A", "b", "B", " ", "é", "É", "ß", "ｆ", "Ｆ", "İ", "😀", "z"]
-text = st.text(st.sampled_from(ALPHABET), min_size=0, max_size=6)
+ALPHABET = ['"', "'", "%", "_", "\\", "*", "[", "-", "=", ";", "a", "A", "b", "B", " ", "é", "É", "ß", "ｆ", "Ｆ",
+            "İ", "😀", "z"]
+# Now and then a value that would end a quoted SQL string and inject a clause, were values ever
+# formatted into the SQL text instead of bound.
+INJECTION = "x' OR '1'='1' --"
+text = st.one_of(st.text(st.sampled_from(ALPHABET), min_size=0, max_size=6), st.just(INJECTION))
 nonempty = st.text(st.sampled_from(ALPHABET), min_size=1, max_size=6)
 
 # Paths as a client might spell them: any case, URN-qualified or not, sub-attributes.
@@ -170,10 +175,9 @@ def element_filters(draw: st.DrawFn, pool: list[str], depth: int = 0) -> Filter:
 
 
 class World:
-    """One database for the whole module; every example gets a tenant of its own."""
+    """One database per kind for the whole module; every example gets a tenant of its own."""
 
-    def __init__(self, root: Path) -> None:
-        url = f"sqlite:///{root / 'differential.db'}"
+    def __init__(self, url: str, root: Path) -> None:
         self.db = Database(url)
         self.db.migrate()
         self.settings = Settings(database_url=url, data_dir=root)
@@ -189,10 +193,22 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    w = World(tmp_path_factory.mktemp("differential"))
+def world(request: pytest.FixtureRequest, db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """On SQLite and on PostgreSQL (the production store): the same filters compile to each
+    dialect's SQL, and both must agree with the evaluator."""
+    root = tmp_path_factory.mktemp("differential")
+    if db_kind == "sqlite":
+        w = World(f"sqlite:///{root / 'differential.db'}", root)
+        yield w
+        w.db.dispose()
+        return
+    server = request.getfixturevalue("pg_server")
+    factory = request.getfixturevalue("pg_databases")
+    name = factory.take()
+    w = World(server.url(name), root)
     yield w
     w.db.dispose()
+    factory.give_back(name)
 
 
 def _run(world: World, data: st.DataObject, people: list[dict[str, Any]], filter_count: int) -> None:

@@ -201,16 +201,16 @@ def test_an_invalid_filter_is_400_invalid_filter(scim: ScimClient) -> None:
     assert_scim_error(scim.get("/Users", params={"filter": "userName eq"}), 400, "invalidFilter")
 
 
-def test_trailing_slashes_and_lower_case_endpoints_work(scim: ScimClient) -> None:
+def test_trailing_and_doubled_slashes_and_lower_case_endpoints_work(scim: ScimClient) -> None:
     created = scim.post("/users/", user_body())
     assert created.status_code == 201, created.text
     user_id = created.json()["id"]
 
-    for path in ("/Users/", "/users", "/users/", "/USERS"):
+    for path in ("/Users/", "/users", "/users/", "/USERS", "//Users", "//users//"):
         response = scim.get(path)
         assert response.status_code == 200, (path, response.text)
         assert [u["id"] for u in response.json()["Resources"]] == [user_id]
-    for path in (f"/users/{user_id}", f"/Users/{user_id}/", f"/uSeRs/{user_id}/"):
+    for path in (f"/users/{user_id}", f"/Users/{user_id}/", f"/uSeRs/{user_id}/", f"//Users//{user_id}"):
         assert scim.get(path).json()["id"] == user_id, path
     for path in ("/serviceproviderconfig", "/ServiceProviderConfig/", "/schemas/", "/resourcetypes"):
         assert scim.get(path).status_code == 200, path

@@ -52,6 +52,23 @@ def limited(db: Database, settings: Settings) -> Iterator[tuple[ScimClient, Scim
         yield ScimClient(http, "noisy", noisy.token), ScimClient(http, "quiet", quiet.token)
 
 
+def test_a_refused_create_changes_nothing_and_its_retry_after_the_wait_creates_once(
+        limited: tuple[ScimClient, ScimClient]) -> None:
+    """Case 51: Entra and Okta wait `Retry-After`, then send the same request again. The 429'd
+    POST must have created nothing, and the retry exactly one user."""
+    noisy, _ = limited
+    while noisy.get("/Users?count=0").status_code != 429:
+        pass  # spend the burst
+    body = {"schemas": [USER_SCHEMA], "userName": "retried@x.com"}
+    refused = noisy.post("/Users", body)
+    assert refused.status_code == 429
+    time.sleep(int(refused.headers["Retry-After"]))
+    retried = noisy.post("/Users", body)
+    assert retried.status_code == 201, retried.text
+    listed = noisy.get('/Users?filter=userName eq "retried@x.com"').json()
+    assert [u["id"] for u in listed["Resources"]] == [retried.json()["id"]]
+
+
 def test_over_the_limit_is_429_with_an_integer_retry_after(limited: tuple[ScimClient, ScimClient]) -> None:
     noisy, quiet = limited
     statuses = [noisy.get("/Users").status_code for _ in range(30)]
