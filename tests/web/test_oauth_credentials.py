@@ -19,7 +19,7 @@ from identity_sync.service.tenants import TenantService
 from identity_sync.storage.tenants import get_tenant
 from tests.auth import jwt_helpers as jh
 from tests.conftest import ScimClient
-from tests.web.test_auth_and_tenancy import ROUTES, _send, assert_unauthorized
+from tests.web.test_auth_and_tenancy import GROUP_SCHEMA, ROUTES, _send, assert_unauthorized
 
 
 def token_for(client: ScimClient, issued: IssuedClient, scope: str | None = None) -> str:
@@ -38,6 +38,7 @@ class OAuthWorld:
     user: dict[str, Any]
     headers: dict[str, dict[str, str]]
     secrets: list[str]
+    group: dict[str, Any]
 
 
 def _own(keys: SigningKeys, claims: dict[str, Any], kid: str | None = None) -> str:
@@ -115,8 +116,11 @@ def world(scim: ScimClient, other_scim: ScimClient, tenants: TenantService, sett
     headers["wrong scheme with a valid token"] = {"Authorization": f"Token {access}"}
     headers["JWT-shaped garbage"] = {"Authorization": "Bearer a.b.c"}
     scim.token = access  # the world's own requests use the valid access token
+    group = scim.post("/Groups", {"schemas": [GROUP_SCHEMA], "displayName": "Secret Team",
+                                  "members": [{"value": user["id"]}]}).json()
     return OAuthWorld(scim, other_scim, user, headers,
-                      [access, good.client_secret, foreign_token, other_scim.token, *[v for v in bearer.values() if v]])
+                      [access, good.client_secret, foreign_token, other_scim.token, *[v for v in bearer.values() if v]],
+                      group)
 
 
 def _public_pem(keys: SigningKeys) -> bytes:
@@ -168,7 +172,8 @@ def test_a_valid_token_without_the_scope_is_403_with_no_data(world: OAuthWorld, 
         assert _send(world.acme, "GET", "/Users", None, {"Authorization": f"Bearer {token}"}).status_code == 200
     for route, build in ROUTES.items():
         method, path, body = build(world)  # type: ignore[arg-type]
-        denied = [admin_token] + ([read_token, narrowed] if method != "GET" else [])
+        reads = method == "GET" or path.endswith("/.search")  # a search is a read, sent as POST
+        denied = [admin_token] + ([] if reads else [read_token, narrowed])
         for token in denied:
             response = _send(world.acme, method, path, body, {"Authorization": f"Bearer {token}"})
             assert response.status_code == 403, (route, response.text)
