@@ -188,10 +188,11 @@ def search(conn: Connection | DriverConnection, tenant_id: str, rt: ResourceType
     counted = counts.read(conn, tenant_id, rt.name) if node is None and wants_total else None
     after = listing.decode_cursor(request.cursor, print_) if request.cursor else None
     skip = 0 if cursor_mode else request.start_index - 1
-    marked = counted is not None and marks is not None and sort_key is None and not cursor_mode
-    if marked and skip > 0:
-        assert counted is not None and marks is not None
-        near = marks.nearest((tenant_id, rt.name), counted.generation, skip)
+    # Index pages of an unfiltered list in creation order seek from a remembered position.
+    memory = (marks, counted.generation) if (marks is not None and counted is not None and sort_key is None
+                                             and not cursor_mode) else None
+    if memory is not None and skip > 0:
+        near = memory[0].nearest((tenant_id, rt.name), memory[1], skip)
         if near is not None:
             skip, after = skip - near[0], near[1]
     order, seek = listing.order_and_seek(sql, sort_key, request.descending and sort_key is not None, after)
@@ -212,10 +213,9 @@ def search(conn: Connection | DriverConnection, tenant_id: str, rt: ResourceType
         if not cursor_mode and sort_key is not None:
             text += f" OFFSET {sql.named('offset', skip)}"
         rows = sql.run(conn, text).all()
-    if marked and rows:
-        assert counted is not None and marks is not None
-        marks.remember((tenant_id, rt.name), counted.generation, request.start_index - 1 + len(rows),
-                       listing.position_of(rows[-1], False))
+    if memory is not None and rows:
+        memory[0].remember((tenant_id, rt.name), memory[1], request.start_index - 1 + len(rows),
+                           listing.position_of(rows[-1], False))
     next_cursor = None
     if cursor_mode and len(rows) > request.count:
         rows = rows[:request.count]
