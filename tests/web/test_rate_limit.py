@@ -177,3 +177,27 @@ def test_no_resource_limit_produces_a_5xx(scim: ScimClient, settings: Settings) 
         assert response.status_code == expected, (name, response.status_code, response.text[:200])
         if response.status_code >= 400:
             json.loads(response.text)  # a JSON error body, never HTML
+
+
+@pytest.mark.parametrize("how", ["GET", "POST /.search", "POST /Users/.search"])
+def test_oversized_filters_are_invalid_filter_wherever_they_are_sent(scim: ScimClient, settings: Settings,
+                                                                     how: str) -> None:
+    """The filter caps hold on every way of sending a filter, with the precise scimType (the
+    parser counts before it builds anything: a 1,000-deep filter is refused like a 33-deep one)."""
+    depth = settings.filter_max_depth + 1
+    filters = {
+        "nested 1,000 deep": "(" * 1000 + 'userName eq "a"' + ")" * 1000,
+        "over the depth cap": "(" * depth + 'userName eq "a"' + ")" * depth,
+        "over the term cap": " or ".join(['userName eq "a"'] * (settings.filter_max_terms + 1)),
+        "over the length cap": 'userName eq "' + "a" * settings.filter_max_length + '"',
+        "unbalanced": "(" * 5000,
+    }
+    for name, text in filters.items():
+        if how == "GET":
+            response = scim.get("/Users", params={"filter": text})
+        else:
+            path = "/.search" if how == "POST /.search" else "/Users/.search"
+            response = scim.post(path, {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                                        "filter": text})
+        assert response.status_code == 400, (name, response.text[:200])
+        assert response.json()["scimType"] == "invalidFilter", (name, response.text[:200])
