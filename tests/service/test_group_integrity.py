@@ -234,13 +234,15 @@ def test_user_groups_lists_its_direct_groups_with_current_names(service: Resourc
 
 
 def test_user_groups_cannot_be_written_through_the_user(service: ResourceService, acme: Principal) -> None:
-    """`groups` is read-only on the user: a PATCH of it never creates a membership."""
+    """`groups` is read-only on the user: a PATCH of it is `400 mutability`, with a path or
+    without, and never creates a membership."""
     ada = user(service, acme, "ada@acme.com")
     sales = group(service, acme, "Sales")
-    try:
-        service.patch(acme, USER, ada, ops({"op": "add", "path": "groups", "value": [{"value": sales}]}), None)
-    except BadRequest as error:
-        assert error.scim_type == "mutability"
+    for operation in ({"op": "add", "path": "groups", "value": [{"value": sales}]},
+                      {"op": "replace", "value": {"groups": [{"value": sales}]}}):
+        with pytest.raises(BadRequest) as refused:
+            service.patch(acme, USER, ada, ops(operation), None)
+        assert refused.value.scim_type == "mutability"
     assert members(service, acme, sales) == {}
     assert groups_of(service, acme, ada) == []
 
