@@ -22,6 +22,7 @@ from identity_sync import cli_auth
 from identity_sync.auth.oauth import SigningKeyError, signing_keys_for
 from identity_sync.clock import ago_text
 from identity_sync.config import Settings
+from identity_sync.service.audit import AuditService
 from identity_sync.service.tenants import IssuedToken, TenantError, TenantService
 from identity_sync.service.tombstones import TombstoneService
 from identity_sync.storage.db import Database
@@ -31,9 +32,11 @@ app = typer.Typer(help="identity-sync: a SCIM 2.0 provisioning target for Micros
 tenant_app = typer.Typer(help="Create, list and disable tenants.", no_args_is_help=True)
 token_app = typer.Typer(help="Issue, list and revoke a tenant's bearer tokens.", no_args_is_help=True)
 tombstone_app = typer.Typer(help="List and purge deleted users kept as tombstones.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit trail of every change.", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(token_app, name="token")
 app.add_typer(tombstone_app, name="tombstones")
+app.add_typer(audit_app, name="audit")
 cli_auth.register(app)  # client, keys, entra (docs/security.md)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
@@ -274,6 +277,24 @@ def tombstones_purge(
         typer.echo(json.dumps({"purged": purged, "cutoff": cutoff}))
     else:
         typer.echo(f"Purged {purged} tombstone(s) deleted before {cutoff}.")
+
+
+@audit_app.command("list")
+def audit_list(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
+    since: Annotated[str | None, typer.Option(help="Only events at or after this UTC time "
+                                                   "(e.g. 2026-11-26T00:00:00Z).")] = None,
+    resource: Annotated[str | None, typer.Option(help="Only the events of this resource id.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="At most this many events.")] = 1_000,
+    as_json: JsonFlag = False,
+) -> None:
+    """List the audit trail, oldest first: every committed change (who, what, when; no values)."""
+    _, db = _open()
+    with _reported():
+        rows = AuditService(db).list(tenant, since, resource, limit)
+    if not as_json:
+        rows = [{**row, "attributes": ", ".join(row["attributes"])} for row in rows]
+    _print_rows(rows, as_json, "events", ("at", "tenant", "actor", "action", "type", "id", "version", "attributes"))
 
 
 def _print_rows(rows: list[dict[str, Any]], as_json: bool, key: str, columns: tuple[str, ...]) -> None:

@@ -21,7 +21,7 @@ from identity_sync.scim.members import MemberDelta
 from identity_sync.scim.patch import Operation, apply_operations, parse_operations
 from identity_sync.scim.registry import GROUP, USER, ResourceType, canonical_key
 from identity_sync.scim.resource import normalize
-from identity_sync.storage import counts, memberships
+from identity_sync.storage import audit, counts, memberships
 from identity_sync.storage import resources as store
 from identity_sync.storage.db import Database
 from identity_sync.storage.listing import ListRequest
@@ -49,6 +49,7 @@ class ResourceService:
             stored = store.insert(conn, principal.tenant_id, rt, resource_id, _name_key(rt, doc), doc, now)
             if members:
                 self._add_members(conn, principal, resource_id, MemberDelta("add", *_ids(members)), now)
+            self._audit(conn, principal, "create", rt, stored, [*doc, *(["members"] if members else [])])
             counts.changed(conn, principal.tenant_id, rt.name, +1)  # last: storage/counts.py says why
         log.info("resource.created", tenant=principal.tenant_name, type=rt.name, id=resource_id)
         return stored
@@ -91,8 +92,9 @@ class ResourceService:
             self._check_references(conn, principal, rt, doc, resource_id, current.doc)
             now = now_text()
             stored = store.update(conn, principal.tenant_id, rt, current, _name_key(rt, doc), doc, now)
-            if members_given:
-                self._replace_members(conn, principal, resource_id, MemberDelta("replace", *_ids(members)), now)
+            members_changed = members_given and self._replace_members(
+                conn, principal, resource_id, MemberDelta("replace", *_ids(members)), now)
+            self._audit(conn, principal, "replace", rt, stored, changed_attributes(current.doc, doc, members_changed))
         log.info("resource.replaced", tenant=principal.tenant_name, type=rt.name, id=resource_id)
         return stored
 
@@ -119,6 +121,7 @@ class ResourceService:
                 stored = store.touch(conn, principal.tenant_id, rt, current, now)
             else:
                 return current  # Entra re-sends unchanged values every cycle: no new version.
+            self._audit(conn, principal, "patch", rt, stored, changed_attributes(current.doc, doc, members_changed))
         log.info("resource.patched", tenant=principal.tenant_name, type=rt.name, id=resource_id,
                  operations=len(operations))
         return stored
@@ -192,12 +195,21 @@ class ResourceService:
 
     def delete(self, principal: Principal, rt: ResourceType, resource_id: str, if_match: str | None) -> None:
         with self.db.write() as conn:
-            self._current(conn, principal, rt, resource_id, if_match)
+            current = self._current(conn, principal, rt, resource_id, if_match)
             now = now_text()
             memberships.retire(conn, resource_id, now)
             if store.soft_delete(conn, principal.tenant_id, rt, resource_id, now):
+                self._audit(conn, principal, "delete", rt, replace(current, last_modified=now), [])
                 counts.changed(conn, principal.tenant_id, rt.name, -1)  # last: storage/counts.py says why
         log.info("resource.deleted", tenant=principal.tenant_name, type=rt.name, id=resource_id)
+
+    @staticmethod
+    def _audit(conn: Any, principal: Principal, action: str, rt: ResourceType, stored: StoredResource,
+               attributes: list[str]) -> None:
+        """One audit event, in the transaction of the change (storage/audit.py)."""
+        audit.record(conn, tenant_id=principal.tenant_id, at=stored.last_modified, actor=principal.credential_id,
+                     action=action, resource_type=rt.name, resource_id=stored.id, version=stored.version,
+                     attributes=attributes)
 
     def _current(self, conn: Any, principal: Principal, rt: ResourceType, resource_id: str,
                  if_match: str | None) -> StoredResource:
@@ -220,6 +232,22 @@ class ResourceService:
             conn, principal.tenant_id, USER, manager_id
         ):
             raise BadRequest("'manager' must reference another existing User of this tenant.", "invalidValue")
+
+
+def changed_attributes(before: dict[str, Any], after: dict[str, Any], members_changed: bool) -> list[str]:
+    """The top-level attributes that differ, an extension's as ``URN:attribute`` (for the audit
+    trail: which attributes a change touched, not their values)."""
+    changed = []
+    for key in before.keys() | after.keys():
+        old, new = before.get(key), after.get(key)
+        if old == new:
+            continue
+        if key.startswith("urn:") and isinstance(old, dict | None) and isinstance(new, dict | None):
+            old, new = old or {}, new or {}
+            changed += [f"{key}:{sub}" for sub in old.keys() | new.keys() if old.get(sub) != new.get(sub)]
+        else:
+            changed.append(key)
+    return changed + (["members"] if members_changed else [])
 
 
 def _ids(members: Any) -> tuple[tuple[str, ...], dict[str, str]]:

@@ -117,7 +117,12 @@ class TenantService:
         return Principal(row["tenant_id"], row["tenant_name"], row["id"])
 
     def _tenant(self, conn: Any, name: str) -> dict[str, Any]:
-        tenant = store.get_tenant(conn, name)
-        if tenant is None:
-            raise TenantError(f"No tenant named '{name}'.")
-        return tenant
+        return tenant_named(conn, name)
+
+
+def tenant_named(conn: Any, name: str) -> dict[str, Any]:
+    """The tenant row called ``name``, or the operator's error (``TenantError``)."""
+    tenant = store.get_tenant(conn, name)
+    if tenant is None:
+        raise TenantError(f"No tenant named '{name}'.")
+    return tenant

@@ -6,8 +6,9 @@ from typing import Any
 
 import structlog
 
-from identity_sync.service.tenants import TenantError
-from identity_sync.storage import memberships
+from identity_sync.clock import now_text
+from identity_sync.service.tenants import tenant_named
+from identity_sync.storage import audit, memberships
 from identity_sync.storage import resources as store
 from identity_sync.storage import tenants as tenant_store
 from identity_sync.storage.db import Database
@@ -37,16 +38,16 @@ class TombstoneService:
     def purge(self, tenant_name: str | None, deleted_before: str) -> int:
         with self.db.write() as conn:
             tenant_id = self._tenant_id(conn, tenant_name)
-            ids = [row["id"] for row in store.tombstones(conn, tenant_id, deleted_before)]
+            doomed = store.tombstones(conn, tenant_id, deleted_before)
+            ids = [row["id"] for row in doomed]
             memberships.forget(conn, ids)
             purged = store.purge(conn, ids)
+            now = now_text()
+            for row in doomed:  # the trail outlives the tombstone: what was purged, when, by whom
+                audit.record(conn, tenant_id=row["tenant_id"], at=now, actor=audit.OPERATOR, action="purge",
+                             resource_type=row["resource_type"], resource_id=row["id"], version=None)
         log.info("tombstones.purged", tenant=tenant_name, count=purged, deleted_before=deleted_before)
         return purged
 
     def _tenant_id(self, conn: Any, name: str | None) -> str | None:
-        if name is None:
-            return None
-        tenant = tenant_store.get_tenant(conn, name)
-        if tenant is None:
-            raise TenantError(f"No tenant named '{name}'.")
-        return tenant["id"]
+        return None if name is None else tenant_named(conn, name)["id"]

@@ -9,6 +9,7 @@ compares the two.
   ``name_key`` covers live rows only, so a deleted user's ``userName`` can be reused.
 * ``attr_values`` — the searchable values of live resources (see ``scim/index.py``).
 * ``resource_counts`` — live resources per tenant and type, kept with every create and delete.
+* ``audit_events`` — the append-only audit trail of every committed change.
 """
 
 from __future__ import annotations
@@ -129,6 +130,27 @@ former_memberships = sa.Table(
     sa.Column("member_type", sa.String(8), nullable=False),
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Column("ended_at", sa.String(32), nullable=False),
+)
+
+# The audit trail: one row per committed change of a resource, written in the change's own
+# transaction (a rolled-back request leaves none), never updated or deleted by the service. It
+# names who (the credential's id, never a secret), what (action, resource, new version, the
+# top-level attributes that changed) and when; not the values, which the documents and
+# tombstones keep. ``id`` orders the events of a node; ``at`` is the change's own timestamp.
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.String(36), nullable=False),
+    sa.Column("at", sa.String(32), nullable=False),
+    sa.Column("actor", sa.String(120), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("resource_type", sa.String(32), nullable=False),
+    sa.Column("resource_id", sa.String(36), nullable=False),
+    sa.Column("version", sa.Integer),
+    sa.Column("attributes", sa.Text, nullable=False),
+    sa.Index("ix_audit_events_tenant", "tenant_id", "id"),
+    sa.Index("ix_audit_events_resource", "resource_id", "id"),
 )
 
 # -- OAuth 2.0 clients and Entra trust (issue 5; see docs/security.md) ------------------------------

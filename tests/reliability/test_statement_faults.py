@@ -6,7 +6,8 @@ step k (and any after it) fails with ``OperationalError``, then
 
 * the client gets 503 with ``Retry-After`` and an RFC 7644 §3.12 error body;
 * nothing of the request is left in ``resources``, ``attr_values``, ``memberships``,
-  ``former_memberships`` or ``resource_counts`` (all rows, compared before and after);
+  ``former_memberships``, ``resource_counts`` or ``audit_events`` (all rows, compared before and
+  after: a rolled-back request leaves no audit event);
 * the same request sent again once the database is back succeeds, and leaves a consistent state:
   each ``resource_counts.live`` is the number of live rows, index rows and memberships belong to
   live resources only, and a GET shows what was sent.
@@ -40,7 +41,8 @@ from tests.conftest import ScimClient
 USER_SCHEMAS = ["urn:ietf:params:scim:schemas:core:2.0:User", ENT, GR]
 GROUP_SCHEMAS = ["urn:ietf:params:scim:schemas:core:2.0:Group"]
 PATCH_SCHEMAS = ["urn:ietf:params:scim:api:messages:2.0:PatchOp"]
-SNAPSHOT_TABLES = (t.resources, t.attr_values, t.memberships, t.former_memberships, t.resource_counts)
+SNAPSHOT_TABLES = (t.resources, t.attr_values, t.memberships, t.former_memberships, t.resource_counts,
+                   t.audit_events)
 JSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS  # column names are quoted_name, a str subclass
 MAX_STEPS = 200  # a write transaction longer than this is a bug of its own
 TRIALS: dict[str, int] = {}  # "<db>/<operation>" -> N fault trials, printed at the end of the module

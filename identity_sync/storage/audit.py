@@ -1,0 +1,37 @@
+"""The audit trail (``audit_events``): appended to in the transaction of the change it records,
+read by the operator's CLI. Nothing here updates or deletes an event."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from identity_sync.storage.tables import audit_events
+
+#: The actor of changes made by an operator through the CLI (tombstone purges).
+OPERATOR = "operator:cli"
+
+
+def record(conn: Connection, *, tenant_id: str, at: str, actor: str, action: str, resource_type: str,
+           resource_id: str, version: int | None, attributes: Iterable[str] = ()) -> None:
+    conn.execute(audit_events.insert().values(
+        tenant_id=tenant_id, at=at, actor=actor, action=action, resource_type=resource_type,
+        resource_id=resource_id, version=version, attributes=orjson.dumps(sorted(attributes)).decode(),
+    ))
+
+
+def events(conn: Connection, *, tenant_id: str | None, since: str | None, resource_id: str | None,
+           limit: int) -> list[dict[str, Any]]:
+    """The oldest ``limit`` events matching, in the order they were written."""
+    query = sa.select(audit_events).order_by(audit_events.c.id).limit(limit)
+    if tenant_id is not None:
+        query = query.where(audit_events.c.tenant_id == tenant_id)
+    if since is not None:
+        query = query.where(audit_events.c.at >= since)
+    if resource_id is not None:
+        query = query.where(audit_events.c.resource_id == resource_id)
+    return [{**row._asdict(), "attributes": orjson.loads(row.attributes)} for row in conn.execute(query)]
