@@ -286,15 +286,17 @@ def audit_list(
                                                    "(e.g. 2026-11-26T00:00:00Z).")] = None,
     resource: Annotated[str | None, typer.Option(help="Only the events of this resource id.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=100_000, help="At most this many events.")] = 1_000,
+    after: Annotated[int | None, typer.Option(help="Only events after this seq (continue an export).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """List the audit trail, oldest first: every committed change (who, what, when; no values)."""
     _, db = _open()
     with _reported():
-        rows = AuditService(db).list(tenant, since, resource, limit)
+        rows = AuditService(db).list(tenant, since, resource, limit, after)
     if not as_json:
         rows = [{**row, "attributes": ", ".join(row["attributes"])} for row in rows]
-    _print_rows(rows, as_json, "events", ("at", "tenant", "actor", "action", "type", "id", "version", "attributes"))
+    _print_rows(rows, as_json, "events",
+                ("seq", "at", "tenant", "actor", "action", "type", "id", "version", "attributes"))
 
 
 def _print_rows(rows: list[dict[str, Any]], as_json: bool, key: str, columns: tuple[str, ...]) -> None:

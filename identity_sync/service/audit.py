@@ -15,14 +15,16 @@ class AuditService:
         self.db = db
 
     def list(self, tenant_name: str | None, since: str | None, resource_id: str | None,
-             limit: int) -> list[dict[str, Any]]:
-        """The oldest ``limit`` events matching, oldest first (a cursor for exports: ``since``)."""
+             limit: int, after: int | None = None) -> list[dict[str, Any]]:
+        """The oldest ``limit`` events matching, oldest first; ``after`` (an event's ``seq``)
+        continues an export where the previous call stopped."""
         with self.db.read() as conn:
             tenant_id = None if tenant_name is None else tenant_named(conn, tenant_name)["id"]
             names = {t["id"]: t["name"] for t in tenant_store.list_tenants(conn)}
-            rows = audit.events(conn, tenant_id=tenant_id, since=since, resource_id=resource_id, limit=limit)
+            rows = audit.events(conn, tenant_id=tenant_id, since=since, resource_id=resource_id, limit=limit,
+                                after=after)
         return [{
-            "at": row["at"], "tenant": names.get(row["tenant_id"]), "actor": row["actor"], "action": row["action"],
-            "type": row["resource_type"], "id": row["resource_id"], "version": row["version"],
+            "seq": row["id"], "at": row["at"], "tenant": names.get(row["tenant_id"]), "actor": row["actor"],
+            "action": row["action"], "type": row["resource_type"], "id": row["resource_id"], "version": row["version"],
             "attributes": row["attributes"],
         } for row in rows]

@@ -25,9 +25,12 @@ def record(conn: Connection, *, tenant_id: str, at: str, actor: str, action: str
 
 
 def events(conn: Connection, *, tenant_id: str | None, since: str | None, resource_id: str | None,
-           limit: int) -> list[dict[str, Any]]:
-    """The oldest ``limit`` events matching, in the order they were written."""
+           limit: int, after: int | None = None) -> list[dict[str, Any]]:
+    """The oldest ``limit`` events matching, in the order they were written; ``after`` continues
+    an export after the event of that ``id``."""
     query = sa.select(audit_events).order_by(audit_events.c.id).limit(limit)
+    if after is not None:
+        query = query.where(audit_events.c.id > after)
     if tenant_id is not None:
         query = query.where(audit_events.c.tenant_id == tenant_id)
     if since is not None:

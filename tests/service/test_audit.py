@@ -111,6 +111,9 @@ def test_the_trail_is_read_per_tenant_resource_and_time(db: Database, service: R
     assert [e[2] for e in trail(db, None)] == [first.id, other.id, second.id]
     assert [e[2] for e in trail(db, resource=second.id)] == [second.id]
     assert [e[2] for e in trail(db, since=second.last_modified)] == [second.id]
+    page = AuditService(db).list(None, None, None, 2)
+    rest = AuditService(db).list(None, None, None, 2, after=page[-1]["seq"])
+    assert [e["id"] for e in page + rest] == [first.id, other.id, second.id]  # an export in pages
     with pytest.raises(TenantError):
         trail(db, "initech")
 
@@ -125,5 +128,5 @@ def test_the_cli_exports_the_trail_without_secrets(db_url: str, tmp_path: Path, 
     assert result.returncode == 0, result.stderr
     events = json.loads(result.stdout)["events"]
     assert [(e["action"], e["type"], e["actor"]) for e in events] == [("create", "User", acme.credential_id)]
-    assert set(events[0]) == {"at", "tenant", "actor", "action", "type", "id", "version", "attributes"}
+    assert set(events[0]) == {"seq", "at", "tenant", "actor", "action", "type", "id", "version", "attributes"}
     assert issued.token not in result.stdout and "hunter2" not in result.stdout and "password" not in result.stdout
