@@ -185,8 +185,13 @@ def tenant_list(as_json: JsonFlag = False) -> None:
     """List tenants with their Tenant URLs."""
     settings, db = _open()
     rows = [{"tenant": t["name"], "status": t["status"], "created_at": t["created_at"],
-             "tenant_url": _tenant_url(settings, t["name"])} for t in TenantService(db).list_tenants()]
-    _print_rows(rows, as_json, "tenants", ("tenant", "status", "created_at", "tenant_url"))
+             "tenant_url": _tenant_url(settings, t["name"]), "retention_days": t["retention_days"],
+             "legal_hold": bool(t["legal_hold"])} for t in TenantService(db).list_tenants()]
+    if not as_json:  # the table says what the values mean
+        rows = [{**r, "retention_days": r["retention_days"] or "forever", "legal_hold": "on" if r["legal_hold"]
+                 else "off"} for r in rows]
+    _print_rows(rows, as_json, "tenants", ("tenant", "status", "created_at", "tenant_url", "retention_days",
+                                           "legal_hold"))
 
 
 @tenant_app.command("disable")
@@ -199,6 +204,31 @@ def tenant_disable(name: str) -> None:
 def tenant_enable(name: str) -> None:
     """Re-enable a disabled tenant."""
     _set_tenant_status(name, "active")
+
+
+@tenant_app.command("retention")
+def tenant_retention(
+    name: str,
+    days: Annotated[int, typer.Option(min=0, help="Purge the tenant's tombstones this many days after their "
+                                                 "DELETE (the service's hourly job); 0 keeps them forever.")],
+) -> None:
+    """Set how long a tenant's tombstones are kept (default: forever)."""
+    _, db = _open()
+    with _reported():
+        TenantService(db).set_retention(name, days)
+    typer.echo(f"Tenant '{name}': tombstones kept " + (f"{days} day(s)." if days else "forever."))
+
+
+@tenant_app.command("hold")
+def tenant_hold(
+    name: str,
+    on: Annotated[bool, typer.Option("--on/--off", help="Place or lift the legal hold.")],
+) -> None:
+    """Legal hold: while on, nothing of the tenant is purged, by the retention job or by hand."""
+    _, db = _open()
+    with _reported():
+        TenantService(db).set_legal_hold(name, on)
+    typer.echo(f"Tenant '{name}': legal hold {'on' if on else 'off'}.")
 
 
 def _set_tenant_status(name: str, status: str) -> None:

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     client_secret_lifetime_days: int = Field(default=365, ge=1, le=1_095)
     #: Clock skew tolerated on ``exp``/``nbf`` of every JWT.
     jwt_leeway_seconds: int = Field(default=60, ge=0, le=300)
+    #: How often each serving process runs the tombstone retention job (0: never; tenants
+    #: without a retention period are never purged by it anyway).
+    retention_interval_seconds: float = Field(default=3_600.0, ge=0)
     #: Per-tenant token bucket for SCIM requests (0 turns it off); Entra needs >= 25 req/s.
     rate_limit_per_second: float = Field(default=100.0, ge=0)
     rate_limit_burst: int = Field(default=300, ge=1)

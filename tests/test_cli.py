@@ -165,6 +165,25 @@ def test_tenant_list_shows_every_tenant_with_status_and_url_in_json_and_text(cli
         assert acme.token not in output and TOKEN_PREFIX not in output and digest(acme.token) not in output
 
 
+def test_tenant_retention_and_hold_commands(cli: Cli, tenants: TenantService) -> None:
+    tenants.create_tenant("acme")
+    retention, hold = cli("tenant", "retention", "acme", "--days", "30"), cli("tenant", "hold", "acme", "--on")
+    assert (retention.returncode, hold.returncode) == (0, 0), retention.stderr + hold.stderr
+    assert "30 day(s)" in retention.stdout and "legal hold on" in hold.stdout
+    [row] = json.loads(cli("tenant", "list", "--json").stdout)["tenants"]
+    assert (row["retention_days"], row["legal_hold"]) == (30, True)
+    refused = cli("tombstones", "purge", "--older-than-days", "0", "--tenant", "acme", "--yes")
+    assert refused.returncode == 1 and "legal hold" in refused.stderr
+    assert cli("tenant", "hold", "acme", "--off").returncode == 0
+    assert cli("tenant", "retention", "acme", "--days", "0").returncode == 0
+    [row] = json.loads(cli("tenant", "list", "--json").stdout)["tenants"]
+    assert (row["retention_days"], row["legal_hold"]) == (None, False)
+    unknown = cli("tenant", "hold", "nobody", "--on")
+    assert unknown.returncode == 1 and "error:" in unknown.stderr and "Traceback" not in unknown.stderr
+    actions = [e["action"] for e in json.loads(cli("audit", "list", "--json").stdout)["events"]]
+    assert actions == ["retention", "hold", "release", "retention"]
+
+
 def test_tenant_disable_makes_its_tokens_fail_at_once_and_leaves_other_tenants_alone(
         cli: Cli, http: TestClient, tenants: TenantService) -> None:
     acme = tenants.create_tenant("acme")

@@ -12,7 +12,7 @@ from identity_sync.auth import tokens
 from identity_sync.auth.tokens import Principal
 from identity_sync.clock import ago_text, now_text, parse_timestamp
 from identity_sync.errors import Unauthorized
-from identity_sync.storage import counts
+from identity_sync.storage import audit, counts
 from identity_sync.storage import tenants as store
 from identity_sync.storage.db import Database
 
@@ -61,6 +61,24 @@ class TenantService:
         with self.db.write() as conn:
             tenant = self._tenant(conn, name)
             store.set_tenant_status(conn, tenant["id"], status)
+
+    def set_retention(self, name: str, days: int) -> None:
+        """How many days a tenant's tombstones are kept before the retention job purges them
+        (0: forever, the default). An audit event of the operator, on the tenant."""
+        if days < 0:
+            raise TenantError("The retention period is a number of days, 0 or more (0: keep forever).")
+        self._change_policy(name, "retention", retention_days=days)
+
+    def set_legal_hold(self, name: str, on: bool) -> None:
+        """Under legal hold nothing of the tenant is purged, by the job or by the operator."""
+        self._change_policy(name, "hold" if on else "release", legal_hold=on)
+
+    def _change_policy(self, name: str, action: str, **values: Any) -> None:
+        with self.db.write() as conn:
+            tenant = self._tenant(conn, name)
+            store.set_tenant_retention(conn, tenant["id"], **values)
+            audit.record(conn, tenant_id=tenant["id"], at=now_text(), actor=audit.OPERATOR, action=action,
+                         resource_type="Tenant", resource_id=tenant["id"], version=None, attributes=list(values))
 
     def recount_resources(self) -> int:
         """Rebuild every tenant's live resource counts from the rows (storage/counts.py): after a

@@ -1,13 +1,16 @@
-"""Tombstones: what a SCIM DELETE leaves behind. Only the operator can list or purge them."""
+"""Tombstones: what a SCIM DELETE leaves behind. Only the operator can list or purge them, or set
+a tenant's retention period after which the service's retention job purges them; a legal hold
+stops both."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 
-from identity_sync.clock import now_text
-from identity_sync.service.tenants import tenant_named
+from identity_sync.clock import format_timestamp, now_text
+from identity_sync.service.tenants import TenantError, tenant_named
 from identity_sync.storage import audit, memberships
 from identity_sync.storage import resources as store
 from identity_sync.storage import tenants as tenant_store
@@ -36,18 +39,49 @@ class TombstoneService:
         } for row in rows]
 
     def purge(self, tenant_name: str | None, deleted_before: str) -> int:
+        """The operator's purge (``tombstones purge --yes``): tombstones deleted before
+        ``deleted_before``, of one tenant or of all. A tenant under legal hold is refused when
+        named and skipped otherwise."""
         with self.db.write() as conn:
+            tenants = tenant_store.list_tenants(conn)
+            if tenant_name is not None and tenant_named(conn, tenant_name)["legal_hold"]:
+                raise TenantError(f"Tenant '{tenant_name}' is under legal hold: nothing of it can be purged.")
+            held = {t["id"] for t in tenants if t["legal_hold"]}
             tenant_id = self._tenant_id(conn, tenant_name)
-            doomed = store.tombstones(conn, tenant_id, deleted_before)
-            ids = [row["id"] for row in doomed]
-            memberships.forget(conn, ids)
-            purged = store.purge(conn, ids)
-            now = now_text()
-            for row in doomed:  # the trail outlives the tombstone: what was purged, when, by whom
-                audit.record(conn, tenant_id=row["tenant_id"], at=now, actor=audit.OPERATOR, action="purge",
-                             resource_type=row["resource_type"], resource_id=row["id"], version=None)
-        log.info("tombstones.purged", tenant=tenant_name, count=purged, deleted_before=deleted_before)
+            doomed = [row for row in store.tombstones(conn, tenant_id, deleted_before) if row["tenant_id"] not in held]
+            purged = _destroy(conn, [row["id"] for row in doomed], audit.OPERATOR)
+        log.info("tombstones.purged", tenant=tenant_name, count=purged, deleted_before=deleted_before,
+                 held_tenants_skipped=len(held))
+        return purged
+
+    def purge_expired(self, now: datetime | None = None) -> dict[str, int]:
+        """The retention job: for each tenant with a retention period and not under legal hold,
+        destroy the tombstones deleted longer ago than that period. ``{tenant name: purged}``."""
+        now = now or datetime.now(UTC)
+        purged: dict[str, int] = {}
+        with self.db.write() as conn:
+            for tenant in tenant_store.list_tenants(conn):
+                if tenant["retention_days"] is None or tenant["legal_hold"]:
+                    continue
+                cutoff = format_timestamp(now - timedelta(days=tenant["retention_days"]))
+                ids = [row["id"] for row in store.tombstones(conn, tenant["id"], cutoff)]
+                if ids:
+                    purged[tenant["name"]] = _destroy(conn, ids, audit.RETENTION)
+        if purged:
+            log.info("tombstones.retention_purged", purged=purged)
         return purged
 
     def _tenant_id(self, conn: Any, name: str | None) -> str | None:
         return None if name is None else tenant_named(conn, name)["id"]
+
+
+def _destroy(conn: Any, ids: list[str], actor: str) -> int:
+    """Destroy these tombstones and their former memberships, with one audit event for each one
+    this call destroyed (the trail outlives the tombstone: what was purged, when, by whom)."""
+    memberships.forget(conn, ids)
+    now = now_text()
+    destroyed = store.purge(conn, ids)
+    for row in destroyed:
+        audit.record(conn, tenant_id=row["tenant_id"], at=now, actor=actor, action="purge",
+                     resource_type=row["resource_type"], resource_id=row["id"], version=None)
+    return len(destroyed)

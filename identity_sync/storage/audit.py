@@ -12,8 +12,10 @@ from sqlalchemy.engine import Connection
 
 from identity_sync.storage.tables import audit_events
 
-#: The actor of changes made by an operator through the CLI (tombstone purges).
+#: The actor of changes made by an operator through the CLI (purges, legal hold, retention).
 OPERATOR = "operator:cli"
+#: The actor of the service's own retention job.
+RETENTION = "service:retention"
 
 
 def record(conn: Connection, *, tenant_id: str, at: str, actor: str, action: str, resource_type: str,

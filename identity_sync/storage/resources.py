@@ -245,14 +245,17 @@ def tombstones(conn: Connection, tenant_id: str | None, older_than: str | None) 
     return [dict(row._mapping) for row in rows]
 
 
-def purge(conn: Connection, resource_ids: list[str]) -> int:
-    """Destroy tombstones for good. Only the operator's CLI calls this; no SCIM request can."""
+def purge(conn: Connection, resource_ids: list[str]) -> list[dict[str, Any]]:
+    """Destroy tombstones for good; returns those this call destroyed (``id``, ``tenant_id``,
+    ``resource_type``): a concurrent purge of the same ones destroys each only once. Only the
+    operator's CLI and the retention job call this; no SCIM request can."""
     if not resource_ids:
-        return 0
+        return []
     result = conn.execute(
         resources.delete().where(resources.c.id.in_(resource_ids), resources.c.deleted_at.is_not(None))
+        .returning(resources.c.id, resources.c.tenant_id, resources.c.resource_type)
     )
-    return result.rowcount
+    return [dict(row._mapping) for row in result]
 
 
 def _write_index(conn: Connection, tenant_id: str, rt: ResourceType, resource_id: str, doc: dict[str, Any]) -> None:

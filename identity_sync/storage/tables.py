@@ -28,6 +28,10 @@ tenants = sa.Table(
     sa.Column("name", sa.String(64), nullable=False, unique=True),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("created_at", sa.String(32), nullable=False),
+    # Tombstones older than this are purged by the service's retention job; NULL keeps them.
+    sa.Column("retention_days", sa.Integer),
+    # Under legal hold nothing of the tenant is purged, by the job or by the operator.
+    sa.Column("legal_hold", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 credentials = sa.Table(

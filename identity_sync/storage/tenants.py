@@ -33,6 +33,18 @@ def set_tenant_status(conn: Connection, tenant_id: str, status: str) -> None:
     conn.execute(tenants.update().where(tenants.c.id == tenant_id).values(status=status))
 
 
+def set_tenant_retention(conn: Connection, tenant_id: str, *, retention_days: int | None = None,
+                         legal_hold: bool | None = None) -> None:
+    """Set what is given: ``retention_days`` (``None`` is not "unset" here: use 0 to keep forever,
+    stored as NULL) and/or ``legal_hold``."""
+    values: dict[str, Any] = {}
+    if retention_days is not None:
+        values["retention_days"] = retention_days or None
+    if legal_hold is not None:
+        values["legal_hold"] = legal_hold
+    conn.execute(tenants.update().where(tenants.c.id == tenant_id).values(**values))
+
+
 def insert_credential(conn: Connection, credential_id: str, tenant_id: str, kind: str, secret_hash: str, now: str,
                       expires_at: str | None) -> None:
     conn.execute(credentials.insert().values(

@@ -27,9 +27,10 @@ from identity_sync.scim.registry import GROUP, ResourceType
 from identity_sync.service.clients import Authenticator, ClientService
 from identity_sync.service.resources import ResourceService, etag
 from identity_sync.service.tenants import TenantService
+from identity_sync.service.tombstones import TombstoneService
 from identity_sync.storage.db import Database
 from identity_sync.storage.resources import StoredResource
-from identity_sync.web import bulk, discovery, limits, oauth_routes, search, streaming
+from identity_sync.web import bulk, discovery, jobs, limits, oauth_routes, search, streaming
 from identity_sync.web.body import parse_json, read_body
 from identity_sync.web.render import Projection, location, render
 from identity_sync.web.responses import ScimResponse, error_response
@@ -300,6 +301,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     handlers = Handlers(settings, db)
     app = Starlette(
         routes=_routes(handlers),
+        lifespan=jobs.lifespan(TombstoneService(db), settings.retention_interval_seconds),
         exception_handlers={
             ScimError: _scim_error,
             HTTPException: _http_error,

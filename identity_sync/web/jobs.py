@@ -1,0 +1,54 @@
+"""Background work of a serving process: the tombstone retention job (service/tombstones.py).
+
+Every process runs it: with several workers or nodes, each purges what has expired and the
+purge destroys each tombstone once (``storage.resources.purge``), so running it twice costs a
+query, nothing more. The first run comes a minute after start (not a whole interval: a service
+redeployed more often than the interval would otherwise never run it), then one per interval.
+A failure (the database down) is logged and the next run tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import anyio.to_thread
+import structlog
+
+from identity_sync.service.tombstones import TombstoneService
+
+log = structlog.get_logger("identity_sync.jobs")
+
+FIRST_RUN_AFTER_SECONDS = 60.0
+
+
+async def _every(seconds: float, job: Callable[[], Any]) -> None:
+    await asyncio.sleep(min(seconds, FIRST_RUN_AFTER_SECONDS))
+    while True:
+        try:
+            await anyio.to_thread.run_sync(job)
+        except Exception:  # a job must survive the database being away
+            log.exception("job.failed", job=getattr(job, "__name__", "job"))
+        await asyncio.sleep(seconds)
+
+
+def lifespan(tombstones: TombstoneService, retention_interval_seconds: float) -> Callable[[Any], Any]:
+    """A Starlette lifespan running the retention job every ``retention_interval_seconds`` (0:
+    never) while the app serves."""
+
+    @contextlib.asynccontextmanager
+    async def run(_app: Any) -> AsyncIterator[None]:
+        task = None
+        if retention_interval_seconds > 0:
+            task = asyncio.create_task(_every(retention_interval_seconds, tombstones.purge_expired))
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    return run
