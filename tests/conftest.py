@@ -14,6 +14,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from identity_sync.config import Settings
+from identity_sync.service.resources import ResourceService
 from identity_sync.service.tenants import TenantService
 from identity_sync.storage.db import Database
 from identity_sync.web.app import create_app
@@ -164,6 +165,12 @@ class ScimClient:
         response = self.get("/Users", params={"filter": filter_text})
         assert response.status_code == 200, response.text
         return response.json()["Resources"]
+
+
+@pytest.fixture
+def service(db: Database, settings: Settings) -> ResourceService:
+    """The SCIM resource service on the test's database (tests that skip HTTP)."""
+    return ResourceService(db, settings)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from identity_sync.auth.tokens import Principal
-from identity_sync.config import Settings
 from identity_sync.errors import BadRequest, Conflict
 from identity_sync.scim.registry import USER
 from identity_sync.service.resources import ResourceService
@@ -55,11 +54,6 @@ BAD_OPERATIONS: list[tuple[dict[str, Any], str]] = [
 ]
 
 _numbers = itertools.count()
-
-
-@pytest.fixture
-def service(db: Database, settings: Settings) -> ResourceService:
-    return ResourceService(db, settings)
 
 
 @pytest.fixture

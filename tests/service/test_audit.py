@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from identity_sync.auth.tokens import Principal
-from identity_sync.config import Settings
 from identity_sync.errors import BadRequest, Conflict
 from identity_sync.scim.registry import GROUP, USER
 from identity_sync.service.audit import AuditService
@@ -26,11 +25,6 @@ from identity_sync.storage.db import Database
 
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
-
-
-@pytest.fixture
-def service(db: Database, settings: Settings) -> ResourceService:
-    return ResourceService(db, settings)
 
 
 @pytest.fixture

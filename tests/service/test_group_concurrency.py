@@ -16,14 +16,12 @@ import pytest
 
 from identity_sync.auth.tokens import Principal
 from identity_sync.clock import now_text
-from identity_sync.config import Settings
 from identity_sync.ids import new_id
 from identity_sync.scim.registry import GROUP, USER, canonical_key
 from identity_sync.scim.resource import normalize
 from identity_sync.service.resources import ResourceService
 from identity_sync.service.tenants import TenantService
 from identity_sync.storage import resources as store
-from identity_sync.storage.db import Database
 
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 REPEATS = 20
@@ -38,11 +36,6 @@ def issued(tenants: TenantService) -> Any:
 @pytest.fixture
 def principal(tenants: TenantService, issued: Any) -> Principal:
     return tenants.authenticate(f"Bearer {issued.token}", "acme")
-
-
-@pytest.fixture
-def service(db: Database, settings: Settings) -> ResourceService:
-    return ResourceService(db, settings)
 
 
 def add_op(*member_ids: str) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from identity_sync.auth.tokens import Principal
-from identity_sync.config import Settings
 from identity_sync.errors import BadRequest, NotFound
 from identity_sync.scim.registry import GROUP, USER
 from identity_sync.service.resources import ResourceService
@@ -33,11 +32,6 @@ def acme(tenants: TenantService) -> Principal:
 def globex(tenants: TenantService) -> Principal:
     issued = tenants.create_tenant("globex")
     return tenants.authenticate(f"Bearer {issued.token}", "globex")
-
-
-@pytest.fixture
-def service(db: Database, settings: Settings) -> ResourceService:
-    return ResourceService(db, settings)
 
 
 def ops(*operations: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,6 @@ import pytest
 import sqlalchemy as sa
 
 from identity_sync.auth.tokens import Principal
-from identity_sync.config import Settings
 from identity_sync.errors import BadRequest
 from identity_sync.scim.registry import GROUP, USER
 from identity_sync.service.resources import ResourceService
@@ -33,11 +32,6 @@ def acme(db_kind: str, tenants: TenantService) -> Principal:
     if db_kind != "postgresql":
         pytest.skip("SQLite runs one writer at a time: these interleavings cannot happen")
     return tenants.authenticate(f"Bearer {tenants.create_tenant('acme').token}", "acme")
-
-
-@pytest.fixture
-def service(db: Database, settings: Settings) -> ResourceService:
-    return ResourceService(db, settings)
 
 
 def race(monkeypatch: pytest.MonkeyPatch, delete: Callable[[], Any], add: Callable[[], Any]) -> dict[str, str]:

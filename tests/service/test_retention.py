@@ -26,11 +26,6 @@ from identity_sync.web.app import create_app
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def service(db: Database, settings: Settings) -> ResourceService:
-    return ResourceService(db, settings)
-
-
 def tenant(tenants: TenantService, name: str) -> Principal:
     return tenants.authenticate(f"Bearer {tenants.create_tenant(name).token}", name)
 

@@ -12,7 +12,6 @@ from alembic import command
 from alembic.config import Config
 
 from identity_sync.auth.tokens import Principal
-from identity_sync.config import Settings
 from identity_sync.errors import BadRequest, Conflict, NotFound
 from identity_sync.scim.registry import GROUP, USER
 from identity_sync.service.resources import ResourceService
@@ -23,11 +22,6 @@ from identity_sync.storage.db import MIGRATIONS, Database
 from identity_sync.storage.listing import ListRequest
 
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
-
-
-@pytest.fixture
-def service(db: Database, settings: Settings) -> ResourceService:
-    return ResourceService(db, settings)
 
 
 @pytest.fixture

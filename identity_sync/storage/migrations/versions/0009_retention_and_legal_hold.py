@@ -17,12 +17,12 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("tenants") as batch:
-        batch.add_column(sa.Column("retention_days", sa.Integer))
-        batch.add_column(sa.Column("legal_hold", sa.Boolean, nullable=False, server_default=sa.false()))
+    # Plain ADD COLUMN, not a batch (copy-and-rename) operation: on SQLite, dropping the old
+    # tenants table fails while other tables' foreign keys point at its rows.
+    op.add_column("tenants", sa.Column("retention_days", sa.Integer))
+    op.add_column("tenants", sa.Column("legal_hold", sa.Boolean, nullable=False, server_default=sa.false()))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("tenants") as batch:
-        batch.drop_column("legal_hold")
-        batch.drop_column("retention_days")
+    op.drop_column("tenants", "legal_hold")
+    op.drop_column("tenants", "retention_days")
