@@ -20,7 +20,7 @@ import typer
 
 from identity_sync import cli_auth
 from identity_sync.auth.oauth import SigningKeyError, signing_keys_for
-from identity_sync.clock import ago_text
+from identity_sync.clock import ago_text, format_timestamp, parse_timestamp
 from identity_sync.config import Settings
 from identity_sync.service.audit import AuditService
 from identity_sync.service.tenants import IssuedToken, TenantError, TenantService
@@ -209,7 +209,7 @@ def tenant_enable(name: str) -> None:
 @tenant_app.command("retention")
 def tenant_retention(
     name: str,
-    days: Annotated[int, typer.Option(min=0, help="Purge the tenant's tombstones this many days after their "
+    days: Annotated[int, typer.Option(help="Purge the tenant's tombstones this many days after their "
                                                  "DELETE (the service's hourly job); 0 keeps them forever.")],
 ) -> None:
     """Set how long a tenant's tombstones are kept (default: forever)."""
@@ -321,8 +321,10 @@ def audit_list(
 ) -> None:
     """List the audit trail, oldest first: every committed change (who, what, when; no values)."""
     _, db = _open()
-    with _reported():
-        rows = AuditService(db).list(tenant, since, resource, limit, after)
+    with _reported(ValueError):
+        # Events carry microseconds: `…T00:00:00Z` must mean the start of that second, not after it.
+        cutoff = format_timestamp(parse_timestamp(since)) if since is not None else None
+        rows = AuditService(db).list(tenant, cutoff, resource, limit, after)
     if not as_json:
         rows = [{**row, "attributes": ", ".join(row["attributes"])} for row in rows]
     _print_rows(rows, as_json, "events",

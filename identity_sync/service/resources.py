@@ -49,7 +49,7 @@ class ResourceService:
             stored = store.insert(conn, principal.tenant_id, rt, resource_id, _name_key(rt, doc), doc, now)
             if members:
                 self._add_members(conn, principal, resource_id, MemberDelta("add", *_ids(members)), now)
-            self._audit(conn, principal, "create", rt, stored, [*doc, *(["members"] if members else [])])
+            self._audit(conn, principal, "create", rt, stored, changed_attributes({}, doc, bool(members)))
             counts.changed(conn, principal.tenant_id, rt.name, +1)  # last: storage/counts.py says why
         log.info("resource.created", tenant=principal.tenant_name, type=rt.name, id=resource_id)
         return stored
@@ -197,9 +197,13 @@ class ResourceService:
         with self.db.write() as conn:
             current = self._current(conn, principal, rt, resource_id, if_match)
             now = now_text()
-            memberships.retire(conn, resource_id, now)
+            left = memberships.retire(conn, resource_id, now)
             if store.soft_delete(conn, principal.tenant_id, rt, resource_id, now):
                 self._audit(conn, principal, "delete", rt, replace(current, last_modified=now), [])
+                for group_id, version in left:  # the groups it was a member of changed too
+                    audit.record(conn, tenant_id=principal.tenant_id, at=now, actor=principal.credential_id,
+                                 action="patch", resource_type=GROUP.name, resource_id=group_id, version=version,
+                                 attributes=["members"])
                 counts.changed(conn, principal.tenant_id, rt.name, -1)  # last: storage/counts.py says why
         log.info("resource.deleted", tenant=principal.tenant_name, type=rt.name, id=resource_id)
 

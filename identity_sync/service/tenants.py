@@ -65,8 +65,8 @@ class TenantService:
     def set_retention(self, name: str, days: int) -> None:
         """How many days a tenant's tombstones are kept before the retention job purges them
         (0: forever, the default). An audit event of the operator, on the tenant."""
-        if days < 0:
-            raise TenantError("The retention period is a number of days, 0 or more (0: keep forever).")
+        if not 0 <= days <= MAX_RETENTION_DAYS:
+            raise TenantError(f"The retention period is 0 (keep forever) to {MAX_RETENTION_DAYS} days.")
         self._change_policy(name, "retention", retention_days=days)
 
     def set_legal_hold(self, name: str, on: bool) -> None:
@@ -136,6 +136,10 @@ class TenantService:
 
     def _tenant(self, conn: Any, name: str) -> dict[str, Any]:
         return tenant_named(conn, name)
+
+
+#: A century: longer is "forever" (0), and dates beyond it would overflow.
+MAX_RETENTION_DAYS = 36_500
 
 
 def tenant_named(conn: Any, name: str) -> dict[str, Any]:

@@ -18,6 +18,9 @@ from identity_sync.storage.db import Database
 
 log = structlog.get_logger("identity_sync.tombstones")
 
+#: Tombstones destroyed per transaction by the retention job.
+PURGE_BATCH = 2_000
+
 
 class TombstoneService:
     def __init__(self, db: Database) -> None:
@@ -43,7 +46,7 @@ class TombstoneService:
         ``deleted_before``, of one tenant or of all. A tenant under legal hold is refused when
         named and skipped otherwise."""
         with self.db.write() as conn:
-            tenants = tenant_store.list_tenants(conn)
+            tenants = tenant_store.list_tenants(conn, lock=True)  # the holds stay as read until commit
             if tenant_name is not None and tenant_named(conn, tenant_name)["legal_hold"]:
                 raise TenantError(f"Tenant '{tenant_name}' is under legal hold: nothing of it can be purged.")
             held = {t["id"] for t in tenants if t["legal_hold"]}
@@ -56,20 +59,38 @@ class TombstoneService:
 
     def purge_expired(self, now: datetime | None = None) -> dict[str, int]:
         """The retention job: for each tenant with a retention period and not under legal hold,
-        destroy the tombstones deleted longer ago than that period. ``{tenant name: purged}``."""
+        destroy the tombstones deleted longer ago than that period. ``{tenant name: purged}``.
+        Each tenant is purged apart, in transactions of at most :data:`PURGE_BATCH` tombstones: a
+        failure is logged and leaves the other tenants' purges alone, and no transaction holds
+        the database for long."""
         now = now or datetime.now(UTC)
+        with self.db.read() as conn:
+            tenants = [t for t in tenant_store.list_tenants(conn) if t["retention_days"] is not None]
         purged: dict[str, int] = {}
-        with self.db.write() as conn:
-            for tenant in tenant_store.list_tenants(conn):
-                if tenant["retention_days"] is None or tenant["legal_hold"]:
-                    continue
-                cutoff = format_timestamp(now - timedelta(days=tenant["retention_days"]))
-                ids = [row["id"] for row in store.tombstones(conn, tenant["id"], cutoff)]
-                if ids:
-                    purged[tenant["name"]] = _destroy(conn, ids, audit.RETENTION)
+        for tenant in tenants:
+            try:
+                count = self._purge_expired_of(tenant["id"], now)
+            except Exception:  # one tenant's failure must not stop the others' retention
+                log.exception("tombstones.retention_failed", tenant=tenant["name"])
+                continue
+            if count:
+                purged[tenant["name"]] = count
         if purged:
             log.info("tombstones.retention_purged", purged=purged)
         return purged
+
+    def _purge_expired_of(self, tenant_id: str, now: datetime) -> int:
+        total = 0
+        while True:
+            with self.db.write() as conn:
+                tenant = tenant_store.tenant_by_id(conn, tenant_id, lock=True)
+                if tenant is None or tenant["legal_hold"] or tenant["retention_days"] is None:
+                    return total
+                cutoff = format_timestamp(now - timedelta(days=tenant["retention_days"]))
+                ids = store.tombstone_ids(conn, tenant_id, cutoff, PURGE_BATCH)
+                total += _destroy(conn, ids, audit.RETENTION)
+            if len(ids) < PURGE_BATCH:
+                return total
 
     def _tenant_id(self, conn: Any, name: str | None) -> str | None:
         return None if name is None else tenant_named(conn, name)["id"]
@@ -81,7 +102,8 @@ def _destroy(conn: Any, ids: list[str], actor: str) -> int:
     memberships.forget(conn, ids)
     now = now_text()
     destroyed = store.purge(conn, ids)
-    for row in destroyed:
+    # By tenant: the audit records take each tenant's lock (storage/audit.py) in one order.
+    for row in sorted(destroyed, key=lambda r: (r["tenant_id"], r["id"])):
         audit.record(conn, tenant_id=row["tenant_id"], at=now, actor=actor, action="purge",
                      resource_type=row["resource_type"], resource_id=row["id"], version=None)
     return len(destroyed)

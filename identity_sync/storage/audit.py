@@ -20,6 +20,15 @@ RETENTION = "service:retention"
 
 def record(conn: Connection, *, tenant_id: str, at: str, actor: str, action: str, resource_type: str,
            resource_id: str, version: int | None, attributes: Iterable[str] = ()) -> None:
+    """Append one event. Call it at the end of the transaction (only ``counts.changed`` after it).
+
+    On PostgreSQL a tenant's writers take a lock here that they hold until they commit, so that a
+    tenant's events commit in the order of their ids: an export that continues after the last id
+    it saw (``--tenant … --after``) can then never miss an event that committed late. SQLite runs
+    one writer at a time anyway."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0))",
+                             {"key": f"audit:{tenant_id}"})
     conn.execute(audit_events.insert().values(
         tenant_id=tenant_id, at=at, actor=actor, action=action, resource_type=resource_type,
         resource_id=resource_id, version=version, attributes=orjson.dumps(sorted(attributes)).decode(),

@@ -121,19 +121,22 @@ def groups_of(conn: Connection, member_ids: list[str]) -> dict[str, list[dict[st
     return out
 
 
-def retire(conn: Connection, resource_id: str, now: str) -> int:
+def retire(conn: Connection, resource_id: str, now: str) -> list[tuple[str, int]]:
     """On deleting a user or group: move every membership it takes part in (as member or as
     group) to ``former_memberships``, where the tombstone keeps them, out of every SCIM view.
     The groups that lose it as a member get a new version, as for any membership change (else a
-    client's ``If-None-Match`` would be answered 304 with the deleted member still listed).
+    client's ``If-None-Match`` would be answered 304 with the deleted member still listed);
+    returns them, ``(group id, new version)``, for the audit trail.
 
     Each side is its own indexed statement: an ``OR`` of the two columns made SQLite scan."""
     groups = [row[0] for row in conn.execute(
         sa.select(memberships.c.group_id).where(memberships.c.member_id == resource_id)).all()]
+    bumped: list[tuple[str, int]] = []
     for chunk in _chunks(groups, 500):
-        conn.execute(resources.update().where(resources.c.id.in_(chunk), resources.c.deleted_at.is_(None))
-                     .values(version=resources.c.version + 1, last_modified=now))
-    moved = 0
+        bumped += [(row[0], row[1]) for row in conn.execute(
+            resources.update().where(resources.c.id.in_(chunk), resources.c.deleted_at.is_(None))
+            .values(version=resources.c.version + 1, last_modified=now)
+            .returning(resources.c.id, resources.c.version))]
     for column in (memberships.c.member_id, memberships.c.group_id):
         conn.execute(former_memberships.insert().from_select(
             ["tenant_id", "group_id", "member_id", "member_type", "created_at", "ended_at"],
@@ -141,8 +144,8 @@ def retire(conn: Connection, resource_id: str, now: str) -> int:
                       memberships.c.member_type, memberships.c.created_at, sa.literal(now))
             .where(column == resource_id),
         ))
-        moved += conn.execute(memberships.delete().where(column == resource_id)).rowcount
-    return moved
+        conn.execute(memberships.delete().where(column == resource_id))
+    return sorted(bumped)
 
 
 def former_of(conn: Connection, resource_ids: list[str]) -> dict[str, list[dict[str, str]]]:

@@ -245,17 +245,27 @@ def tombstones(conn: Connection, tenant_id: str | None, older_than: str | None) 
     return [dict(row._mapping) for row in rows]
 
 
+def tombstone_ids(conn: Connection, tenant_id: str, older_than: str, limit: int) -> list[str]:
+    """Up to ``limit`` ids of the tenant's tombstones deleted before ``older_than``, oldest first."""
+    return list(conn.execute(
+        sa.select(resources.c.id).where(resources.c.tenant_id == tenant_id, resources.c.deleted_at.is_not(None),
+                                        resources.c.deleted_at < older_than)
+        .order_by(resources.c.deleted_at).limit(limit)).scalars())
+
+
 def purge(conn: Connection, resource_ids: list[str]) -> list[dict[str, Any]]:
     """Destroy tombstones for good; returns those this call destroyed (``id``, ``tenant_id``,
     ``resource_type``): a concurrent purge of the same ones destroys each only once. Only the
     operator's CLI and the retention job call this; no SCIM request can."""
-    if not resource_ids:
-        return []
-    result = conn.execute(
-        resources.delete().where(resources.c.id.in_(resource_ids), resources.c.deleted_at.is_not(None))
-        .returning(resources.c.id, resources.c.tenant_id, resources.c.resource_type)
-    )
-    return [dict(row._mapping) for row in result]
+    destroyed: list[dict[str, Any]] = []
+    for start in range(0, len(resource_ids), 500):  # PostgreSQL takes at most 65,535 parameters
+        result = conn.execute(
+            resources.delete()
+            .where(resources.c.id.in_(resource_ids[start:start + 500]), resources.c.deleted_at.is_not(None))
+            .returning(resources.c.id, resources.c.tenant_id, resources.c.resource_type)
+        )
+        destroyed += [dict(row._mapping) for row in result]
+    return destroyed
 
 
 def _write_index(conn: Connection, tenant_id: str, rt: ResourceType, resource_id: str, doc: dict[str, Any]) -> None:

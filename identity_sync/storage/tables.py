@@ -140,11 +140,12 @@ former_memberships = sa.Table(
 # transaction (a rolled-back request leaves none), never updated or deleted by the service. It
 # names who (the credential's id, never a secret), what (action, resource, new version, the
 # top-level attributes that changed) and when; not the values, which the documents and
-# tombstones keep. ``id`` orders the events of a node; ``at`` is the change's own timestamp.
+# tombstones keep. ``id`` orders a tenant's events as they committed (storage/audit.py); ``at`` is
+# the change's own timestamp.
 audit_events = sa.Table(
     "audit_events",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
     sa.Column("tenant_id", sa.String(36), nullable=False),
     sa.Column("at", sa.String(32), nullable=False),
     sa.Column("actor", sa.String(120), nullable=False),

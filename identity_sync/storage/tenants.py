@@ -21,8 +21,21 @@ def get_tenant(conn: Connection, name: str) -> dict[str, Any] | None:
     return dict(row._mapping) if row else None
 
 
-def list_tenants(conn: Connection) -> list[dict[str, Any]]:
-    return [dict(r._mapping) for r in conn.execute(sa.select(tenants).order_by(tenants.c.created_at)).all()]
+def list_tenants(conn: Connection, *, lock: bool = False) -> list[dict[str, Any]]:
+    """Every tenant. ``lock`` (PostgreSQL: ``FOR SHARE`` until the transaction ends): a purge reads
+    the legal holds this way, so a hold placed meanwhile waits for the purge, or is seen by it."""
+    query = sa.select(tenants).order_by(tenants.c.created_at)
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update(read=True)
+    return [dict(r._mapping) for r in conn.execute(query).all()]
+
+
+def tenant_by_id(conn: Connection, tenant_id: str, *, lock: bool = False) -> dict[str, Any] | None:
+    query = sa.select(tenants).where(tenants.c.id == tenant_id)
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update(read=True)
+    row = conn.execute(query).first()
+    return dict(row._mapping) if row else None
 
 
 def count_tenants(conn: Connection) -> int:

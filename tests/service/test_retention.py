@@ -20,6 +20,7 @@ from identity_sync.service.audit import AuditService
 from identity_sync.service.resources import ResourceService
 from identity_sync.service.tenants import TenantError, TenantService
 from identity_sync.service.tombstones import TombstoneService
+from identity_sync.storage import resources as store
 from identity_sync.storage.db import Database
 from identity_sync.web.app import create_app
 
@@ -77,7 +78,7 @@ def test_a_legal_hold_stops_the_operators_purge_too(db: Database, service: Resou
         TombstoneService(db).purge("acme", format_timestamp(NOW))
     assert TombstoneService(db).purge(None, format_timestamp(NOW)) == 1  # every tenant: the held one skipped
     assert (surviving(db, "acme"), surviving(db, "globex")) == ({held}, set())
-    assert free not in surviving(db, "globex")
+    assert [e["id"] for e in AuditService(db).list(None, None, None, 100) if e["action"] == "purge"] == [free]
 
 
 def test_policy_changes_are_audited_and_validated(db: Database, tenants: TenantService) -> None:
@@ -93,8 +94,11 @@ def test_policy_changes_are_audited_and_validated(db: Database, tenants: TenantS
         ("retention", ["retention_days"])]
     listed = {t["name"]: t for t in tenants.list_tenants()}["acme"]
     assert (listed["retention_days"], bool(listed["legal_hold"])) == (None, False)
-    with pytest.raises(TenantError):
-        tenants.set_retention("acme", -1)
+    for days in (-1, 36_501, 800_000):  # a period that would overflow dates is refused, not stored
+        with pytest.raises(TenantError):
+            tenants.set_retention("acme", days)
+    tenants.set_retention("acme", 36_500)
+    assert TombstoneService(db).purge_expired(NOW) == {}  # a century works (and purges nothing yet)
     with pytest.raises(TenantError):
         tenants.set_legal_hold("nobody", True)
 
@@ -113,3 +117,67 @@ def test_a_serving_app_runs_the_job(db: Database, service: ResourceService, tena
         while doomed in surviving(db, "acme") and time.monotonic() < deadline:
             time.sleep(0.05)
     assert surviving(db, "acme") == set()
+
+
+def test_one_tenants_failure_does_not_stop_the_others_retention(
+        db: Database, service: ResourceService, tenants: TenantService, monkeypatch: pytest.MonkeyPatch) -> None:
+    acme, globex = tenant(tenants, "acme"), tenant(tenants, "globex")
+    tombstone(db, service, acme, "a@x.com", 40)
+    kept = tombstone(db, service, globex, "g@x.com", 40)
+    tenants.set_retention("acme", 30)
+    tenants.set_retention("globex", 30)
+    real = store.tombstone_ids
+
+    def failing_for_globex(conn: Any, tenant_id: str, older_than: str, limit: int) -> list[str]:
+        if tenant_id == globex.tenant_id:
+            raise RuntimeError("disk on fire")
+        return real(conn, tenant_id, older_than, limit)
+
+    monkeypatch.setattr(store, "tombstone_ids", failing_for_globex)
+    assert TombstoneService(db).purge_expired(NOW) == {"acme": 1}
+    assert surviving(db, "globex") == {kept}
+
+
+def test_the_job_purges_in_batches(db: Database, service: ResourceService, tenants: TenantService,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from identity_sync.service import tombstones
+
+    acme = tenant(tenants, "acme")
+    for i in range(7):
+        tombstone(db, service, acme, f"u{i}@x.com", 40)
+    tenants.set_retention("acme", 30)
+    monkeypatch.setattr(tombstones, "PURGE_BATCH", 3)
+    assert TombstoneService(db).purge_expired(NOW) == {"acme": 7}
+    assert surviving(db, "acme") == set()
+
+
+def test_a_hold_placed_while_a_purge_runs_is_never_overtaken(
+        db_kind: str, db: Database, service: ResourceService, tenants: TenantService,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The purge reads the holds with a lock it keeps until it commits: the hold waits for the
+    purge to finish (or the purge sees the hold). In the trail, which orders a tenant's events
+    as they committed, no purge ever follows the hold."""
+    import threading
+
+    from identity_sync.service import tombstones
+
+    acme = tenant(tenants, "acme")
+    for i in range(3):
+        tombstone(db, service, acme, f"u{i}@x.com", 40)
+    real_forget = tombstones.memberships.forget
+    purging = threading.Event()
+
+    def slow_forget(conn: Any, ids: list[str]) -> None:
+        purging.set()
+        time.sleep(0.5)  # the hold is placed meanwhile
+        real_forget(conn, ids)
+
+    monkeypatch.setattr(tombstones.memberships, "forget", slow_forget)
+    purge = threading.Thread(target=lambda: TombstoneService(db).purge(None, format_timestamp(NOW)))
+    purge.start()
+    assert purging.wait(10)
+    tenants.set_legal_hold("acme", True)
+    purge.join(10)
+    actions = [e["action"] for e in AuditService(db).list("acme", None, None, 100)]
+    assert "hold" in actions
+    assert "purge" not in actions[actions.index("hold"):], actions

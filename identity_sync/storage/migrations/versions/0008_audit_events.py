@@ -17,7 +17,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "audit_events",
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
         sa.Column("tenant_id", sa.String(36), nullable=False),
         sa.Column("at", sa.String(32), nullable=False),
         sa.Column("actor", sa.String(120), nullable=False),
