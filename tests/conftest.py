@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from identity_sync.auth.tokens import Principal
 from identity_sync.config import Settings
 from identity_sync.service.resources import ResourceService
-from identity_sync.service.tenants import TenantService
+from identity_sync.service.tenants import IssuedToken, TenantService
 from identity_sync.storage.db import Database
 from identity_sync.web.app import create_app
 from tests import pg
@@ -179,9 +180,20 @@ def tenants(db: Database) -> TenantService:
 
 
 @pytest.fixture
-def scim(http: TestClient, tenants: TenantService) -> ScimClient:
-    issued = tenants.create_tenant("acme")
+def scim(http: TestClient, issued: IssuedToken) -> ScimClient:
     return ScimClient(http, issued.tenant, issued.token)
+
+
+@pytest.fixture
+def issued(tenants: TenantService) -> IssuedToken:
+    """Tenant ``acme`` and its first token (``scim`` and ``acme`` are this tenant)."""
+    return tenants.create_tenant("acme")
+
+
+@pytest.fixture
+def acme(tenants: TenantService, issued: IssuedToken) -> Principal:
+    """Tenant ``acme`` as its provisioning client, for tests that call the services directly."""
+    return tenants.authenticate(f"Bearer {issued.token}", "acme")
 
 
 @pytest.fixture

@@ -68,11 +68,6 @@ def test_index_pages_equal_the_live_list_sliced(workers: list[ResourceService], 
                 page((args[1] + number) % 2, start, args[0])
 
 
-@pytest.fixture
-def acme(tenants: TenantService) -> Any:
-    return tenants.authenticate(f"Bearer {tenants.create_tenant('acme').token}", "acme")
-
-
 def _walk(service: ResourceService, principal: Any, count: int, total: int) -> list[str]:
     ids: list[str] = []
     for start in range(1, total + 1, count):

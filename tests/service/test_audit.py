@@ -27,16 +27,6 @@ PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
 
-@pytest.fixture
-def issued(tenants: TenantService) -> Any:
-    return tenants.create_tenant("acme")
-
-
-@pytest.fixture
-def acme(tenants: TenantService, issued: Any) -> Principal:
-    return tenants.authenticate(f"Bearer {issued.token}", "acme")
-
-
 def trail(db: Database, tenant: str | None = "acme", **filters: Any) -> list[tuple[Any, ...]]:
     rows = AuditService(db).list(tenant, filters.get("since"), filters.get("resource"), 1000)
     return [(r["action"], r["type"], r["id"], r["version"], r["attributes"]) for r in rows]

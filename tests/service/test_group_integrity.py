@@ -23,12 +23,6 @@ PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
 
 @pytest.fixture
-def acme(tenants: TenantService) -> Principal:
-    issued = tenants.create_tenant("acme")
-    return tenants.authenticate(f"Bearer {issued.token}", "acme")
-
-
-@pytest.fixture
 def globex(tenants: TenantService) -> Principal:
     issued = tenants.create_tenant("globex")
     return tenants.authenticate(f"Bearer {issued.token}", "globex")

@@ -24,12 +24,6 @@ from identity_sync.storage.listing import ListRequest
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
 
-@pytest.fixture
-def acme(tenants: TenantService) -> Principal:
-    issued = tenants.create_tenant("acme")
-    return tenants.authenticate(f"Bearer {issued.token}", "acme")
-
-
 def live(db: Database, principal: Principal, type_name: str = "User") -> counts.LiveCount:
     with db.fast_read() as conn:
         return counts.read(conn, principal.tenant_id, type_name)
