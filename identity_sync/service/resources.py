@@ -199,21 +199,19 @@ class ResourceService:
             now = now_text()
             left = memberships.retire(conn, resource_id, now)
             if store.soft_delete(conn, principal.tenant_id, rt, resource_id, now):
-                self._audit(conn, principal, "delete", rt, replace(current, last_modified=now), [])
-                for group_id, version in left:  # the groups it was a member of changed too
-                    audit.record(conn, tenant_id=principal.tenant_id, at=now, actor=principal.credential_id,
-                                 action="patch", resource_type=GROUP.name, resource_id=group_id, version=version,
-                                 attributes=["members"])
+                # The groups it was a member of changed too: one event each, in the same statement.
+                self._audit(conn, principal, "delete", rt, replace(current, last_modified=now), [], *(
+                    audit.Event(principal.tenant_id, now, principal.credential_id, "patch", GROUP.name, group_id,
+                                version, ["members"]) for group_id, version in left))
                 counts.changed(conn, principal.tenant_id, rt.name, -1)  # last: storage/counts.py says why
         log.info("resource.deleted", tenant=principal.tenant_name, type=rt.name, id=resource_id)
 
     @staticmethod
     def _audit(conn: Any, principal: Principal, action: str, rt: ResourceType, stored: StoredResource,
-               attributes: list[str]) -> None:
-        """One audit event, in the transaction of the change (storage/audit.py)."""
-        audit.record(conn, tenant_id=principal.tenant_id, at=stored.last_modified, actor=principal.credential_id,
-                     action=action, resource_type=rt.name, resource_id=stored.id, version=stored.version,
-                     attributes=attributes)
+               attributes: list[str], *also: audit.Event) -> None:
+        """The change's audit event (and ``also``), in the transaction of the change (storage/audit.py)."""
+        audit.record(conn, audit.Event(principal.tenant_id, stored.last_modified, principal.credential_id, action,
+                                       rt.name, stored.id, stored.version, attributes), *also)
 
     def _current(self, conn: Any, principal: Principal, rt: ResourceType, resource_id: str,
                  if_match: str | None) -> StoredResource:

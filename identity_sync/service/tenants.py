@@ -77,8 +77,8 @@ class TenantService:
         with self.db.write() as conn:
             tenant = self._tenant(conn, name)
             store.set_tenant_retention(conn, tenant["id"], **values)
-            audit.record(conn, tenant_id=tenant["id"], at=now_text(), actor=audit.OPERATOR, action=action,
-                         resource_type="Tenant", resource_id=tenant["id"], version=None, attributes=list(values))
+            audit.record(conn, audit.Event(tenant["id"], now_text(), audit.OPERATOR, action, "Tenant", tenant["id"],
+                                           None, list(values)))
 
     def recount_resources(self) -> int:
         """Rebuild every tenant's live resource counts from the rows (storage/counts.py): after a

@@ -47,10 +47,14 @@ class TombstoneService:
         named and skipped otherwise."""
         with self.db.write() as conn:
             tenants = tenant_store.list_tenants(conn, lock=True)  # the holds stay as read until commit
-            if tenant_name is not None and tenant_named(conn, tenant_name)["legal_hold"]:
-                raise TenantError(f"Tenant '{tenant_name}' is under legal hold: nothing of it can be purged.")
             held = {t["id"] for t in tenants if t["legal_hold"]}
-            tenant_id = self._tenant_id(conn, tenant_name)
+            tenant_id = None
+            if tenant_name is not None:
+                tenant_id = next((t["id"] for t in tenants if t["name"] == tenant_name), None)
+                if tenant_id is None:
+                    raise TenantError(f"No tenant named '{tenant_name}'.")
+                if tenant_id in held:
+                    raise TenantError(f"Tenant '{tenant_name}' is under legal hold: nothing of it can be purged.")
             doomed = [row for row in store.tombstones(conn, tenant_id, deleted_before) if row["tenant_id"] not in held]
             purged = _destroy(conn, [row["id"] for row in doomed], audit.OPERATOR)
         log.info("tombstones.purged", tenant=tenant_name, count=purged, deleted_before=deleted_before,
@@ -102,8 +106,6 @@ def _destroy(conn: Any, ids: list[str], actor: str) -> int:
     memberships.forget(conn, ids)
     now = now_text()
     destroyed = store.purge(conn, ids)
-    # By tenant: the audit records take each tenant's lock (storage/audit.py) in one order.
-    for row in sorted(destroyed, key=lambda r: (r["tenant_id"], r["id"])):
-        audit.record(conn, tenant_id=row["tenant_id"], at=now, actor=actor, action="purge",
-                     resource_type=row["resource_type"], resource_id=row["id"], version=None)
+    audit.record(conn, *(audit.Event(row["tenant_id"], now, actor, "purge", row["resource_type"], row["id"], None)
+                         for row in destroyed))
     return len(destroyed)

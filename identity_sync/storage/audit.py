@@ -4,6 +4,7 @@ read by the operator's CLI. Nothing here updates or deletes an event."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -18,21 +19,37 @@ OPERATOR = "operator:cli"
 RETENTION = "service:retention"
 
 
-def record(conn: Connection, *, tenant_id: str, at: str, actor: str, action: str, resource_type: str,
-           resource_id: str, version: int | None, attributes: Iterable[str] = ()) -> None:
-    """Append one event. Call it at the end of the transaction (only ``counts.changed`` after it).
+@dataclass(frozen=True, slots=True)
+class Event:
+    tenant_id: str
+    at: str
+    actor: str
+    action: str
+    resource_type: str
+    resource_id: str
+    version: int | None
+    attributes: Iterable[str] = ()
+
+
+def record(conn: Connection, *events: Event) -> None:
+    """Append events, in one statement. Call it at the end of the transaction (only
+    ``counts.changed`` after it).
 
     On PostgreSQL a tenant's writers take a lock here that they hold until they commit, so that a
     tenant's events commit in the order of their ids: an export that continues after the last id
-    it saw (``--tenant … --after``) can then never miss an event that committed late. SQLite runs
-    one writer at a time anyway."""
+    it saw (``--tenant … --after``) can then never miss an event that committed late. Each
+    tenant's lock is taken once, in tenant order (so two writers of several tenants cannot
+    deadlock). SQLite runs one writer at a time anyway."""
+    if not events:
+        return
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0))",
-                             {"key": f"audit:{tenant_id}"})
-    conn.execute(audit_events.insert().values(
-        tenant_id=tenant_id, at=at, actor=actor, action=action, resource_type=resource_type,
-        resource_id=resource_id, version=version, attributes=orjson.dumps(sorted(attributes)).decode(),
-    ))
+        for tenant_id in sorted({event.tenant_id for event in events}):
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0))",
+                                 {"key": f"audit:{tenant_id}"})
+    conn.execute(audit_events.insert(), [{
+        "tenant_id": e.tenant_id, "at": e.at, "actor": e.actor, "action": e.action, "resource_type": e.resource_type,
+        "resource_id": e.resource_id, "version": e.version, "attributes": orjson.dumps(sorted(e.attributes)).decode(),
+    } for e in sorted(events, key=lambda e: e.tenant_id)])
 
 
 def events(conn: Connection, *, tenant_id: str | None, since: str | None, resource_id: str | None,

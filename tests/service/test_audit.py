@@ -159,9 +159,9 @@ def test_an_export_in_pages_misses_no_event_that_commits_late(
     slow, fast = (service.create(acme, USER, {"userName": f"{n}@x.com"}) for n in ("slow", "fast"))
     real_record = audit.record
 
-    def record_then_dawdle(conn: Any, **event: Any) -> None:
-        real_record(conn, **event)
-        if event["resource_id"] == slow.id:
+    def record_then_dawdle(conn: Any, *events: audit.Event) -> None:
+        real_record(conn, *events)
+        if any(event.resource_id == slow.id for event in events):
             time.sleep(0.6)  # its event is written; its transaction commits 0.6 s later
 
     monkeypatch.setattr(audit, "record", record_then_dawdle)

@@ -181,3 +181,23 @@ def test_a_hold_placed_while_a_purge_runs_is_never_overtaken(
     actions = [e["action"] for e in AuditService(db).list("acme", None, None, 100)]
     assert "hold" in actions
     assert "purge" not in actions[actions.index("hold"):], actions
+
+
+def test_a_purge_larger_than_one_statement_destroys_and_audits_every_tombstone(
+        db: Database, tenants: TenantService) -> None:
+    """The purge deletes in chunks of 500 ids (PostgreSQL takes at most 65,535 parameters per
+    statement): 1,100 tombstones span three chunks, and each is destroyed and audited once."""
+    from identity_sync.ids import new_id
+    from identity_sync.storage.tables import resources
+
+    acme = tenant(tenants, "acme")
+    deleted = format_timestamp(NOW - timedelta(days=40))
+    rows = [{"id": new_id(), "tenant_id": acme.tenant_id, "resource_type": "User", "name_key": f"u{i}@x.com",
+             "doc": {"userName": f"u{i}@x.com"}, "version": 1, "created_at": deleted, "last_modified": deleted,
+             "deleted_at": deleted} for i in range(1_100)]
+    with db.write() as conn:
+        conn.execute(resources.insert(), rows)
+    assert TombstoneService(db).purge("acme", format_timestamp(NOW)) == 1_100
+    assert surviving(db, "acme") == set()
+    purges = AuditService(db).list("acme", None, None, 5_000)
+    assert sorted(e["id"] for e in purges if e["action"] == "purge") == sorted(r["id"] for r in rows)
