@@ -81,10 +81,11 @@ def pg_databases(pg_server: pg.PostgresServer, pg_template: str) -> Iterator[pg.
     factory.close()
 
 
-@pytest.fixture
-def db_url(request: pytest.FixtureRequest, db_kind: str, tmp_path: Path) -> Iterator[str]:
+def fresh_database_url(request: pytest.FixtureRequest, db_kind: str, directory: Path) -> Iterator[str]:
+    """A migrated database of its own, for as long as the generator runs: a copy of the SQLite
+    template in ``directory``, or a PostgreSQL clone of the template database."""
     if db_kind == "sqlite":
-        target = tmp_path / "identity-sync.db"
+        target = directory / "identity-sync.db"
         shutil.copy(request.getfixturevalue("migrated_template"), target)
         yield f"sqlite:///{target}"
         return
@@ -93,6 +94,11 @@ def db_url(request: pytest.FixtureRequest, db_kind: str, tmp_path: Path) -> Iter
     name = factory.take()
     yield server.url(name)
     factory.give_back(name)  # dropped WITH (FORCE): a server subprocess may still be connected
+
+
+@pytest.fixture
+def db_url(request: pytest.FixtureRequest, db_kind: str, tmp_path: Path) -> Iterator[str]:
+    yield from fresh_database_url(request, db_kind, tmp_path)
 
 
 @pytest.fixture

@@ -5,16 +5,16 @@ the servers but never the data: each run works on resources of its own."""
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from identity_sync.service.tenants import TenantService
 from identity_sync.storage.db import Database
-from tests import pg
+from tests.conftest import fresh_database_url
 from tests.reliability.servers import Client, Server
 
 #: Repetitions of each concurrency test (the issue asks for >= 20); fault tests run FAULT_RUNS times.
@@ -25,16 +25,7 @@ FAULT_RUNS = int(os.environ.get("IDSYNC_FAULT_RUNS", "3"))
 @pytest.fixture(scope="module")
 def service_url(request: pytest.FixtureRequest, db_kind: str, tmp_path_factory: pytest.TempPathFactory
                 ) -> Iterator[str]:
-    if db_kind == "sqlite":
-        target = tmp_path_factory.mktemp("reliability") / "identity-sync.db"
-        shutil.copy(request.getfixturevalue("migrated_template"), target)
-        yield f"sqlite:///{target}"
-        return
-    server: pg.PostgresServer = request.getfixturevalue("pg_server")
-    factory: pg.DatabaseFactory = request.getfixturevalue("pg_databases")
-    name = factory.take()
-    yield server.url(name)
-    factory.give_back(name)
+    yield from fresh_database_url(request, db_kind, tmp_path_factory.mktemp("reliability"))
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +43,17 @@ def token(service_db: Database) -> str:
 @pytest.fixture(scope="module")
 def two_servers(service_url: str, tmp_path_factory: pytest.TempPathFactory, token: str) -> Iterator[list[Server]]:
     """Two independent ``serve`` processes on one database, as behind a load balancer."""
-    data_dir = tmp_path_factory.mktemp("servers")
-    servers = [Server(service_url, data_dir), Server(service_url, data_dir)]
+    with running_servers(2, service_url, tmp_path_factory.mktemp("servers")) as servers:
+        yield servers
+
+
+@contextmanager
+def running_servers(count: int, database_url: str, data_dir: Path,
+                    env: dict[str, str] | None = None) -> Iterator[list[Server]]:
+    """``count`` ``serve`` processes on one database, started together, always stopped."""
+    servers = [Server(database_url, data_dir, env=env) for _ in range(count)]
     try:
-        with ThreadPoolExecutor(2) as pool:
+        with ThreadPoolExecutor(count) as pool:
             list(pool.map(Server.start, servers))
         yield servers
     finally:

@@ -13,6 +13,7 @@ import pytest
 
 from identity_sync.service.tenants import TenantService
 from identity_sync.storage.db import Database
+from tests.reliability.conftest import running_servers
 from tests.reliability.servers import Client, Reply, Server
 
 RATE, BURST = 1, 10
@@ -23,16 +24,9 @@ def limited_servers(db_kind: str, service_url: str, tmp_path_factory: pytest.Tem
                     token: str) -> Iterator[list[Server]]:
     if db_kind != "postgresql":
         pytest.skip("on SQLite the limiter is per process (one node only; docs/deployment.md)")
-    data_dir = tmp_path_factory.mktemp("limited")
     env = {"IDSYNC_RATE_LIMIT_PER_SECOND": str(RATE), "IDSYNC_RATE_LIMIT_BURST": str(BURST)}
-    servers = [Server(service_url, data_dir, env=env), Server(service_url, data_dir, env=env)]
-    try:
-        with ThreadPoolExecutor(2) as pool:
-            list(pool.map(Server.start, servers))
+    with running_servers(2, service_url, tmp_path_factory.mktemp("limited"), env) as servers:
         yield servers
-    finally:
-        for server in servers:
-            server.stop()
 
 
 def test_two_servers_share_one_tenant_budget(limited_servers: list[Server], service_db: Database) -> None:
