@@ -8,6 +8,7 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+import identity_sync.engine.tables  # noqa: F401  (the engine's tables are declared on the same metadata)
 from identity_sync.storage.db import MIGRATIONS, Database
 from identity_sync.storage.tables import metadata
 
