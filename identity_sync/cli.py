@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from identity_sync import cli_auth
+from identity_sync import cli_auth, cli_engine
 from identity_sync.auth.oauth import SigningKeyError, signing_keys_for
 from identity_sync.clock import ago_text, format_timestamp, parse_timestamp
 from identity_sync.config import Settings
@@ -38,6 +38,7 @@ app.add_typer(token_app, name="token")
 app.add_typer(tombstone_app, name="tombstones")
 app.add_typer(audit_app, name="audit")
 cli_auth.register(app)  # client, keys, entra (docs/security.md)
+cli_engine.register(app)  # job: the provisioning engine (docs/engine.md)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 TenantOption = Annotated[str, typer.Option("--tenant", help="The tenant's name.")]

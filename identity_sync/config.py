@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     #: Largest token request body (a form with a client id, secret and scope is ~200 bytes).
     token_request_max_bytes: int = Field(default=8_192, ge=512)
 
+    # -- the provisioning engine (docs/engine.md) --
+    #: How long provisioning logs are kept (Entra: 30 days on premium tiers, 7 on free).
+    engine_log_retention_days: int = Field(default=30, ge=0, le=36_500)
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url

@@ -66,7 +66,7 @@ def load_json_text(text: str, origin: str) -> LocatedJson:
     located = LocatedJson(origin, value)
     try:
         _walk(_parser().parse(text), "", located.positions)
-    except Exception:  # noqa: BLE001 - positions are a convenience; json.loads already validated the text
+    except Exception:
         located.positions.clear()
     return located
 

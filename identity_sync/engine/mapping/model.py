@@ -226,7 +226,8 @@ def _object_mapping(doc: LocatedJson, where: str, object_type: ObjectType, data:
 
 def _attribute_mapping(doc: LocatedJson, where: str, data: Any) -> AttributeMapping:
     if not isinstance(data, dict):
-        raise _error(doc, where, "an attribute mapping is an object with 'target' and one of source/constant/expression")
+        raise _error(doc, where, "an attribute mapping is an object with 'target' and one of "
+                                 "source/constant/expression")
     _unknown_keys(doc, where, data, _KEYS)
     target = data.get("target")
     if not isinstance(target, str) or not target.strip():

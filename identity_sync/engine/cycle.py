@@ -1,0 +1,576 @@
+"""One provisioning cycle (provisioning-engine.md §1.2–1.4): read the source completely, then
+users, groups, memberships and deletions, in that order (§1.5: objects before memberships;
+references after the objects they point at, §1.6).
+
+* **Initial** cycle (no watermark): every object in scope is evaluated and compared with the
+  *target itself* — linked objects are read back, unlinked ones matched — so drift is repaired.
+* **Incremental** cycle: every object is evaluated, but only objects whose computed values differ
+  from the digest in the connector data store reach the target: an unchanged object costs no
+  request (invariant 4 of docs/engine.md).
+* Disable (``active`` false) when an object leaves scope, is disabled or soft-deleted; ``DELETE``
+  when it is gone from a complete read. A source that cannot be read completely raises before
+  anything is exported (invariant 1): a truncated export never becomes deletions.
+* Links are written after the target answered, batch by batch (invariant 2): a cycle interrupted
+  anywhere converges on the next run without duplicate creates, because unlinked objects are
+  matched before they are created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from identity_sync.clock import now_text
+from identity_sync.engine.client import ScimClient, TargetError
+from identity_sync.engine.export import PREVIEW_ID, Target, current_values
+from identity_sync.engine.logs import ProvisioningEvent, write_events
+from identity_sync.engine.mapping.compute import MappingEvaluationError, diff, shown, stored_form
+from identity_sync.engine.mapping.expressions import EvaluationContext
+from identity_sync.engine.mapping.model import MappingConfig, ObjectMapping
+from identity_sync.engine.model import ObjectType, SourceError, SourceObject, SourceSnapshot, Value
+from identity_sync.engine.pipeline import DISABLED_DIGEST, Evaluation, Evaluator
+from identity_sync.engine.progress import Progress
+from identity_sync.engine.scoping import effective_assignments
+from identity_sync.engine.state import ConnectorStore, Link, LinkIndex
+from identity_sync.engine.tables import engine_cycles
+from identity_sync.ids import new_id
+from identity_sync.storage.db import Database
+
+#: Objects evaluated and exported together; links and events are written once per batch.
+BATCH = 256
+COUNT_KEYS = ("created", "updated", "disabled", "deleted", "skipped", "failed")
+
+
+class CycleAborted(Exception):
+    """The cycle could not run or had to stop: the source could not be read completely, or the
+    target refused the job as a whole (unreachable, 401/403, not SCIM). One line."""
+
+    def __init__(self, message: str, error_code: str) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+
+
+@dataclass
+class CycleResult:
+    cycle_id: str
+    kind: str
+    counts: Counter[str]
+    seconds: float
+    state: str = "completed"
+    error: str | None = None
+    #: Every event of the cycle, in the preview (which stores none).
+    events: list[ProvisioningEvent] = field(default_factory=list)
+    requests: dict[str, int] = field(default_factory=dict)
+    #: The source's position after this cycle (kept as the job's watermark when it completed).
+    watermark: str | None = None
+
+    def as_dict(self, job: str) -> dict[str, Any]:
+        data: dict[str, Any] = {"job": job, "cycle": self.cycle_id, "kind": self.kind, "state": self.state}
+        data.update({key: self.counts.get(key, 0) for key in COUNT_KEYS})
+        data.update({"unchanged": self.counts.get("unchanged", 0), "members_added": self.counts.get("members_added", 0),
+                     "members_removed": self.counts.get("members_removed", 0), "requests": self.requests,
+                     "seconds": round(self.seconds, 3), "error": self.error})
+        return data
+
+
+@dataclass
+class _Outcome:
+    event: ProvisioningEvent | None
+    link: Link | None = None
+    unlink: bool = False
+
+
+class Cycle:
+    """Runs one cycle of one job; ``preview=True`` writes nothing anywhere."""
+
+    def __init__(self, db: Database, job_id: str, mapping: MappingConfig, scope_mode: str, watermark: str | None,
+                 *, preview: bool = False, progress: Progress | None = None,
+                 context: EvaluationContext | None = None) -> None:
+        self.db = db
+        self.job_id = job_id
+        self.mapping = mapping
+        self.scope_mode = scope_mode
+        self.kind = "initial" if watermark is None else "incremental"
+        self.preview = preview
+        self.progress = progress or Progress()
+        self.context = context or EvaluationContext()
+        self.store = ConnectorStore(db, job_id)
+        self.cycle_id = new_id()
+        self.counts: Counter[str] = Counter()
+        self.events: list[ProvisioningEvent] = []
+        #: Source anchor → target id of every linked object, as the cycle links more.
+        self.targets: dict[str, str] = {}
+        #: Users that are provisioned and active after the users phase (members of groups).
+        self.active_users: set[str] = set()
+        self.live_groups: set[str] = set()
+        self.watermark: str | None = None
+
+    # -- the cycle ---------------------------------------------------------------------------
+
+    async def run(self, read: Callable[[], SourceSnapshot], client: ScimClient) -> CycleResult:
+        started = time.monotonic()
+        self._record_start()
+        target = Target(client, preview=self.preview)
+        try:
+            self.progress.begin("read", 1)
+            try:
+                snapshot = read()
+                self.watermark = snapshot.watermark
+            except SourceError as exc:
+                raise CycleAborted(f"source: {exc}", "SourceUnreadable") from None
+            self.progress.advance()
+            await self._run(snapshot, target)
+        except CycleAborted as exc:
+            result = self._result(started, target, "failed", str(exc))
+            self._record_end(result)
+            raise
+        except TargetError as exc:
+            result = self._result(started, target, "failed", f"target: {exc}")
+            self._record_end(result)
+            raise CycleAborted(f"target: {exc}", exc.error_code) from None
+        except BaseException as exc:
+            # A bug or an interruption (Ctrl-C): the cycle is over; what was linked stays linked.
+            self._record_end(self._result(started, target, "failed", f"{type(exc).__name__}: {exc}"))
+            raise
+        result = self._result(started, target, "completed", None)
+        self._record_end(result)
+        return result
+
+    async def run_one(self, read: Callable[[], SourceSnapshot], client: ScimClient, anchor: str) -> CycleResult:
+        """Provision on demand (§4.6): one user, or one group with its memberships, through the
+        whole pipeline now; compared with the target itself, as in an initial cycle."""
+        self.kind = "on-demand"
+        started = time.monotonic()
+        target = Target(client, preview=self.preview)
+        snapshot = read()
+        assignments = effective_assignments(snapshot)
+        self._record_start()
+        try:
+            if anchor in snapshot.users:
+                users = Evaluator(self.mapping.users, self.scope_mode, assignments, self.context)
+                await self._sync(target, users, {anchor: snapshot.users[anchor]})
+            elif anchor in snapshot.groups and self.mapping.groups.enabled:
+                groups = Evaluator(self.mapping.groups, self.scope_mode, assignments, self.context)
+                users_index = self.store.index("user")
+                self.targets.update({a: link.target_id for a, link in users_index.items()})
+                members = set(snapshot.groups[anchor].attributes.get("members") or [])
+                user_scope = Evaluator(self.mapping.users, self.scope_mode, assignments, self.context)
+                self.active_users.update(m for m in members if m in snapshot.users
+                                         and user_scope.decide(snapshot.users[m])[0].in_scope)
+                self.live_groups.update(m for m in members if m in snapshot.groups)
+                await self._sync(target, groups, {anchor: snapshot.groups[anchor]})
+                single = SourceSnapshot({}, {anchor: snapshot.groups[anchor]}, snapshot.assigned, snapshot.watermark)
+                await self._sync_memberships(target, single)
+            else:
+                raise CycleAborted(f"no user or group with id {anchor!r} in the source"
+                                   + ("" if self.mapping.groups.enabled else " (group provisioning is off)"),
+                                   "ObjectNotFound")
+        except TargetError as exc:
+            self._record_end(self._result(started, target, "failed", f"target: {exc}"))
+            raise CycleAborted(f"target: {exc}", exc.error_code) from None
+        result = self._result(started, target, "completed", None)
+        self._record_end(result)
+        return result
+
+    async def _run(self, snapshot: SourceSnapshot, target: Target) -> None:
+        assignments = effective_assignments(snapshot)
+        users = Evaluator(self.mapping.users, self.scope_mode, assignments, self.context)
+        deferred = await self._sync(target, users, snapshot.users)
+        if deferred:
+            # References to objects created in this cycle: a second pass once they exist (§1.6).
+            await self._sync(target, users, {a: snapshot.users[a] for a in deferred}, reference_pass=True)
+        if self.mapping.groups.enabled:
+            groups = Evaluator(self.mapping.groups, self.scope_mode, assignments, self.context)
+            await self._sync(target, groups, snapshot.groups)
+            await self._sync_memberships(target, snapshot)
+        await self._delete_missing(target, "user", snapshot.users, self.mapping.users)
+        if self.mapping.groups.enabled:
+            await self._delete_missing(target, "group", snapshot.groups, self.mapping.groups)
+
+    # -- users and groups ----------------------------------------------------------------------
+
+    async def _sync(self, target: Target, evaluator: Evaluator, objects: Mapping[str, SourceObject], *,
+                    reference_pass: bool = False) -> set[str]:
+        mapping = evaluator.mapping
+        object_type = mapping.object_type
+        index = self.store.index(object_type)
+        self.targets.update({anchor: link.target_id for anchor, link in index.items()})
+        self.progress.begin("users" if object_type == "user" else "groups", len(objects))
+        deferred: set[str] = set()
+        claimed: dict[tuple[str, str], str] = {}
+        batch: list[Evaluation] = []
+        ordered = managers_first(objects) if object_type == "user" else [(0, o) for o in objects.values()]
+        level = 0
+        for depth, obj in ordered:
+            if depth != level and batch:
+                # The next level's references point into this batch: export it first.
+                await self._export_batch(target, mapping, batch, index)
+                batch = []
+            level = depth
+            anchor = obj.anchor
+            linked = index.get(anchor)
+            evaluation = evaluator.evaluate(obj, creating=linked is None, targets=self.targets)
+            if not evaluation.soft_deleted:
+                (self.active_users if object_type == "user" else self.live_groups).add(anchor)
+            if evaluation.unresolved and not reference_pass:
+                deferred.add(anchor)
+            if not self._needs_export(evaluation, linked, mapping, claimed):
+                self.progress.advance()
+                continue
+            batch.append(evaluation)
+            if len(batch) >= BATCH:
+                await self._export_batch(target, mapping, batch, index)
+                batch = []
+        if batch:
+            await self._export_batch(target, mapping, batch, index)
+        return deferred
+
+    def _needs_export(self, evaluation: Evaluation, linked: LinkIndex | None, mapping: ObjectMapping,
+                      claimed: dict[tuple[str, str], str]) -> bool:
+        if evaluation.error is not None:
+            return True  # logged as a failure by the export step
+        if linked is None:
+            if evaluation.soft_deleted:
+                self.counts["out_of_scope"] += 1
+                return False  # never provisioned, nothing to disable (§1.4: disabled users are not provisioned)
+            for item in mapping.matching[:1]:
+                value = evaluation.desired.get(item.target)
+                if isinstance(value, str):
+                    key = (item.target, value.lower())
+                    if key in claimed:
+                        evaluation.error = _duplicate_source(item.target, value, claimed[key])
+                        return True
+                    claimed[key] = evaluation.anchor
+            return True
+        if evaluation.soft_deleted and evaluation.scope_lost and self.mapping.skip_out_of_scope_deletions:
+            self.counts["unchanged"] += 1
+            return False  # §4.2 SkipOutOfScopeDeletions
+        if self.kind == "incremental" and evaluation.digest == linked.digest:
+            self.counts["unchanged"] += 1
+            return False
+        return True
+
+    async def _export_batch(self, target: Target, mapping: ObjectMapping, batch: list[Evaluation],
+                            index: dict[str, LinkIndex]) -> None:
+        exported = self.store.exported(mapping.object_type, [e.anchor for e in batch if e.anchor in index])
+        outcomes = await asyncio.gather(
+            *(self._export_one(target, mapping, e, index.get(e.anchor), exported.get(e.anchor)) for e in batch),
+            return_exceptions=True)
+        aborted: BaseException | None = None
+        results: list[_Outcome] = []
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                aborted = aborted or outcome
+            else:
+                results.append(outcome)
+        self._save(mapping.object_type, results)
+        for result in results:
+            if result.link is not None:
+                index[result.link.anchor] = LinkIndex(result.link.target_id, result.link.digest)
+                self.targets[result.link.anchor] = result.link.target_id
+            elif result.unlink and result.event is not None:
+                index.pop(result.event.source_id, None)
+                self.targets.pop(result.event.source_id, None)
+        self.progress.advance(len(batch))
+        if aborted is not None:
+            raise aborted
+
+    async def _export_one(self, target: Target, mapping: ObjectMapping, evaluation: Evaluation,
+                          linked: LinkIndex | None, exported: dict[str, Value] | None) -> _Outcome:
+        started = time.monotonic()
+        obj = evaluation.obj
+        event = ProvisioningEvent(obj.object_type, obj.anchor, obj.display)
+        event.step("import", "success", f"Imported {obj.object_type} '{obj.display}' from the source",
+                   attributes=len(obj.attributes))
+        event.step("scoping", "success", "in scope" if evaluation.decision.in_scope else "out of scope",
+                   conditions=evaluation.decision.details)
+        outcome = _Outcome(event)
+        try:
+            if evaluation.error is not None:
+                event.fail(evaluation.error.error_code, str(evaluation.error))
+                return outcome
+            await self._export(target, mapping, evaluation, linked, exported, outcome)
+        except TargetError as exc:
+            if exc.job_level:
+                raise
+            event.fail(exc.error_code, exc.detail or str(exc))
+        finally:
+            event.duration_ms = int((time.monotonic() - started) * 1000)
+            self.counts["failed" if event.status == "failure" else
+                        "skipped" if event.status == "skipped" else _count_key(event.action)] += 1
+        return outcome
+
+    async def _export(self, target: Target, mapping: ObjectMapping, evaluation: Evaluation,
+                      linked: LinkIndex | None, exported: dict[str, Value] | None, outcome: _Outcome) -> None:
+        event = outcome.event
+        assert event is not None and evaluation.computed is not None
+        rt = mapping.resource_type
+        paths = [m.target for m in mapping.mappings if m.target != "members"]
+        current: dict[str, Value] | None = None
+        target_id = linked.target_id if linked else None
+        if target_id is not None and (self.kind == "initial" or exported is None):
+            resource = await target.get(rt, target_id)
+            if resource is None:
+                # InvalidAnchor (§1.3): the linked object is gone from the target; match again.
+                event.step("matching", "warning", f"linked object {target_id} no longer exists in the target")
+                outcome.unlink = True
+                target_id = None
+            else:
+                current = current_values(resource, paths)
+        elif target_id is not None:
+            current = exported
+        if target_id is not None:
+            event.step("matching", "success", f"linked to target object {target_id}")
+        else:
+            if evaluation.soft_deleted:
+                event.status, event.reason = "skipped", "out of scope and not in the target"
+                return
+            match = await target.match(mapping, evaluation.desired)
+            if match.no_value:
+                event.fail("ImportSkipped", "no value for any matching attribute")
+                event.step("matching", "failure", "no matching attribute has a value", attempts=match.details)
+                return
+            if match.duplicates:
+                event.fail("DuplicateTargetEntries", f"{match.duplicates} target objects match")
+                event.step("matching", "failure", "several target objects match", attempts=match.details)
+                return
+            if match.resource is None:
+                event.step("matching", "success", "no target object matches: create", attempts=match.details)
+                await self._create(target, mapping, evaluation, outcome)
+                return
+            target_id = str(match.resource["id"])
+            current = current_values(match.resource, paths)
+            event.step("matching", "success", f"matched target object {target_id}", attempts=match.details)
+        assert current is not None
+        await self._update(target, mapping, evaluation, target_id, current, outcome)
+
+    async def _create(self, target: Target, mapping: ObjectMapping, evaluation: Evaluation, outcome: _Outcome) -> None:
+        event = outcome.event
+        assert event is not None and evaluation.computed is not None
+        if "create" not in mapping.actions:
+            event.status, event.action, event.reason = "skipped", "create", "the Create action is off"
+            return
+        try:
+            target_id = await target.create(mapping.resource_type, evaluation.desired)
+        except TargetError as exc:
+            if exc.error_code != "EntryConflict":
+                raise
+            # A create that timed out may have been applied, and its retry answers 409: find it.
+            match = await target.match(mapping, evaluation.desired)
+            if match.resource is None:
+                raise
+            await self._update(target, mapping, evaluation, str(match.resource["id"]),
+                               current_values(match.resource, list(evaluation.desired)), outcome)
+            return
+        event.action, event.target_id = "create", target_id
+        redacted = evaluation.computed.redacted
+        event.modified = [{"displayName": p, "oldValue": None, "newValue": shown(p, v, redacted)}
+                          for p, v in evaluation.desired.items()]
+        event.step("export", "success", f"created {mapping.resource_type} {target_id}")
+        if target_id != PREVIEW_ID:
+            outcome.link = Link(mapping.object_type, evaluation.anchor, target_id, evaluation.digest,
+                                stored_form(evaluation.desired, redacted))
+
+    async def _update(self, target: Target, mapping: ObjectMapping, evaluation: Evaluation, target_id: str,
+                      current: dict[str, Value], outcome: _Outcome) -> None:
+        event = outcome.event
+        assert event is not None and evaluation.computed is not None
+        computed = evaluation.computed
+        event.target_id = target_id
+        multi = frozenset(m.target for m in mapping.mappings if m.multi_valued)
+        references = frozenset(p for p in computed.references if p != "members" and p not in evaluation.unresolved)
+        changes = diff(evaluation.desired, current, references=references, redacted=computed.redacted,
+                       multi_valued=multi)
+        if evaluation.soft_deleted:
+            changes = [c for c in changes if c.path == "active"]  # a disabled object is managed no further
+        state = stored_form({**current, **{c.path: c.value for c in changes if c.value is not None}},
+                            computed.redacted)
+        for change in changes:
+            if change.value is None:
+                state.pop(change.path, None)
+        link = Link(mapping.object_type, evaluation.anchor, target_id,
+                    DISABLED_DIGEST if evaluation.soft_deleted else evaluation.digest,
+                    state if evaluation.soft_deleted else stored_form(evaluation.desired, computed.redacted))
+        if not changes:
+            event.action, event.status, event.reason = "other", "skipped", "RedundantExport"
+            event.step("processing", "skipped", "the source and the target already match (RedundantExport)")
+            outcome.link = link
+            return
+        if "update" not in mapping.actions:
+            event.action, event.status, event.reason = "update", "skipped", "the Update action is off"
+            return
+        await target.update(mapping.resource_type, target_id, changes)
+        disabling = any(c.path == "active" and c.value is False for c in changes)
+        event.action = "disable" if disabling else "update"
+        event.modified = [{"displayName": c.path, "oldValue": shown(c.path, current.get(c.path), computed.redacted),
+                           "newValue": shown(c.path, c.value, computed.redacted)} for c in changes]
+        event.step("export", "success", f"{event.action}d {mapping.resource_type} {target_id}",
+                   attributes=[c.path for c in changes])
+        outcome.link = link
+
+    # -- memberships ---------------------------------------------------------------------------
+
+    async def _sync_memberships(self, target: Target, snapshot: SourceSnapshot) -> None:
+        """Per provisioned group: add the members the mapping wants and the target lacks, remove
+        the ones it no longer wants, in batches (§1.5). A member is wanted when it is a user that
+        is provisioned and active, or a group that is provisioned."""
+        exported = self.store.memberships()
+        groups = [g for g in snapshot.groups.values() if g.anchor in self.live_groups and g.anchor in self.targets]
+        self.progress.begin("memberships", len(groups))
+        for group in groups:
+            members = group.attributes.get("members") or []
+            wanted = {m for m in members if m in self.targets and (m in self.active_users or m in self.live_groups)}
+            have = exported.get(group.anchor, set())
+            add, remove = sorted(wanted - have), sorted(have - wanted)
+            if not add and not remove:
+                self.progress.advance()
+                continue
+            event = ProvisioningEvent("group", group.anchor, group.display, action="update",
+                                      target_id=self.targets[group.anchor])
+            started = time.monotonic()
+            try:
+                group_id = self.targets[group.anchor]
+                await target.remove_members(group_id, [self.targets.get(m, m) for m in remove if m in self.targets])
+                await target.add_members(group_id, [self.targets[m] for m in add])
+            except TargetError as exc:
+                if exc.job_level:
+                    raise
+                event.fail(exc.error_code, exc.detail or str(exc))
+                self.counts["failed"] += 1
+            else:
+                self.counts["updated"] += 1
+                self.counts["members_added"] += len(add)
+                self.counts["members_removed"] += len(remove)
+                event.modified = [{"displayName": "members", "oldValue": f"{len(remove)} removed" if remove else None,
+                                   "newValue": f"{len(add)} added" if add else None}]
+                event.step("referenceResolution", "success", f"members: {len(add)} added, {len(remove)} removed",
+                           added=add[:50], removed=remove[:50])
+                if not self.preview:
+                    with self.db.write() as conn:
+                        self.store.add_memberships(conn, group.anchor, add)
+                        self.store.remove_memberships(conn, group.anchor, remove)
+            event.duration_ms = int((time.monotonic() - started) * 1000)
+            self._save("group", [_Outcome(event)])
+            self.progress.advance()
+
+    # -- deletions -----------------------------------------------------------------------------
+
+    async def _delete_missing(self, target: Target, object_type: ObjectType, objects: Mapping[str, SourceObject],
+                              mapping: ObjectMapping) -> None:
+        """Objects linked but gone from the (complete) read were hard-deleted: ``DELETE`` them.
+        Groups that left scope are deleted too (they cannot be disabled)."""
+        index = self.store.index(object_type)
+        gone = [a for a in index if a not in objects]
+        if object_type == "group" and not self.mapping.skip_out_of_scope_deletions:
+            gone += [a for a in index if a in objects and a not in self.live_groups]
+        self.progress.begin("deletions", len(gone))
+        if "delete" not in mapping.actions:
+            self.counts["skipped"] += len(gone)
+            self.progress.advance(len(gone))
+            return
+        for start in range(0, len(gone), BATCH):
+            chunk = gone[start:start + BATCH]
+            outcomes = await asyncio.gather(*(self._delete_one(target, mapping, objects.get(a), a, index[a])
+                                              for a in chunk), return_exceptions=True)
+            errors = [o for o in outcomes if isinstance(o, BaseException)]
+            done = [o for o in outcomes if isinstance(o, _Outcome)]
+            self._save(object_type, done)
+            if not self.preview:
+                with self.db.write() as conn:
+                    for outcome in done:
+                        if outcome.unlink and outcome.event is not None and object_type == "group":
+                            self.store.forget_group(conn, outcome.event.source_id)
+            self.progress.advance(len(chunk))
+            if errors:
+                raise errors[0]
+
+    async def _delete_one(self, target: Target, mapping: ObjectMapping, obj: SourceObject | None, anchor: str,
+                          link: LinkIndex) -> _Outcome:
+        name = obj.display if obj is not None else anchor
+        event = ProvisioningEvent(mapping.object_type, anchor, name, action="delete", target_id=link.target_id)
+        event.step("import", "success", "gone from the source (hard-deleted)" if obj is None else "out of scope")
+        started = time.monotonic()
+        outcome = _Outcome(event)
+        try:
+            await target.delete(mapping.resource_type, link.target_id)
+        except TargetError as exc:
+            if exc.job_level:
+                raise
+            event.fail(exc.error_code, exc.detail or str(exc))
+            self.counts["failed"] += 1
+        else:
+            event.step("export", "success", f"deleted {mapping.resource_type} {link.target_id}")
+            self.counts["deleted"] += 1
+            outcome.unlink = True
+        event.duration_ms = int((time.monotonic() - started) * 1000)
+        return outcome
+
+    # -- records -------------------------------------------------------------------------------
+
+    def _save(self, object_type: ObjectType, outcomes: Iterable[_Outcome]) -> None:
+        outcomes = list(outcomes)
+        events = [o.event for o in outcomes if o.event is not None]
+        if self.preview or self.kind == "on-demand":
+            self.events.extend(events)  # what the preview and on-demand provisioning report
+        if self.preview:
+            return
+        links = [o.link for o in outcomes if o.link is not None]
+        unlinks = [o.event.source_id for o in outcomes if o.unlink and o.link is None and o.event is not None]
+        with self.db.write() as conn:
+            self.store.remove_links(conn, object_type, unlinks)
+            self.store.save_links(conn, links)
+            write_events(conn, self.job_id, self.cycle_id, events)
+
+    def _record_start(self) -> None:
+        if self.preview:
+            return
+        with self.db.write() as conn:
+            conn.execute(sa.insert(engine_cycles).values(id=self.cycle_id, job_id=self.job_id, kind=self.kind,
+                                                         state="running", started_at=now_text(), counts={}))
+
+    def _record_end(self, result: CycleResult) -> None:
+        if self.preview:
+            return
+        counts = {key: result.counts.get(key, 0) for key in (*COUNT_KEYS, "unchanged", "members_added",
+                                                              "members_removed")}
+        with self.db.write() as conn:
+            conn.execute(sa.update(engine_cycles).where(engine_cycles.c.id == self.cycle_id).values(
+                state=result.state, ended_at=now_text(), counts=counts, error=result.error))
+
+    def _result(self, started: float, target: Target, state: str, error: str | None) -> CycleResult:
+        requests = dict(getattr(target.client, "requests_sent", {}) or {})
+        return CycleResult(self.cycle_id, self.kind, self.counts, time.monotonic() - started, state, error,
+                           list(self.events), requests, self.watermark)
+
+
+def _count_key(action: str) -> str:
+    return {"create": "created", "update": "updated", "disable": "disabled", "delete": "deleted"}.get(action, "skipped")
+
+
+def _duplicate_source(path: str, value: str, first: str) -> MappingEvaluationError:
+    return MappingEvaluationError(path, f"{value!r} is also the value of source object {first}",
+                                  error_code="DuplicateSourceEntries")
+
+
+def managers_first(objects: Mapping[str, SourceObject]) -> list[tuple[int, SourceObject]]:
+    """Users ordered so that a manager comes before the people who report to them, with their
+    depth in the management chain: exported level by level, a report's manager already has its
+    target id and the reference needs no second request (§1.6). A loop of managers is cut."""
+    depth: dict[str, int] = {}
+    for anchor in objects:
+        chain: list[str] = []
+        current: str | None = anchor
+        while current is not None and current not in depth and current in objects and current not in chain:
+            chain.append(current)
+            manager = objects[current].attributes.get("manager")
+            current = manager if isinstance(manager, str) else None
+        base = depth.get(current, -1) if current is not None else -1
+        for level, member in enumerate(reversed(chain), start=base + 1):
+            depth[member] = level
+    return sorted(((depth[a], o) for a, o in objects.items()), key=lambda pair: pair[0])

@@ -1,0 +1,109 @@
+"""The target side of a cycle: matching (§1.4 "Match") and the writes, through the SCIM client
+only. A preview runs the same code with the writes recorded instead of sent (reads still go to
+the target, so that "create" and "update" are told apart as a real cycle would)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from identity_sync.engine.client import ScimClient, TargetError, documents
+from identity_sync.engine.mapping.model import ObjectMapping
+from identity_sync.engine.model import Change, Value
+
+PREVIEW_ID = "(new)"
+
+
+@dataclass
+class MatchResult:
+    """The "Match" step: the target object found (or none), and what each attribute found."""
+
+    resource: dict[str, Any] | None
+    details: list[str]
+    #: Set when no matching attribute had a value (Entra's ``ImportSkipped``).
+    no_value: bool = False
+    #: Set when an attribute found several objects (``DuplicateTargetEntries``).
+    duplicates: int = 0
+
+
+class Target:
+    def __init__(self, client: ScimClient, *, preview: bool = False) -> None:
+        self.client = client
+        self.preview = preview
+        #: Writes a preview would have sent, by method.
+        self.withheld: Counter[str] = Counter()
+
+    async def match(self, mapping: ObjectMapping, values: dict[str, Value]) -> MatchResult:
+        """Each matching attribute in precedence order, one ``eq`` query each; the first that
+        finds something decides (§1.4)."""
+        details: list[str] = []
+        tried = False
+        for item in mapping.matching:
+            value = values.get(item.target)
+            if value is None or isinstance(value, list):
+                details.append(f"{item.target}: no value, not used")
+                continue
+            tried = True
+            found = await self.client.find(mapping.resource_type, item.target, str(value))
+            details.append(f"{item.target} eq {value!r}: {len(found)} match(es)")
+            if len(found) > 1:
+                return MatchResult(None, details, duplicates=len(found))
+            if found:
+                return MatchResult(found[0], details)
+        return MatchResult(None, details, no_value=not tried)
+
+    async def get(self, resource_type: str, target_id: str) -> dict[str, Any] | None:
+        return await self.client.get(resource_type, target_id)
+
+    async def create(self, resource_type: str, values: dict[str, Value]) -> str:
+        if self.preview:
+            self.withheld["POST"] += 1
+            return PREVIEW_ID
+        created = await self.client.create(resource_type, values)
+        target_id = created.get("id")
+        if not isinstance(target_id, str) or not target_id:
+            raise TargetError(status=201, scim_type=None, detail="the created resource has no id",
+                              error_code="ServiceIncompatible", job_level=False)
+        return target_id
+
+    async def update(self, resource_type: str, target_id: str, changes: list[Change]) -> None:
+        if not changes:
+            return
+        if self.preview:
+            self.withheld["PATCH"] += 1
+            return
+        await self.client.update(resource_type, target_id, changes)
+
+    async def delete(self, resource_type: str, target_id: str) -> None:
+        if self.preview:
+            self.withheld["DELETE"] += 1
+            return
+        await self.client.delete(resource_type, target_id)
+
+    async def add_members(self, group_id: str, member_ids: list[str]) -> None:
+        if not member_ids:
+            return
+        if self.preview:
+            self.withheld["PATCH"] += 1
+            return
+        await self.client.add_members(group_id, member_ids)
+
+    async def remove_members(self, group_id: str, member_ids: list[str]) -> None:
+        if not member_ids:
+            return
+        if self.preview:
+            self.withheld["PATCH"] += 1
+            return
+        await self.client.remove_members(group_id, member_ids)
+
+
+def current_values(resource: dict[str, Any], paths: list[str]) -> dict[str, Value]:
+    """The values a target object holds at the paths a mapping writes (for the diff of an initial
+    cycle, which compares with the target itself rather than with what was last exported)."""
+    values: dict[str, Value] = {}
+    for path in paths:
+        value = documents.extract(resource, path)
+        if value is not None:
+            values[path] = value
+    return values

@@ -1,0 +1,279 @@
+"""Provisioning jobs: their configuration and its changes (what ``job create|set|show|delete|
+restart|export|import`` touch). A job is one source, one SCIM target with its credentials, one
+mapping document and a few settings; its state (watermark, links, cycles, logs) lives beside it.
+
+Credentials are sealed before they reach the database (``engine/secrets.py``) and never come back
+out of this module except to build the job's SCIM client.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+
+from identity_sync.clock import now_text
+from identity_sync.config import Settings
+from identity_sync.engine import secrets
+from identity_sync.engine.client import DIALECTS
+from identity_sync.engine.mapping.model import MappingConfig, default_mapping_document, load_mapping_document
+from identity_sync.engine.sources import open_source
+from identity_sync.engine.state import ConnectorStore
+from identity_sync.engine.tables import engine_cycles, engine_jobs
+from identity_sync.ids import new_id
+from identity_sync.storage.db import Database
+
+SCOPES = ("assigned", "all")
+#: What ``job restart --reset`` accepts (provisioning-engine.md §1.3, Graph ``resetScope``).
+RESETS = ("watermark", "escrows", "quarantine", "connector-data-store", "force-deletes")
+#: Entra's "Restart provisioning" button: QuarantineState + Watermark + Escrows (§1.3).
+DEFAULT_RESETS = frozenset({"watermark", "escrows", "quarantine"})
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+class JobError(Exception):
+    """An operator's mistake about a job (unknown name, bad option); one line."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The Entra "Admin Credentials": a Secret Token, or OAuth 2.0 client credentials."""
+
+    token: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    token_endpoint: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.token is not None:
+            if not self.token.strip() or any((self.client_id, self.client_secret, self.token_endpoint)):
+                raise JobError("give a target token, or OAuth client credentials, not both")
+            return
+        if not (self.client_id and self.client_secret and self.token_endpoint):
+            raise JobError("target credentials: --target-token(-file), or --client-id with --client-secret(-file) "
+                           "and --token-endpoint")
+        _check_url(self.token_endpoint, "--token-endpoint")
+
+    @property
+    def kind(self) -> str:
+        return "token" if self.token is not None else "oauth"
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    name: str
+    source: str
+    target_url: str
+    sealed_credentials: str
+    settings: dict[str, Any]
+    mapping_document: dict[str, Any]
+    state: str
+    watermark: str | None
+    created_at: str
+    updated_at: str
+
+    @property
+    def scope(self) -> str:
+        return self.settings.get("scope", "assigned")
+
+    @property
+    def dialect(self) -> str:
+        return self.settings.get("dialect", "entra")
+
+    @property
+    def notify(self) -> str | None:
+        return self.settings.get("notify")
+
+    @property
+    def concurrency(self) -> int:
+        return int(self.settings.get("concurrency", 8))
+
+    def mapping(self) -> MappingConfig:
+        return load_mapping_document(self.mapping_document, f"job {self.name} mapping")
+
+    def describe(self) -> dict[str, Any]:
+        """What ``job show`` prints: everything but secrets."""
+        return {"job": self.name, "id": self.id, "source": self.source, "target_url": self.target_url,
+                "auth": self.settings.get("auth"), "client_id": self.settings.get("client_id"),
+                "token_endpoint": self.settings.get("token_endpoint"),
+                "credentials_sealed_with": secrets.sealed_with(self.sealed_credentials),
+                "scope": self.scope, "dialect": self.dialect, "notify": self.notify,
+                "concurrency": self.concurrency, "state": self.state,
+                "next_cycle": "incremental" if self.watermark else "initial",
+                "created_at": self.created_at, "updated_at": self.updated_at}
+
+
+class JobService:
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+
+    def create(self, name: str, *, source: str, target_url: str, credentials: Credentials,
+               mapping: dict[str, Any] | None = None, scope: str = "assigned", dialect: str = "entra",
+               notify: str | None = None, concurrency: int = 8) -> Job:
+        if not _NAME.fullmatch(name):
+            raise JobError(f"job name {name!r}: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        if self._find(name) is not None:
+            raise JobError(f"job '{name}' already exists")
+        options = self._options(source=source, target_url=target_url, scope=scope, dialect=dialect, notify=notify,
+                                concurrency=concurrency)
+        document = mapping if mapping is not None else default_mapping_document()
+        load_mapping_document(document)  # validated before anything is stored
+        job_id, now = new_id(), now_text()
+        settings = {**options["settings"], **_credential_settings(credentials)}
+        with self.db.write() as conn:
+            conn.execute(sa.insert(engine_jobs).values(
+                id=job_id, name=name, source=source, target_url=target_url,
+                credentials=secrets.seal(self.settings, job_id, _secret_part(credentials)), settings=settings,
+                mapping=document, state="active", watermark=None, created_at=now, updated_at=now))
+        return self.get(name)
+
+    def update(self, name: str, *, source: str | None = None, target_url: str | None = None,
+               credentials: Credentials | None = None, mapping: dict[str, Any] | None = None,
+               scope: str | None = None, dialect: str | None = None, notify: str | None = None,
+               concurrency: int | None = None) -> Job:
+        """``job set``: changes what is given. A new mapping, scope or source makes the next cycle
+        an initial one (§1.2: configuration changes re-evaluate every object)."""
+        job = self.get(name)
+        settings = dict(job.settings)
+        options = self._options(source=source, target_url=target_url, scope=scope, dialect=dialect, notify=notify,
+                                concurrency=concurrency)
+        settings.update(options["settings"])
+        values: dict[str, Any] = {"updated_at": now_text()}
+        if source is not None:
+            values["source"] = source
+        if target_url is not None:
+            values["target_url"] = target_url
+        if credentials is not None:
+            for key in ("auth", "client_id", "token_endpoint"):
+                settings.pop(key, None)
+            settings.update(_credential_settings(credentials))
+            values["credentials"] = secrets.seal(self.settings, job.id, _secret_part(credentials))
+        if mapping is not None:
+            load_mapping_document(mapping)
+            values["mapping"] = mapping
+        if mapping is not None or (scope is not None and scope != job.scope) or (source not in (None, job.source)):
+            values["watermark"] = None
+        values["settings"] = settings
+        with self.db.write() as conn:
+            conn.execute(sa.update(engine_jobs).where(engine_jobs.c.id == job.id).values(**values))
+        return self.get(name)
+
+    def get(self, name: str) -> Job:
+        job = self._find(name)
+        if job is None:
+            known = ", ".join(j.name for j in self.list()) or "none"
+            raise JobError(f"no job named '{name}' (jobs: {known})")
+        return job
+
+    def list(self) -> list[Job]:
+        with self.db.read() as conn:
+            return [_job(row) for row in conn.execute(sa.select(engine_jobs).order_by(engine_jobs.c.name))]
+
+    def delete(self, name: str) -> None:
+        """Stop managing the target: the job and all its state go; the target's objects stay."""
+        job = self.get(name)
+        with self.db.write() as conn:
+            from identity_sync.engine.tables import engine_events, engine_links, engine_memberships
+
+            for table in (engine_events, engine_links, engine_memberships, engine_cycles):
+                conn.execute(sa.delete(table).where(table.c.job_id == job.id))
+            conn.execute(sa.delete(engine_jobs).where(engine_jobs.c.id == job.id))
+
+    def credentials(self, job: Job) -> Credentials:
+        data = secrets.unseal(self.settings, job.id, job.sealed_credentials)
+        if job.settings.get("auth") == "oauth":
+            return Credentials(client_id=job.settings.get("client_id"), client_secret=data["client_secret"],
+                               token_endpoint=job.settings.get("token_endpoint"))
+        return Credentials(token=data["token"])
+
+    def restart(self, name: str, resets: frozenset[str] = DEFAULT_RESETS) -> dict[str, Any]:
+        """``job restart``: forget what ``resets`` names (§1.3); returns what was done."""
+        unknown = set(resets) - set(RESETS)
+        if unknown:
+            raise JobError(f"unknown reset {sorted(unknown)[0]!r} (choose from {', '.join(RESETS)} or full)")
+        job = self.get(name)
+        done: dict[str, Any] = {"job": name, "reset": sorted(resets)}
+        with self.db.write() as conn:
+            if "watermark" in resets or "connector-data-store" in resets:
+                conn.execute(sa.update(engine_jobs).where(engine_jobs.c.id == job.id).values(
+                    watermark=None, updated_at=now_text()))
+            if "connector-data-store" in resets:
+                ConnectorStore(self.db, job.id).clear(conn)
+        done["next_cycle"] = "initial" if resets & {"watermark", "connector-data-store"} else (
+            "incremental" if job.watermark else "initial")
+        return done
+
+    def set_watermark(self, job: Job, watermark: str | None) -> None:
+        with self.db.write() as conn:
+            conn.execute(sa.update(engine_jobs).where(engine_jobs.c.id == job.id).values(watermark=watermark))
+
+    def cycles(self, job: Job, limit: int = 20) -> list[dict[str, Any]]:
+        t = engine_cycles.c
+        query = sa.select(engine_cycles).where(t.job_id == job.id).order_by(t.started_at.desc()).limit(limit)
+        with self.db.read() as conn:
+            return [{"cycle": r.id, "kind": r.kind, "state": r.state, "started_at": r.started_at,
+                     "ended_at": r.ended_at, **r.counts, "error": r.error} for r in conn.execute(query)]
+
+    def _find(self, name: str) -> Job | None:
+        with self.db.read() as conn:
+            row = conn.execute(sa.select(engine_jobs).where(engine_jobs.c.name == name)).first()
+        return None if row is None else _job(row)
+
+    def _options(self, *, source: str | None, target_url: str | None, scope: str | None, dialect: str | None,
+                 notify: str | None, concurrency: int | None) -> dict[str, Any]:
+        settings: dict[str, Any] = {}
+        if source is not None:
+            open_source(source)  # a bad source specification fails here, not at the first cycle
+        if target_url is not None:
+            _check_url(target_url, "--target-url")
+        if scope is not None:
+            if scope not in SCOPES:
+                raise JobError(f"--scope must be one of {', '.join(SCOPES)}")
+            settings["scope"] = scope
+        if dialect is not None:
+            if dialect not in DIALECTS:
+                raise JobError(f"--dialect must be one of {', '.join(DIALECTS)}")
+            settings["dialect"] = dialect
+        if notify is not None:
+            if notify and not _EMAIL.fullmatch(notify):
+                raise JobError(f"--notify {notify!r} is not an e-mail address")
+            settings["notify"] = notify or None
+        if concurrency is not None:
+            if not 1 <= concurrency <= 64:
+                raise JobError("--concurrency must be between 1 and 64")
+            settings["concurrency"] = concurrency
+        return {"settings": settings}
+
+
+def _check_url(url: str, option: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise JobError(f"{option} must be an http(s) URL, got {url!r}")
+    if parts.username or parts.password:
+        raise JobError(f"{option} must not carry credentials in the URL")
+
+
+def _credential_settings(credentials: Credentials) -> dict[str, Any]:
+    if credentials.kind == "token":
+        return {"auth": "token"}
+    return {"auth": "oauth", "client_id": credentials.client_id, "token_endpoint": credentials.token_endpoint}
+
+
+def _secret_part(credentials: Credentials) -> dict[str, str]:
+    if credentials.kind == "token":
+        assert credentials.token is not None
+        return {"token": credentials.token}
+    assert credentials.client_secret is not None
+    return {"client_secret": credentials.client_secret}
+
+
+def _job(row: Any) -> Job:
+    return Job(id=row.id, name=row.name, source=row.source, target_url=row.target_url,
+               sealed_credentials=row.credentials, settings=dict(row.settings), mapping_document=row.mapping,
+               state=row.state, watermark=row.watermark, created_at=row.created_at, updated_at=row.updated_at)

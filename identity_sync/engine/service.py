@@ -1,0 +1,114 @@
+"""What the CLI (and later the console) asks of the engine: run a cycle, preview one, provision
+one object on demand, test the connection. It builds the job's source and SCIM client, runs the
+cycle, and keeps the job's watermark; no engine logic lives in the callers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from identity_sync.config import Settings
+from identity_sync.engine.client import BearerToken, ClientCredentials, ConnectionProblem, ScimClient
+from identity_sync.engine.cycle import Cycle, CycleAborted, CycleResult
+from identity_sync.engine.jobs import Job, JobService
+from identity_sync.engine.logs import prune_events
+from identity_sync.engine.mapping.expressions import EvaluationContext
+from identity_sync.engine.progress import Progress
+from identity_sync.engine.sources import SourceSpecError, open_source
+from identity_sync.engine.sources.base import Source
+from identity_sync.storage.db import Database
+
+
+class EngineService:
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        self.jobs = JobService(db, settings)
+
+    def run(self, name: str, *, progress: Progress | None = None) -> CycleResult:
+        """One cycle now: initial without a watermark, else incremental. Raises CycleAborted when
+        the cycle could not run; per-object failures are counted and logged, not raised."""
+        job = self.jobs.get(name)
+        cycle = self._cycle(job, preview=False, progress=progress)
+        result = asyncio.run(self._run(job, cycle))
+        self.jobs.set_watermark(job, result.watermark)
+        prune_events(self.db, self.settings.engine_log_retention_days)
+        return result
+
+    def preview(self, name: str, *, progress: Progress | None = None) -> CycleResult:
+        """Every action a cycle would take, with the attribute changes; writes nothing anywhere."""
+        job = self.jobs.get(name)
+        return asyncio.run(self._run(job, self._cycle(job, preview=True, progress=progress)))
+
+    def provision(self, name: str, anchor: str) -> CycleResult:
+        """Provision one object on demand (§4.6); its events are also in the job's logs."""
+        job = self.jobs.get(name)
+        cycle = self._cycle(job, preview=False, progress=None)
+        source = self._source(job)
+
+        async def go() -> CycleResult:
+            async with self._client(job) as client:
+                await self._check_connection(client, job)
+                return await cycle.run_one(source.read, client, anchor)
+
+        return asyncio.run(go())
+
+    def test_connection(self, name: str) -> None:
+        """What Entra's Test Connection sends (§4.7); raises ConnectionProblem."""
+        job = self.jobs.get(name)
+
+        async def go() -> None:
+            async with self._client(job) as client:
+                await self._test(client, job)
+
+        asyncio.run(go())
+
+    # -- internals -------------------------------------------------------------------------------
+
+    async def _run(self, job: Job, cycle: Cycle) -> CycleResult:
+        source = self._source(job)
+        async with self._client(job) as client:
+            await self._check_connection(client, job)
+            return await cycle.run(source.read, client)
+
+    def _cycle(self, job: Job, *, preview: bool, progress: Progress | None) -> Cycle:
+        return Cycle(self.db, job.id, job.mapping(), job.scope, job.watermark, preview=preview, progress=progress,
+                     context=EvaluationContext())
+
+    def _source(self, job: Job) -> Source:
+        try:
+            return open_source(job.source)
+        except SourceSpecError as exc:
+            raise CycleAborted(str(exc), "SourceUnreadable") from None
+
+    @asynccontextmanager
+    async def _client(self, job: Job) -> AsyncIterator[ScimClient]:
+        credentials = self.jobs.credentials(job)
+        if credentials.token is not None:
+            auth: BearerToken | ClientCredentials = BearerToken(credentials.token)
+        else:
+            assert credentials.token_endpoint and credentials.client_id and credentials.client_secret
+            auth = ClientCredentials(credentials.token_endpoint, credentials.client_id, credentials.client_secret)
+        async with ScimClient(job.target_url, auth, dialect=job.dialect, max_in_flight=job.concurrency) as client:
+            yield client
+
+    async def _check_connection(self, client: ScimClient, job: Job) -> None:
+        """Entra fetches a random user and group at the start of each cycle (§1.4): a wrong URL or
+        credential stops the cycle before it exports anything."""
+        try:
+            await self._test(client, job)
+        except ConnectionProblem as exc:
+            raise CycleAborted(f"target: {exc}", _problem_code(exc)) from None
+
+    async def _test(self, client: ScimClient, job: Job) -> None:
+        mapping = job.mapping()
+        user_attribute = mapping.users.matching[0].target if mapping.users.matching else "userName"
+        group_attribute = mapping.groups.matching[0].target if mapping.groups.matching else "displayName"
+        await client.test_connection(user_attribute=user_attribute, group_attribute=group_attribute)
+
+
+def _problem_code(problem: ConnectionProblem) -> str:
+    return {"unauthorized": "Unauthorized", "forbidden": "InsufficientRights", "unreachable": "TargetUnreachable",
+            "tls": "TargetUnreachable", "not_scim": "ServiceIncompatible",
+            "not_found": "ServiceIncompatible"}.get(getattr(problem, "kind", ""), "TargetUnreachable")
