@@ -63,8 +63,8 @@ class Target:
         created = await self.client.create(resource_type, values)
         target_id = created.get("id")
         if not isinstance(target_id, str) or not target_id:
-            raise TargetError(status=201, scim_type=None, detail="the created resource has no id",
-                              error_code="ServiceIncompatible", job_level=False)
+            raise TargetError("the created resource has no id", status=201, error_code="ServiceIncompatible",
+                              job_level=False, detail="the created resource has no id")
         return target_id
 
     async def update(self, resource_type: str, target_id: str, changes: list[Change]) -> None:
