@@ -28,7 +28,7 @@ import sqlalchemy as sa
 
 from identity_sync.clock import now_text
 from identity_sync.engine.client import ScimClient, TargetError
-from identity_sync.engine.export import PREVIEW_ID, Target, current_values
+from identity_sync.engine.export import Target, current_values
 from identity_sync.engine.logs import ProvisioningEvent, write_events
 from identity_sync.engine.mapping.compute import MappingEvaluationError, diff, shown, stored_form
 from identity_sync.engine.mapping.expressions import EvaluationContext
@@ -373,9 +373,10 @@ class Cycle:
         event.modified = [{"displayName": p, "oldValue": None, "newValue": shown(p, v, redacted)}
                           for p, v in evaluation.desired.items()]
         event.step("export", "success", f"created {mapping.resource_type} {target_id}")
-        if target_id != PREVIEW_ID:
-            outcome.link = Link(mapping.object_type, evaluation.anchor, target_id, evaluation.digest,
-                                stored_form(evaluation.desired, redacted))
+        # In a preview the link points at PREVIEW_ID (never stored), so that references to this
+        # object and its memberships show as they would.
+        outcome.link = Link(mapping.object_type, evaluation.anchor, target_id, evaluation.digest,
+                            stored_form(evaluation.desired, redacted))
 
     async def _update(self, target: Target, mapping: ObjectMapping, evaluation: Evaluation, target_id: str,
                       current: dict[str, Value], outcome: _Outcome) -> None:

@@ -205,7 +205,9 @@ def _object_mapping(doc: LocatedJson, where: str, object_type: ObjectType, data:
     try:
         scoping = tuple(parse_scoping_filters(data.get("scoping") or [], f"{where}.scoping"))
     except ScopingError as exc:
-        raise _error(doc, f"{where}.scoping", str(exc)) from None
+        # Its message starts with the JSON location of the clause: point the file position there.
+        location, _, problem = str(exc).partition(": ")
+        raise _error(doc, location, problem) from None
     raw = data.get("mappings")
     if not isinstance(raw, list) or not raw:
         raise _error(doc, f"{where}.mappings", "a non-empty list of attribute mappings")
