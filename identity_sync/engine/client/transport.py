@@ -137,7 +137,7 @@ class Transport:
             return await self._client.request(method, url, params=params, content=content,
                                               headers={**headers, "Authorization": authorization or ""})
 
-        return await self._attempts(method, path, send, authorized=True, allow=allow,
+        return await self._attempts(method, "/" + path, send, authorized=True, allow=allow,
                                     retries=self.max_retries if retries is None else retries, one_object=one_object)
 
     async def post_form(self, url: str, form: dict[str, str], headers: dict[str, str]) -> httpx2.Response:
@@ -258,7 +258,7 @@ class Transport:
         if not isinstance(body, dict):
             kind = response.headers.get("Content-Type", "no content type").split(";")[0][:60]
             raise errors.TargetError(
-                f"{method} {path.split('?')[0]}: {response.status_code} answer is not SCIM JSON ({kind}) "
+                f"{method} /{path.split('?')[0]}: {response.status_code} answer is not SCIM JSON ({kind}) "
                 f"({errors.SERVICE_INCOMPATIBLE})", status=response.status_code,
                 error_code=errors.SERVICE_INCOMPATIBLE, job_level=True, detail=kind)
         return body
