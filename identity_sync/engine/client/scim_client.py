@@ -129,7 +129,8 @@ class ScimClient:
             await self._transport.request("PATCH", path, body=patch_body(operations), one_object=True)
 
     def _element_missing(self, exc: TargetError, changes: Sequence[Change]) -> bool:
-        return (self.dialect.name == "rfc" and exc.status == 400 and (exc.scim_type or "").lower() == "notarget"
+        return (self.dialect.name == "rfc" and exc.status == 400 and exc.error_code == errors.SCHEMA_ATTRIBUTE_NOT_FOUND
+                and (exc.scim_type or "").lower() == "notarget"
                 and any(documents.locate(c.path).filtered for c in changes))
 
     async def delete(self, resource_type: str, resource_id: str) -> None:

@@ -234,15 +234,16 @@ class Transport:
 
     def _status_error(self, method: str, path: str, response: httpx2.Response, one_object: bool,
                       maybe_applied: bool) -> errors.TargetError:
-        scim_type, detail = _scim_error(response)
-        scim_type = self.scrub(scim_type)[:60] if scim_type else None
-        detail = self.scrub(detail)[:_DETAIL_CHARS]
+        raw_scim_type, detail = _scim_error(response)
         status = response.status_code
         if 300 <= status < 400:
             code, job_level = errors.SERVICE_INCOMPATIBLE, True
             detail = detail or "a redirect: check the Tenant URL (scheme, host, path)"
         else:
-            code, job_level = errors.classify_status(status, scim_type, addresses_one_object=one_object)
+            code, job_level = errors.classify_status(status, raw_scim_type, addresses_one_object=one_object)
+        # Classified on the target's own words, shown only once scrubbed of our secrets.
+        scim_type = self.scrub(raw_scim_type)[:60] if raw_scim_type else None
+        detail = self.scrub(detail)[:_DETAIL_CHARS]
         text = f"{method} {path.split('?')[0]}: {status}" + (f" {scim_type}" if scim_type else "")
         text += (f": {detail}" if detail else "") + f" ({code})"
         return errors.TargetError(text, status=status, scim_type=scim_type, detail=detail, error_code=code,
