@@ -33,8 +33,9 @@ A malformed export raises :class:`SourceError` before anything is returned, with
 at ``FILE:1:1``.
 
 Memory: the benchmark directory (100,000 users) must fit the engine's budget, so a row is kept as
-its line of text (a tuple of cells when it holds quotes) and a :class:`SourceObject` is built when
-it is looked up. Ids are interned so that members and managers share the users' id strings.
+the UTF-8 text of its cells and a :class:`SourceObject` is built each time it is looked up (hold
+on to the object, not the lookup, when it is used several times). Ids are interned so that
+members and managers share the users' id strings.
 """
 
 from __future__ import annotations
@@ -102,10 +103,18 @@ def _converter(column: str) -> Callable[[str], Value] | None:
     return None
 
 
-class _Table:
-    """The rows of one file, compactly: a row is its line (or its cells when it holds quotes)."""
+#: How a row's cells are joined in its stored UTF-8 text: unquoted lines keep their commas; a
+#: record with quotes is re-joined with the ASCII unit separator, which exports do not hold.
+_COMMA, _UNIT_SEPARATOR = ",", "\x1f"
 
-    __slots__ = ("columns", "converters", "index", "lines", "object_type", "rows")
+
+class _Table:
+    """The rows of one file, compactly: the UTF-8 text of every row's cells in one buffer, about
+    the file's size. (A ``str`` per row would take two bytes per character as soon as one name has
+    a ``Ł``, and 100,000 small objects interleaved with the parser's garbage fragment the heap.)"""
+
+    __slots__ = ("columns", "converters", "ends", "index", "lines", "object_type", "odd_rows", "quoted_rows",
+                 "text")
 
     def __init__(self, object_type: ObjectType, columns: list[str]) -> None:
         self.object_type: ObjectType = object_type
@@ -113,13 +122,37 @@ class _Table:
         self.converters = tuple(_converter(column) for column in columns)
         #: anchor → row number, in file order (the order in which the snapshot iterates).
         self.index: dict[str, int] = {}
-        self.rows: list[str | tuple[str, ...]] = []
+        self.text = bytearray()
+        #: where each row's text ends in ``text`` (it starts where the previous one ends).
+        self.ends = array("Q")
+        #: numbers of the rows joined with the unit separator instead of commas.
+        self.quoted_rows: set[int] = set()
+        #: rows whose cells hold the unit separator themselves, kept as cells (never seen in practice).
+        self.odd_rows: dict[int, tuple[str, ...]] = {}
         #: line on which each row starts, to name it in errors found after the whole read.
         self.lines = array("L")
 
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def append(self, first_line: int, cells: list[str], record: str, quoted: bool) -> None:
+        row_number = len(self.ends)
+        if not quoted:
+            self.text += record.encode()
+        elif any(_UNIT_SEPARATOR in cell for cell in cells):
+            self.odd_rows[row_number] = tuple(cells)
+        else:
+            self.quoted_rows.add(row_number)
+            self.text += _UNIT_SEPARATOR.join(cells).encode()
+        self.ends.append(len(self.text))
+        self.lines.append(first_line)
+
     def cells(self, row_number: int) -> list[str] | tuple[str, ...]:
-        row = self.rows[row_number]
-        return row.split(",") if isinstance(row, str) else row
+        if row_number in self.odd_rows:
+            return self.odd_rows[row_number]
+        start = self.ends[row_number - 1] if row_number else 0
+        text = self.text[start:self.ends[row_number]].decode()
+        return text.split(_UNIT_SEPARATOR if row_number in self.quoted_rows else _COMMA)
 
     def build(self, anchor: str, row_number: int) -> SourceObject:
         attributes: dict[str, Value] = {}
@@ -211,7 +244,7 @@ class CsvSource:
         anchor_position = columns.index(ANCHOR_COLUMN)
         enabled_position = columns.index("accountEnabled") if "accountEnabled" in columns else -1
         width = len(columns)
-        index, rows, lines = table.index, table.rows, table.lines
+        index, lines = table.index, table.lines
         for first_line, cells, record, quoted in records:
             if len(cells) != width:
                 _raise_width(name, first_line, cells, record, width)
@@ -231,9 +264,8 @@ class CsvSource:
                 if cells[enabled_position].lower() not in _BOOLEANS:
                     raise _cell_error(name, first_line, record, enabled_position,
                                       f"accountEnabled must be true or false, not {show(cells[enabled_position])}")
-            index[sys.intern(anchor)] = len(rows)
-            rows.append(tuple(cells) if quoted else record)
-            lines.append(first_line)
+            index[sys.intern(anchor)] = len(table)
+            table.append(first_line, cells, record, quoted)
         return table
 
     def _read_assignments(self, users: _Table, groups: _Table, file_digests: list[str]) -> frozenset[str]:
@@ -266,7 +298,7 @@ class CsvSource:
             return
         position = table.columns.index(column)
         anchor_position = table.columns.index(ANCHOR_COLUMN)
-        for row_number in range(len(table.rows)):
+        for row_number in range(len(table)):
             cells = table.cells(row_number)
             cell = cells[position]
             if not cell:
