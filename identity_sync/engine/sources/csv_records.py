@@ -25,22 +25,18 @@ _QUOTED_CELL = r'"[^"]*(?:""[^"]*)*"'
 _PLAIN_CELL = r'[^,"\r\n]*'
 _WELL_FORMED_RECORD = re.compile(rf"(?:{_QUOTED_CELL}|{_PLAIN_CELL})(?:,(?:{_QUOTED_CELL}|{_PLAIN_CELL}))*")
 _CELL_END_OR_STRAY = re.compile(r'[,"\r\n]')
-_CELL = re.compile(rf'"([^"]*(?:""[^"]*)*)"|({_PLAIN_CELL})')
+_CELL = re.compile(rf'(?:"([^"]*(?:""[^"]*)*)"|({_PLAIN_CELL}))(?:,|$)')
 
 
 def split_quoted(record: str) -> list[str]:
     """The cells of a well-formed record that holds quotes. (Not ``csv.reader``: it refuses cells
     over ``csv.field_size_limit()``, 128 KiB, and a group's member list is larger than that.)"""
-    cells = []
-    position = 0
-    while True:
-        match = _CELL.match(record, position)
-        assert match is not None  # the record matched _WELL_FORMED_RECORD
-        quoted = match.group(1)
-        cells.append(match.group(2) if quoted is None else quoted.replace('""', '"'))
-        position = match.end() + 1  # past the comma
-        if position > len(record):
-            return cells
+    pairs = _CELL.findall(record)
+    if not record.endswith(","):
+        # After the last cell, the pattern also matches the empty string at the end of the
+        # record; that is a cell only when the record ends with a comma.
+        pairs.pop()
+    return [quoted.replace('""', '"') if quoted else plain for quoted, plain in pairs]
 
 
 class CsvFormatError(Exception):

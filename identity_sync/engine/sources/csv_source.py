@@ -114,7 +114,7 @@ class _Table:
     a ``Ł``, and 100,000 small objects interleaved with the parser's garbage fragment the heap.)"""
 
     __slots__ = ("columns", "converters", "ends", "index", "lines", "object_type", "odd_rows", "quoted_rows",
-                 "text")
+                 "text", "unresolved")
 
     def __init__(self, object_type: ObjectType, columns: list[str]) -> None:
         self.object_type: ObjectType = object_type
@@ -131,6 +131,8 @@ class _Table:
         self.odd_rows: dict[int, tuple[str, ...]] = {}
         #: line on which each row starts, to name it in errors found after the whole read.
         self.lines = array("L")
+        #: rows with a manager or a member not known when the row was read, checked at the end.
+        self.unresolved: list[int] = []
 
     def __len__(self) -> int:
         return len(self.ends)
@@ -206,6 +208,7 @@ class CsvSource:
             assigned = self._read_assignments(users, groups, file_digests)
         self._check_references(USERS_FILE, users, "manager", users, groups)
         self._check_references(GROUPS_FILE, groups, "members", users, groups)
+        users.unresolved = groups.unresolved = []
         # One digest per file, then one over the names and digests: stable, and no two different
         # exports (say, a row moved from one file to the next) share a watermark.
         watermark = hashlib.sha256("".join(file_digests).encode()).hexdigest()
@@ -245,6 +248,10 @@ class CsvSource:
         enabled_position = columns.index("accountEnabled") if "accountEnabled" in columns else -1
         width = len(columns)
         index, lines = table.index, table.lines
+        manager_position = columns.index("manager") if object_type == "user" and "manager" in columns else -2
+        members_position = columns.index("members") if object_type == "group" and "members" in columns else -2
+        reference_position = max(manager_position, members_position)
+        known_users = users.index if users is not None else {}
         for first_line, cells, record, quoted in records:
             if len(cells) != width:
                 _raise_width(name, first_line, cells, record, width)
@@ -264,6 +271,17 @@ class CsvSource:
                 if cells[enabled_position].lower() not in _BOOLEANS:
                     raise _cell_error(name, first_line, record, enabled_position,
                                       f"accountEnabled must be true or false, not {show(cells[enabled_position])}")
+            if reference_position >= 0 and cells[reference_position]:
+                # Checked now when possible (a manager listed before, a member read already);
+                # rows naming something not read yet are checked once everything is read.
+                references = cells[reference_position]
+                if reference_position == manager_position:
+                    resolved = references in index
+                else:
+                    resolved = all(not part or (part in known_users or part in index) and part != anchor
+                                   for part in map(str.strip, references.split(";")))
+                if not resolved:
+                    table.unresolved.append(len(table))
             index[sys.intern(anchor)] = len(table)
             table.append(first_line, cells, record, quoted)
         return table
@@ -298,14 +316,14 @@ class CsvSource:
             return
         position = table.columns.index(column)
         anchor_position = table.columns.index(ANCHOR_COLUMN)
-        for row_number in range(len(table)):
+        for row_number in table.unresolved:
             cells = table.cells(row_number)
             cell = cells[position]
             if not cell:
                 continue
             offset = 0
             for part in [cell] if column == "manager" else cell.split(";"):
-                reference = part.strip()
+                reference = part if column == "manager" else part.strip()
                 problem = None
                 if column == "manager" and reference not in users.index:
                     problem = f"manager {show(reference)} names no user of {USERS_FILE}"
@@ -315,7 +333,8 @@ class CsvSource:
                 elif column == "members" and reference == cells[anchor_position]:
                     problem = f"group {show(reference)} lists itself as a member"
                 if problem is not None:
-                    start = offset + len(part) - len(part.lstrip())
+                    leading_spaces = len(part) - len(part.lstrip()) if column == "members" else 0
+                    start = offset + leading_spaces
                     line, place = locate(self.directory / name, table.lines[row_number], position, start)
                     raise SourceError(f"{name}:{line}:{place}: {problem}")
                 offset += len(part) + 1
