@@ -41,7 +41,7 @@ async def probe(transport: Transport, *, user_attribute: str = "userName",
         try:
             response = await transport.request("GET", endpoint, params=params, allow=(404,), retries=0)
             if response.status_code == 404:
-                raise ConnectionProblem("not_found", f"GET {endpoint} answered 404 instead of an empty ListResponse: "
+                raise ConnectionProblem("not_found", f"GET /{endpoint} answered 404 instead of an empty ListResponse: "
                                                      "check the Tenant URL")
             body = transport.json_object("GET", endpoint, response)
         except TargetError as exc:
@@ -49,9 +49,9 @@ async def probe(transport: Transport, *, user_attribute: str = "userName",
         schemas = body.get("schemas")
         resources = body.get("Resources", [])
         if not (isinstance(schemas, list) and LIST_RESPONSE in schemas) or not isinstance(resources, list):
-            raise ConnectionProblem("not_scim", f"GET {endpoint} with a filter did not answer a SCIM ListResponse")
+            raise ConnectionProblem("not_scim", f"GET /{endpoint} with a filter did not answer a SCIM ListResponse")
         if resources or body.get("totalResults") not in (0, None):
             # A random GUID matched: the target ignores filters, so matching would link wrong objects.
-            raise ConnectionProblem("not_scim", f"GET {endpoint} matched a random value: the target ignores the "
+            raise ConnectionProblem("not_scim", f"GET /{endpoint} matched a random value: the target ignores the "
                                                 "filter on " + (user_attribute if endpoint == "Users"
                                                                 else group_attribute))

@@ -83,7 +83,7 @@ class ScimClient:
         body = self._transport.json_object("GET", endpoint, response)
         resources = body.get("Resources", [])
         if not isinstance(resources, list) or not all(isinstance(r, dict) for r in resources):
-            raise TargetError(f"GET {endpoint}: the answer to a filter is not a ListResponse "
+            raise TargetError(f"GET /{endpoint}: the answer to a filter is not a ListResponse "
                               f"({errors.SERVICE_INCOMPATIBLE})", status=response.status_code,
                               error_code=errors.SERVICE_INCOMPATIBLE, job_level=True)
         return resources
@@ -103,7 +103,7 @@ class ScimClient:
         response = await self._transport.request("POST", endpoint, body=documents.build(resource_type, values))
         created = self._transport.json_object("POST", endpoint, response)
         if not isinstance(created.get("id"), str) or not created["id"]:
-            raise TargetError(f"POST {endpoint}: {response.status_code} without the new resource's id "
+            raise TargetError(f"POST /{endpoint}: {response.status_code} without the new resource's id "
                               f"({errors.SERVICE_INCOMPATIBLE})", status=response.status_code,
                               error_code=errors.SERVICE_INCOMPATIBLE, job_level=True)
         return created
@@ -123,13 +123,14 @@ class ScimClient:
             # read the resource and replace the whole multi-valued attribute instead.
             current = await self.get(resource_type, resource_id)
             if current is None:
-                raise TargetError(f"PATCH {path}: the resource is gone ({errors.INVALID_ANCHOR})", status=404,
+                raise TargetError(f"PATCH /{path}: the resource is gone ({errors.INVALID_ANCHOR})", status=404,
                                   error_code=errors.INVALID_ANCHOR, job_level=False) from exc
             operations = whole_attribute_operations(self.dialect, changes, current)
             await self._transport.request("PATCH", path, body=patch_body(operations), one_object=True)
 
     def _element_missing(self, exc: TargetError, changes: Sequence[Change]) -> bool:
-        return (self.dialect.name == "rfc" and exc.status == 400 and (exc.scim_type or "").lower() == "notarget"
+        return (self.dialect.name == "rfc" and exc.status == 400 and exc.error_code == errors.SCHEMA_ATTRIBUTE_NOT_FOUND
+                and (exc.scim_type or "").lower() == "notarget"
                 and any(documents.locate(c.path).filtered for c in changes))
 
     async def delete(self, resource_type: str, resource_id: str) -> None:

@@ -137,7 +137,7 @@ class Transport:
             return await self._client.request(method, url, params=params, content=content,
                                               headers={**headers, "Authorization": authorization or ""})
 
-        return await self._attempts(method, path, send, authorized=True, allow=allow,
+        return await self._attempts(method, "/" + path, send, authorized=True, allow=allow,
                                     retries=self.max_retries if retries is None else retries, one_object=one_object)
 
     async def post_form(self, url: str, form: dict[str, str], headers: dict[str, str]) -> httpx2.Response:
@@ -234,15 +234,16 @@ class Transport:
 
     def _status_error(self, method: str, path: str, response: httpx2.Response, one_object: bool,
                       maybe_applied: bool) -> errors.TargetError:
-        scim_type, detail = _scim_error(response)
-        scim_type = self.scrub(scim_type)[:60] if scim_type else None
-        detail = self.scrub(detail)[:_DETAIL_CHARS]
+        raw_scim_type, detail = _scim_error(response)
         status = response.status_code
         if 300 <= status < 400:
             code, job_level = errors.SERVICE_INCOMPATIBLE, True
             detail = detail or "a redirect: check the Tenant URL (scheme, host, path)"
         else:
-            code, job_level = errors.classify_status(status, scim_type, addresses_one_object=one_object)
+            code, job_level = errors.classify_status(status, raw_scim_type, addresses_one_object=one_object)
+        # Classified on the target's own words, shown only once scrubbed of our secrets.
+        scim_type = self.scrub(raw_scim_type)[:60] if raw_scim_type else None
+        detail = self.scrub(detail)[:_DETAIL_CHARS]
         text = f"{method} {path.split('?')[0]}: {status}" + (f" {scim_type}" if scim_type else "")
         text += (f": {detail}" if detail else "") + f" ({code})"
         return errors.TargetError(text, status=status, scim_type=scim_type, detail=detail, error_code=code,
@@ -258,7 +259,7 @@ class Transport:
         if not isinstance(body, dict):
             kind = response.headers.get("Content-Type", "no content type").split(";")[0][:60]
             raise errors.TargetError(
-                f"{method} {path.split('?')[0]}: {response.status_code} answer is not SCIM JSON ({kind}) "
+                f"{method} /{path.split('?')[0]}: {response.status_code} answer is not SCIM JSON ({kind}) "
                 f"({errors.SERVICE_INCOMPATIBLE})", status=response.status_code,
                 error_code=errors.SERVICE_INCOMPATIBLE, job_level=True, detail=kind)
         return body

@@ -8,14 +8,13 @@ the decoded line, as editors and ``grep -n`` count them.
 Why not the ``csv`` module alone: it cannot say where a cell starts, it reads a quote inside an
 unquoted cell as a plain character, and without ``strict`` it silently closes a quote left open
 by a truncated file. Most lines of an export hold no quote at all, so they take a fast path
-(``str.split``); records with quotes are checked against one regular expression and then split
-by ``csv`` (both run in C). Positions are only computed when something is wrong.
+(``str.split``); records with quotes are checked against one regular expression (it runs in C) and
+then split cell by cell. Positions are only computed when something is wrong.
 """
 
 from __future__ import annotations
 
 import codecs
-import csv
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +25,18 @@ _QUOTED_CELL = r'"[^"]*(?:""[^"]*)*"'
 _PLAIN_CELL = r'[^,"\r\n]*'
 _WELL_FORMED_RECORD = re.compile(rf"(?:{_QUOTED_CELL}|{_PLAIN_CELL})(?:,(?:{_QUOTED_CELL}|{_PLAIN_CELL}))*")
 _CELL_END_OR_STRAY = re.compile(r'[,"\r\n]')
+_CELL = re.compile(rf'(?:"([^"]*(?:""[^"]*)*)"|({_PLAIN_CELL}))(?:,|$)')
+
+
+def split_quoted(record: str) -> list[str]:
+    """The cells of a well-formed record that holds quotes. (Not ``csv.reader``: it refuses cells
+    over ``csv.field_size_limit()``, 128 KiB, and a group's member list is larger than that.)"""
+    pairs = _CELL.findall(record)
+    if not record.endswith(","):
+        # After the last cell, the pattern also matches the empty string at the end of the
+        # record; that is a cell only when the record ends with a comma.
+        pairs.pop()
+    return [quoted.replace('""', '"') if quoted else plain for quoted, plain in pairs]
 
 
 class CsvFormatError(Exception):
@@ -169,7 +180,7 @@ def read_records(path: Path, digest: Callable[[bytes], object] | None = None,
                 if _WELL_FORMED_RECORD.fullmatch(record) is None:
                     offset, message = _first_malformation(record)
                     raise CsvFormatError(*line_and_column(record, first_line, offset), message)
-                yield first_line, next(csv.reader([record], strict=True)), record, True
+                yield first_line, split_quoted(record), record, True
             else:
                 if not record:
                     raise CsvFormatError(first_line, 1, "empty line (every line of the export must be a row)")

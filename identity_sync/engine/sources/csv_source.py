@@ -33,8 +33,9 @@ A malformed export raises :class:`SourceError` before anything is returned, with
 at ``FILE:1:1``.
 
 Memory: the benchmark directory (100,000 users) must fit the engine's budget, so a row is kept as
-its line of text (a tuple of cells when it holds quotes) and a :class:`SourceObject` is built when
-it is looked up. Ids are interned so that members and managers share the users' id strings.
+the UTF-8 text of its cells and a :class:`SourceObject` is built each time it is looked up (hold
+on to the object, not the lookup, when it is used several times). Ids are interned so that
+members and managers share the users' id strings.
 """
 
 from __future__ import annotations
@@ -102,10 +103,18 @@ def _converter(column: str) -> Callable[[str], Value] | None:
     return None
 
 
-class _Table:
-    """The rows of one file, compactly: a row is its line (or its cells when it holds quotes)."""
+#: How a row's cells are joined in its stored UTF-8 text: unquoted lines keep their commas; a
+#: record with quotes is re-joined with the ASCII unit separator, which exports do not hold.
+_COMMA, _UNIT_SEPARATOR = ",", "\x1f"
 
-    __slots__ = ("columns", "converters", "index", "lines", "object_type", "rows")
+
+class _Table:
+    """The rows of one file, compactly: the UTF-8 text of every row's cells in one buffer, about
+    the file's size. (A ``str`` per row would take two bytes per character as soon as one name has
+    a ``Ł``, and 100,000 small objects interleaved with the parser's garbage fragment the heap.)"""
+
+    __slots__ = ("columns", "converters", "ends", "index", "lines", "object_type", "odd_rows", "quoted_rows",
+                 "text", "unresolved")
 
     def __init__(self, object_type: ObjectType, columns: list[str]) -> None:
         self.object_type: ObjectType = object_type
@@ -113,13 +122,39 @@ class _Table:
         self.converters = tuple(_converter(column) for column in columns)
         #: anchor → row number, in file order (the order in which the snapshot iterates).
         self.index: dict[str, int] = {}
-        self.rows: list[str | tuple[str, ...]] = []
+        self.text = bytearray()
+        #: where each row's text ends in ``text`` (it starts where the previous one ends).
+        self.ends = array("Q")
+        #: numbers of the rows joined with the unit separator instead of commas.
+        self.quoted_rows: set[int] = set()
+        #: rows whose cells hold the unit separator themselves, kept as cells (never seen in practice).
+        self.odd_rows: dict[int, tuple[str, ...]] = {}
         #: line on which each row starts, to name it in errors found after the whole read.
         self.lines = array("L")
+        #: rows with a manager or a member not known when the row was read, checked at the end.
+        self.unresolved: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def append(self, first_line: int, cells: list[str], record: str, quoted: bool) -> None:
+        row_number = len(self.ends)
+        if not quoted:
+            self.text += record.encode()
+        elif any(_UNIT_SEPARATOR in cell for cell in cells):
+            self.odd_rows[row_number] = tuple(cells)
+        else:
+            self.quoted_rows.add(row_number)
+            self.text += _UNIT_SEPARATOR.join(cells).encode()
+        self.ends.append(len(self.text))
+        self.lines.append(first_line)
 
     def cells(self, row_number: int) -> list[str] | tuple[str, ...]:
-        row = self.rows[row_number]
-        return row.split(",") if isinstance(row, str) else row
+        if row_number in self.odd_rows:
+            return self.odd_rows[row_number]
+        start = self.ends[row_number - 1] if row_number else 0
+        text = self.text[start:self.ends[row_number]].decode()
+        return text.split(_UNIT_SEPARATOR if row_number in self.quoted_rows else _COMMA)
 
     def build(self, anchor: str, row_number: int) -> SourceObject:
         attributes: dict[str, Value] = {}
@@ -173,6 +208,7 @@ class CsvSource:
             assigned = self._read_assignments(users, groups, file_digests)
         self._check_references(USERS_FILE, users, "manager", users, groups)
         self._check_references(GROUPS_FILE, groups, "members", users, groups)
+        users.unresolved = groups.unresolved = []
         # One digest per file, then one over the names and digests: stable, and no two different
         # exports (say, a row moved from one file to the next) share a watermark.
         watermark = hashlib.sha256("".join(file_digests).encode()).hexdigest()
@@ -211,7 +247,11 @@ class CsvSource:
         anchor_position = columns.index(ANCHOR_COLUMN)
         enabled_position = columns.index("accountEnabled") if "accountEnabled" in columns else -1
         width = len(columns)
-        index, rows, lines = table.index, table.rows, table.lines
+        index, lines = table.index, table.lines
+        manager_position = columns.index("manager") if object_type == "user" and "manager" in columns else -2
+        members_position = columns.index("members") if object_type == "group" and "members" in columns else -2
+        reference_position = max(manager_position, members_position)
+        known_users = users.index if users is not None else {}
         for first_line, cells, record, quoted in records:
             if len(cells) != width:
                 _raise_width(name, first_line, cells, record, width)
@@ -231,9 +271,19 @@ class CsvSource:
                 if cells[enabled_position].lower() not in _BOOLEANS:
                     raise _cell_error(name, first_line, record, enabled_position,
                                       f"accountEnabled must be true or false, not {show(cells[enabled_position])}")
-            index[sys.intern(anchor)] = len(rows)
-            rows.append(tuple(cells) if quoted else record)
-            lines.append(first_line)
+            if reference_position >= 0 and cells[reference_position]:
+                # Checked now when possible (a manager listed before, a member read already);
+                # rows naming something not read yet are checked once everything is read.
+                references = cells[reference_position]
+                if reference_position == manager_position:
+                    resolved = references in index
+                else:
+                    resolved = all(not part or (part in known_users or part in index) and part != anchor
+                                   for part in map(str.strip, references.split(";")))
+                if not resolved:
+                    table.unresolved.append(len(table))
+            index[sys.intern(anchor)] = len(table)
+            table.append(first_line, cells, record, quoted)
         return table
 
     def _read_assignments(self, users: _Table, groups: _Table, file_digests: list[str]) -> frozenset[str]:
@@ -266,14 +316,14 @@ class CsvSource:
             return
         position = table.columns.index(column)
         anchor_position = table.columns.index(ANCHOR_COLUMN)
-        for row_number in range(len(table.rows)):
+        for row_number in table.unresolved:
             cells = table.cells(row_number)
             cell = cells[position]
             if not cell:
                 continue
             offset = 0
             for part in [cell] if column == "manager" else cell.split(";"):
-                reference = part.strip()
+                reference = part if column == "manager" else part.strip()
                 problem = None
                 if column == "manager" and reference not in users.index:
                     problem = f"manager {show(reference)} names no user of {USERS_FILE}"
@@ -283,7 +333,8 @@ class CsvSource:
                 elif column == "members" and reference == cells[anchor_position]:
                     problem = f"group {show(reference)} lists itself as a member"
                 if problem is not None:
-                    start = offset + len(part) - len(part.lstrip())
+                    leading_spaces = len(part) - len(part.lstrip()) if column == "members" else 0
+                    start = offset + leading_spaces
                     line, place = locate(self.directory / name, table.lines[row_number], position, start)
                     raise SourceError(f"{name}:{line}:{place}: {problem}")
                 offset += len(part) + 1

@@ -51,7 +51,8 @@ def global_relay_user(user_name: str) -> dict[str, Any]:
         'phoneNumbers[type eq "work"].value': "+44 20 7946 0000", 'phoneNumbers[type eq "mobile"].value': "+44 7700",
         'phoneNumbers[type eq "fax"].value': "+44 20 7946 0001", 'phoneNumbers[type eq "home"].value': "+44 20 1",
         'phoneNumbers[type eq "other"].value': "+44 20 2",
-        'roles[primary eq "True"].display': "Analyst role", 'roles[primary eq "True"].type': "WindowsAzureActiveDirectoryRole",
+        'roles[primary eq "True"].display': "Analyst role",
+        'roles[primary eq "True"].type': "WindowsAzureActiveDirectoryRole",
         'roles[primary eq "True"].value': "Analyst",
         f"{ENTERPRISE}:employeeNumber": "1815", f"{ENTERPRISE}:costCenter": "CC-1", f"{ENTERPRISE}:organization": "Org",
         f"{ENTERPRISE}:division": "Div", f"{ENTERPRISE}:department": "Maths",
@@ -157,7 +158,8 @@ async def member_ids(target: Target, group_id: str) -> set[str]:
 
 
 async def group_lifecycle(target: Target, dialect: str) -> None:
-    async with ScimClient(target.base_url, BearerToken(target.token), dialect=dialect, members_per_request=100) as client:
+    auth = BearerToken(target.token)
+    async with ScimClient(target.base_url, auth, dialect=dialect, members_per_request=100) as client:
         group = await client.create("Group", {"displayName": unique("Engineering"), "externalId": unique("g")})
         assert documents.extract(group, "displayName").startswith("Engineering")
         users = await asyncio.gather(*(client.create("User", {"userName": unique(f"m{i}") + "@example.com"})

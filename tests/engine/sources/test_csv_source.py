@@ -267,3 +267,25 @@ def test_a_directory_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
 def test_error_messages_never_carry_a_raw_line_break(tmp_path: Path) -> None:
     source = write(tmp_path, 'id,accountEnabled\nu1,"tr\nue"\n')
     assert read_error(source) == "users.csv:2:4: accountEnabled must be true or false, not 'tr\\nue'"
+
+
+def test_a_manager_may_be_listed_after_the_report(tmp_path: Path) -> None:
+    snapshot = write(tmp_path, "id,manager\nu2,u1\nu1,\n").read()
+    assert snapshot.users["u2"].attributes["manager"] == "u1"
+
+
+def test_a_manager_id_is_exact_while_member_lists_may_have_spaces(tmp_path: Path) -> None:
+    snapshot = write(tmp_path, "id\nu1\nu2\n", 'id,members\ng1,"u1; u2 ;"\n').read()
+    assert snapshot.groups["g1"].attributes["members"] == ["u1", "u2"]
+    message = read_error(write(tmp_path, "id,manager\nu1,\nu2, u1\n"))
+    assert message.startswith("users.csv:3:4: manager ' u1' names no user")
+
+
+def test_a_dangling_member_found_after_the_whole_read_is_placed_exactly(tmp_path: Path) -> None:
+    source = write(tmp_path, "id\nu1\n", 'id,description,members\ng1,"two\nlines",g2;gX\ng2,,u1\n')
+    assert read_error(source).startswith("groups.csv:3:11: member 'gX' names no user")
+
+
+def test_nothing_is_returned_when_a_later_file_is_malformed(tmp_path: Path) -> None:
+    source = write(tmp_path, "id\nu1\n", "id,members\ng1,u1\n", "principalId\nu1\ng9\n")
+    assert read_error(source).startswith("assignments.csv:3:1: principalId 'g9'")
