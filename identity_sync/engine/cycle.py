@@ -184,7 +184,11 @@ class Cycle:
         deferred = await self._sync(target, users, snapshot.users)
         if deferred:
             # References to objects created in this cycle: a second pass once they exist (§1.6).
-            await self._sync(target, users, {a: snapshot.users[a] for a in deferred}, reference_pass=True)
+            # A reference to an object that is not provisioned at all (a manager out of scope) stays
+            # unset, as in Entra (E-KNOWN), and costs no second look.
+            ready = {a: snapshot.users[a] for a, paths in deferred.items()
+                     if any(self._resolvable(snapshot.users[a], p) for p in paths)}
+            await self._sync(target, users, ready, reference_pass=True)
         if self.mapping.groups.enabled:
             groups = Evaluator(self.mapping.groups, self.scope_mode, assignments, self.context)
             await self._sync(target, groups, snapshot.groups)
@@ -193,16 +197,24 @@ class Cycle:
         if self.mapping.groups.enabled:
             await self._delete_missing(target, "group", snapshot.groups, self.mapping.groups)
 
+    def _resolvable(self, obj: SourceObject, path: str) -> bool:
+        """Whether a reference left unset in the first pass can be set now: its object was linked
+        meanwhile (for a Direct mapping; an expression's reference is always tried again)."""
+        item = self.mapping.users.mapping_for(path)
+        if item is None or item.source is None:
+            return True
+        return obj.attributes.get(item.source) in self.targets
+
     # -- users and groups ----------------------------------------------------------------------
 
     async def _sync(self, target: Target, evaluator: Evaluator, objects: Mapping[str, SourceObject], *,
-                    reference_pass: bool = False) -> set[str]:
+                    reference_pass: bool = False) -> dict[str, list[str]]:
         mapping = evaluator.mapping
         object_type = mapping.object_type
         index = self.store.index(object_type)
         self.targets.update({anchor: link.target_id for anchor, link in index.items()})
         self.progress.begin("users" if object_type == "user" else "groups", len(objects))
-        deferred: set[str] = set()
+        deferred: dict[str, list[str]] = {}
         claimed: dict[tuple[str, str], str] = {}
         batch: list[Evaluation] = []
         ordered = managers_first(objects) if object_type == "user" else [(0, o) for o in objects.values()]
@@ -219,7 +231,7 @@ class Cycle:
             if not evaluation.soft_deleted:
                 (self.active_users if object_type == "user" else self.live_groups).add(anchor)
             if evaluation.unresolved and not reference_pass:
-                deferred.add(anchor)
+                deferred[anchor] = evaluation.unresolved
             if not self._needs_export(evaluation, linked, mapping, claimed):
                 self.progress.advance()
                 continue
