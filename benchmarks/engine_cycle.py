@@ -25,15 +25,15 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _harness import Server  # noqa: E402
-from make_directory import make_directory, mutate  # noqa: E402
+from _harness import Server
+from make_directory import make_directory, mutate
 
-from identity_sync.config import Settings  # noqa: E402
-from identity_sync.engine.jobs import Credentials  # noqa: E402
-from identity_sync.engine.progress import Progress  # noqa: E402
-from identity_sync.engine.service import EngineService  # noqa: E402
-from identity_sync.engine.tables import engine_events  # noqa: E402
-from identity_sync.storage.db import Database  # noqa: E402
+from identity_sync.config import Settings
+from identity_sync.engine.jobs import Credentials
+from identity_sync.engine.progress import Progress
+from identity_sync.engine.service import EngineService
+from identity_sync.engine.tables import engine_events
+from identity_sync.storage.db import Database
 
 
 def _rss_mb() -> float:
