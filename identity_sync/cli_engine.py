@@ -383,6 +383,8 @@ def _print_result(name: str, result: CycleResult, as_json: bool, *, preview: boo
     typer.echo(f"  {verb} created {data['created']}, updated {data['updated']}, disabled {data['disabled']}, "
                f"deleted {data['deleted']}; skipped {data['skipped']}, failed {data['failed']}, "
                f"unchanged {data['unchanged']}; members +{data['members_added']} -{data['members_removed']}")
+    for warning in data["warnings"]:
+        typer.echo(f"  warning: {warning}")
     if data["failed"] and not preview:
         typer.echo(f"  see: identity-sync job logs {name} --cycle {result.cycle_id} --status failure")
 

@@ -69,13 +69,14 @@ class CycleResult:
     requests: dict[str, int] = field(default_factory=dict)
     #: The source's position after this cycle (kept as the job's watermark when it completed).
     watermark: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self, job: str) -> dict[str, Any]:
         data: dict[str, Any] = {"job": job, "cycle": self.cycle_id, "kind": self.kind, "state": self.state}
         data.update({key: self.counts.get(key, 0) for key in COUNT_KEYS})
         data.update({"unchanged": self.counts.get("unchanged", 0), "members_added": self.counts.get("members_added", 0),
                      "members_removed": self.counts.get("members_removed", 0), "requests": self.requests,
-                     "seconds": round(self.seconds, 3), "error": self.error})
+                     "seconds": round(self.seconds, 3), "error": self.error, "warnings": self.warnings})
         return data
 
 
@@ -110,6 +111,7 @@ class Cycle:
         self.active_users: set[str] = set()
         self.live_groups: set[str] = set()
         self.watermark: str | None = None
+        self.warnings: list[str] = []
 
     # -- the cycle ---------------------------------------------------------------------------
 
@@ -179,6 +181,7 @@ class Cycle:
         return result
 
     async def _run(self, snapshot: SourceSnapshot, target: Target) -> None:
+        self._check_assignments(snapshot)
         assignments = effective_assignments(snapshot)
         users = Evaluator(self.mapping.users, self.scope_mode, assignments, self.context)
         deferred = await self._sync(target, users, snapshot.users)
@@ -196,6 +199,20 @@ class Cycle:
         await self._delete_missing(target, "user", snapshot.users, self.mapping.users)
         if self.mapping.groups.enabled:
             await self._delete_missing(target, "group", snapshot.groups, self.mapping.groups)
+
+    def _check_assignments(self, snapshot: SourceSnapshot) -> None:
+        """An export that assigns nobody, under the "assigned" scope, would disable every user the
+        job provisioned: a lost ``assignments.csv`` must not become mass disables (invariant 1).
+        Refused while the job has linked users; only a warning before its first cycle."""
+        if self.scope_mode != "assigned" or snapshot.assigned:
+            return
+        linked = self.store.counts()
+        message = "the scope is 'assigned' but the source assigns nobody (no or an empty assignments.csv)"
+        if linked["users"] or linked["groups"]:
+            raise CycleAborted(f"source: {message}; refusing to disable {linked['users']} provisioned user(s) and "
+                               f"delete {linked['groups']} group(s): restore the assignments, or use --scope all",
+                               "NoAssignments")
+        self.warnings.append(f"{message}: nothing is in scope")
 
     def _resolvable(self, obj: SourceObject, path: str) -> bool:
         """Whether a reference left unset in the first pass can be set now: its object was linked
@@ -559,7 +576,7 @@ class Cycle:
     def _result(self, started: float, target: Target, state: str, error: str | None) -> CycleResult:
         requests = dict(getattr(target.client, "requests_sent", {}) or {})
         return CycleResult(self.cycle_id, self.kind, self.counts, time.monotonic() - started, state, error,
-                           list(self.events), requests, self.watermark)
+                           list(self.events), requests, self.watermark, list(self.warnings))
 
 
 def _count_key(action: str) -> str:

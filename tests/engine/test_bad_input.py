@@ -44,7 +44,7 @@ def _job(db: Database, settings: Settings, target: Target, source: Path, token: 
 
 
 @pytest.mark.parametrize("damage", ["truncated last line", "missing final newline", "users.csv deleted",
-                                    "duplicate id", "bad accountEnabled"])
+                                    "duplicate id", "bad accountEnabled", "assignments.csv deleted"])
 def test_a_broken_export_after_a_good_one_deletes_and_disables_nothing(
         damage: str, db: Database, settings: Settings, our_target: Target, readback: Readback, tmp_path: Path) -> None:
     prefix = unique("bad")
@@ -61,6 +61,8 @@ def test_a_broken_export_after_a_good_one_deletes_and_disables_nothing(
         users_csv.write_text("\n".join(text.splitlines()[:2]))  # only one user left, and no final newline
     elif damage == "users.csv deleted":
         users_csv.unlink()
+    elif damage == "assignments.csv deleted":
+        (source / "assignments.csv").unlink()
     elif damage == "duplicate id":
         users_csv.write_text(text + text.splitlines()[1] + "\n")
     else:
@@ -72,7 +74,9 @@ def test_a_broken_export_after_a_good_one_deletes_and_disables_nothing(
 
     message = str(raised.value)
     assert message.startswith("source: ") and "\n" not in message
-    if damage != "users.csv deleted":
+    if damage == "assignments.csv deleted":
+        assert "assigns nobody" in message and "refusing to disable 5" in message
+    elif damage != "users.csv deleted":
         assert "users.csv:" in message  # FILE:LINE:COLUMN
     after = readback.users(prefix)
     assert {k: (v["id"], v["active"]) for k, v in after.items()} == {k: (v["id"], v["active"]) for k, v in
