@@ -215,3 +215,40 @@ def test_an_interrupted_cycle_converges_without_duplicates(db: Database, setting
     assert again.counts["created"] == 0 and again.counts["failed"] == 0
     after = readback.users(d.prefix)
     assert {k: v["id"] for k, v in after.items()} == {k: v["id"] for k, v in before.items()}
+
+
+def test_a_crash_right_after_the_target_answered_converges_without_duplicates(
+        db: Database, settings: Settings, our_target: Target, readback: Readback, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process dies after the fourth create was answered, before its batch's links are written:
+    the next run matches what was created and creates only what is missing."""
+    from identity_sync.engine.export import Target as Exporter
+
+    d = Directory(tmp_path / "export")
+    _seed(d)
+    engine = _engine(db, settings, our_target, d.path)
+    original = Exporter.create
+    calls = {"n": 0}
+
+    async def dying_create(self: Exporter, resource_type: str, values: dict[str, Any]) -> str:
+        target_id = await original(self, resource_type, values)
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt  # as if the process were killed here
+        return target_id
+
+    monkeypatch.setattr(Exporter, "create", dying_create)
+    with pytest.raises(KeyboardInterrupt):
+        engine.run("lifecycle")
+    monkeypatch.setattr(Exporter, "create", original)
+    assert len(readback.users(d.prefix)) >= 4
+    job = engine.jobs.get("lifecycle")
+    assert job.watermark is None and engine.jobs.cycles(job)[0]["state"] == "failed"
+
+    again = engine.run("lifecycle")
+    assert again.kind == "initial" and again.counts["failed"] == 0
+    users = readback.users(d.prefix)
+    assert set(users) == {d.upn(a).lower() for a in ("boss", "u2", "u3", "u4", "u5", "u6")}
+    for anchor in ("boss", "u2", "u3", "u4", "u5", "u6"):
+        _check_user(d, users, anchor)
+    assert len(readback.groups(d.prefix)) == 2
