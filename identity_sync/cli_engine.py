@@ -428,7 +428,8 @@ class _progress_bar:
         def redraw(p: Progress) -> None:
             if p.phase not in tasks:
                 tasks[p.phase] = self.bar.add_task(p.phase, total=max(p.total, 1))
-            self.bar.update(tasks[p.phase], completed=p.done, total=max(p.total, 1))
+            # A phase with nothing to do is complete, not "0 of 1".
+            self.bar.update(tasks[p.phase], completed=p.done if p.total else 1, total=max(p.total, 1))
 
         progress.listener = redraw
         return progress

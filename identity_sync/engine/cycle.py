@@ -234,15 +234,15 @@ class Cycle:
         deferred: dict[str, list[str]] = {}
         claimed: dict[tuple[str, str], str] = {}
         batch: list[Evaluation] = []
-        ordered = managers_first(objects) if object_type == "user" else [(0, o) for o in objects.values()]
+        ordered = managers_first(objects) if object_type == "user" else [(0, a) for a in objects]
         level = 0
-        for depth, obj in ordered:
+        for depth, anchor in ordered:
             if depth != level and batch:
                 # The next level's references point into this batch: export it first.
                 await self._export_batch(target, mapping, batch, index)
                 batch = []
             level = depth
-            anchor = obj.anchor
+            obj = objects[anchor]
             linked = index.get(anchor)
             evaluation = evaluator.evaluate(obj, creating=linked is None, targets=self.targets)
             if not evaluation.soft_deleted:
@@ -588,19 +588,25 @@ def _duplicate_source(path: str, value: str, first: str) -> MappingEvaluationErr
                                   error_code="DuplicateSourceEntries")
 
 
-def managers_first(objects: Mapping[str, SourceObject]) -> list[tuple[int, SourceObject]]:
-    """Users ordered so that a manager comes before the people who report to them, with their
-    depth in the management chain: exported level by level, a report's manager already has its
-    target id and the reference needs no second request (§1.6). A loop of managers is cut."""
+def managers_first(objects: Mapping[str, SourceObject]) -> list[tuple[int, str]]:
+    """User anchors ordered so that a manager comes before the people who report to them, with
+    their depth in the management chain: exported level by level, a report's manager already has
+    its target id and the reference needs no second request (§1.6). A loop of managers is cut.
+    Anchors, not objects: a source may build its objects on lookup, and 100,000 of them held at
+    once would not fit the engine's memory budget."""
+    manager_of: dict[str, str] = {}
+    for anchor, obj in objects.items():
+        manager = obj.attributes.get("manager")
+        if isinstance(manager, str) and manager in objects:
+            manager_of[anchor] = manager
     depth: dict[str, int] = {}
     for anchor in objects:
         chain: list[str] = []
         current: str | None = anchor
-        while current is not None and current not in depth and current in objects and current not in chain:
+        while current is not None and current not in depth and current not in chain:
             chain.append(current)
-            manager = objects[current].attributes.get("manager")
-            current = manager if isinstance(manager, str) else None
+            current = manager_of.get(current)
         base = depth.get(current, -1) if current is not None else -1
         for level, member in enumerate(reversed(chain), start=base + 1):
             depth[member] = level
-    return sorted(((depth[a], o) for a, o in objects.items()), key=lambda pair: pair[0])
+    return sorted(((depth[a], a) for a in objects), key=lambda pair: pair[0])
