@@ -11,6 +11,7 @@ import pytest
 from identity_sync.engine.model import SourceSnapshot
 from identity_sync.engine.scoping import (
     OPERATORS,
+    ScopingClause,
     ScopingError,
     ScopingFilter,
     dotnet_regex,
@@ -264,9 +265,9 @@ def test_to_json_round_trips_through_parse_in_canonical_spelling() -> None:
     ([{"title": "t", "clauses": [{"attribute": 3, "operator": "EQUALS", "value": "x"}]}],
      "users.scoping[0].clauses[0].attribute: expected a non-empty string, got a number"),
     ([{"title": "t", "clauses": [{"attribute": "a", "operator": "EQUALS"}]}],
-     "users.scoping[0].clauses[0]: EQUALS needs a 'value'"),
+     "users.scoping[0].clauses[0]: EQUALS needs a value"),
     ([{"title": "t", "clauses": [{"attribute": "a", "operator": "EQUALS", "value": ""}]}],
-     "users.scoping[0].clauses[0].value: expected a non-empty string"),
+     "users.scoping[0].clauses[0].value: EQUALS needs a value"),
     ([{"title": "t", "clauses": [{"attribute": "a", "operator": "IS NULL", "value": "x"}]}],
      "users.scoping[0].clauses[0].value: IS NULL takes no value, got 'x'"),
     ([{"title": "t", "clauses": [{"attribute": "a", "operator": "Greater_Than", "value": "ten"}]}],
@@ -314,6 +315,9 @@ def test_assigned_users_are_direct_assignments_and_direct_members_of_assigned_gr
     assert assignments.users == frozenset({"direct", "both", "member"})
     assert assignments.groups == frozenset({"assigned"})
     assert assignments.known is True
+    read = CsvSource(tmp_path).read()
+    assert assignments.includes(read.users["member"]) and not assignments.includes(read.users["outside"])
+    assert assignments.includes(read.groups["assigned"]) and not assignments.includes(read.groups["inner"])
 
 
 def test_members_of_a_nested_group_are_not_assigned_as_in_entra(tmp_path: Path) -> None:
@@ -332,3 +336,13 @@ def test_a_source_without_assignments_is_reported_as_unknown(tmp_path: Path) -> 
     unknown = SourceSnapshot(read.users, read.groups, None, read.watermark)
     assignments = effective_assignments(unknown)
     assert assignments.known is False and assignments.users == frozenset()
+
+
+def test_a_clause_built_directly_is_resolved_and_compiled() -> None:
+    built = ScopingClause("department", "equal", "Sales")
+    assert built.operator == "EQUALS" and built.evaluate({"department": "Sales"}) is True
+    assert ScopingClause("mail", "is_null", "").value is None
+    with pytest.raises(ValueError, match="REGEX MATCH invalid regular expression"):
+        ScopingClause("mail", "REGEX MATCH", "(")
+    with pytest.raises(KeyError, match="unknown operator"):
+        ScopingClause("mail", "LIKE", "x")

@@ -74,8 +74,8 @@ USER_COLUMNS = (
 GROUP_COLUMNS = ("id", "displayName", "mailNickname", "description", "members")
 ASSIGNMENT_COLUMNS = ("principalId",)
 
-#: Columns whose cell is a ``;``-separated list, returned as ``list[str]``.
-LIST_COLUMNS = frozenset({"businessPhones", "proxyAddresses", "members"})
+#: Columns whose cell is a ``;``-separated list, returned as ``list[str]`` (groups' ``members`` too).
+LIST_COLUMNS = frozenset({"businessPhones", "proxyAddresses"})
 _BOOLEANS = {"true": True, "false": False}
 
 
@@ -90,13 +90,13 @@ def _split_ids(cell: str) -> list[str]:
     return list(dict.fromkeys(sys.intern(part) for part in _split_list(cell)))
 
 
-def _converter(column: str) -> Callable[[str], Value] | None:
+def _converter(object_type: ObjectType, column: str) -> Callable[[str], Value] | None:
     """How a non-empty cell of ``column`` becomes an attribute value (``None``: as it is)."""
     if column == "accountEnabled":
         return lambda cell: _BOOLEANS[cell.lower()]
-    if column == "members":
+    if column == "members" and object_type == "group":
         return _split_ids
-    if column == "manager":
+    if column == "manager" and object_type == "user":
         return sys.intern
     if column in LIST_COLUMNS:
         return _split_list
@@ -119,7 +119,7 @@ class _Table:
     def __init__(self, object_type: ObjectType, columns: list[str]) -> None:
         self.object_type: ObjectType = object_type
         self.columns = tuple(sys.intern(column) for column in columns)
-        self.converters = tuple(_converter(column) for column in columns)
+        self.converters = tuple(_converter(object_type, column) for column in columns)
         #: anchor → row number, in file order (the order in which the snapshot iterates).
         self.index: dict[str, int] = {}
         self.text = bytearray()

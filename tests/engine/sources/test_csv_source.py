@@ -289,3 +289,10 @@ def test_a_dangling_member_found_after_the_whole_read_is_placed_exactly(tmp_path
 def test_nothing_is_returned_when_a_later_file_is_malformed(tmp_path: Path) -> None:
     source = write(tmp_path, "id\nu1\n", "id,members\ng1,u1\n", "principalId\nu1\ng9\n")
     assert read_error(source).startswith("assignments.csv:3:1: principalId 'g9'")
+
+
+def test_list_and_reference_columns_depend_on_the_file(tmp_path: Path) -> None:
+    snapshot = write(tmp_path, "id,members\nu1,a;b\n", "id,manager,proxyAddresses\ng1,x,SMTP:g@x;smtp:h@x\n").read()
+    assert snapshot.users["u1"].attributes["members"] == "a;b"  # a user's "members" is just a column
+    assert snapshot.groups["g1"].attributes["manager"] == "x"
+    assert snapshot.groups["g1"].attributes["proxyAddresses"] == ["SMTP:g@x", "smtp:h@x"]
