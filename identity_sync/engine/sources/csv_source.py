@@ -80,8 +80,7 @@ _BOOLEANS = {"true": True, "false": False}
 
 
 def _split_list(cell: str) -> list[str]:
-    parts = (part.strip() for part in cell.split(";"))
-    return [part for part in parts if part]
+    return [part for part in map(str.strip, cell.split(";")) if part]
 
 
 def _split_ids(cell: str) -> list[str]:
@@ -119,7 +118,9 @@ class _Table:
     def __init__(self, object_type: ObjectType, columns: list[str]) -> None:
         self.object_type: ObjectType = object_type
         self.columns = tuple(sys.intern(column) for column in columns)
-        self.converters = tuple(_converter(object_type, column) for column in columns)
+        #: (column, converter) for the few columns whose cells are not plain strings.
+        self.converters = tuple((column, convert) for column in self.columns
+                                if (convert := _converter(object_type, column)) is not None)
         #: anchor → row number, in file order (the order in which the snapshot iterates).
         self.index: dict[str, int] = {}
         self.text = bytearray()
@@ -157,10 +158,12 @@ class _Table:
         return text.split(_UNIT_SEPARATOR if row_number in self.quoted_rows else _COMMA)
 
     def build(self, anchor: str, row_number: int) -> SourceObject:
-        attributes: dict[str, Value] = {}
-        for column, convert, cell in zip(self.columns, self.converters, self.cells(row_number), strict=True):
-            if cell:
-                attributes[column] = cell if convert is None else convert(cell)
+        attributes: dict[str, Value] = {
+            column: cell for column, cell in zip(self.columns, self.cells(row_number), strict=True) if cell}
+        for column, convert in self.converters:
+            cell = attributes.get(column)
+            if cell is not None:
+                attributes[column] = convert(cell)
         return SourceObject(self.object_type, anchor, attributes)
 
 
