@@ -198,7 +198,10 @@ def locate(path: Path, first_line: int, cell_index: int, offset_in_value: int = 
     """The place of a cell (and of a character in it) of the record that starts on ``first_line``,
     found by reading the file again: errors found after the whole file was read (a reference to
     an unknown id) are rare, so records are not kept with their positions."""
-    for line, _cells, record, _quoted in read_records(path):
-        if line == first_line:
-            return line_and_column(record, line, cell_offset(record, cell_index, offset_in_value))
+    try:
+        for line, _cells, record, _quoted in read_records(path):
+            if line == first_line:
+                return line_and_column(record, line, cell_offset(record, cell_index, offset_in_value))
+    except (OSError, CsvFormatError):
+        pass
     return first_line, 1  # the file changed since it was read: the line is still right

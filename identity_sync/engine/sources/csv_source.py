@@ -211,7 +211,6 @@ class CsvSource:
             assigned = self._read_assignments(users, groups, file_digests)
         self._check_references(USERS_FILE, users, "manager", users, groups)
         self._check_references(GROUPS_FILE, groups, "members", users, groups)
-        users.unresolved = groups.unresolved = []
         # One digest per file, then one over the names and digests: stable, and no two different
         # exports (say, a row moved from one file to the next) share a watermark.
         watermark = hashlib.sha256("".join(file_digests).encode()).hexdigest()
@@ -341,6 +340,7 @@ class CsvSource:
                     line, place = locate(self.directory / name, table.lines[row_number], position, start)
                     raise SourceError(f"{name}:{line}:{place}: {problem}")
                 offset += len(part) + 1
+        table.unresolved.clear()
 
 
 def _cell_error(name: str, first_line: int, record: str, cell_index: int, problem: str) -> SourceError:

@@ -296,3 +296,21 @@ def test_list_and_reference_columns_depend_on_the_file(tmp_path: Path) -> None:
     assert snapshot.users["u1"].attributes["members"] == "a;b"  # a user's "members" is just a column
     assert snapshot.groups["g1"].attributes["manager"] == "x"
     assert snapshot.groups["g1"].attributes["proxyAddresses"] == ["SMTP:g@x", "smtp:h@x"]
+
+
+def test_a_utf16_export_is_refused_as_not_utf8(tmp_path: Path) -> None:
+    source = write(tmp_path, "id,displayName\nu1,Zoë\n".encode("utf-16"))
+    assert read_error(source).startswith("users.csv:1:1: not UTF-8: byte 0xFF")
+
+
+def test_crlf_files_with_line_breaks_inside_cells_keep_their_line_numbers(tmp_path: Path) -> None:
+    source = write(tmp_path, 'id,streetAddress,accountEnabled\r\nu1,"a\r\nb\r\nc",true\r\nu2,,perhaps\r\n')
+    assert read_error(source).startswith("users.csv:5:5: accountEnabled must be true or false, not 'perhaps'")
+    write(tmp_path, 'id,streetAddress\r\nu1,"a\r\nb"\r\n')
+    assert source.read().users["u1"].attributes["streetAddress"] == "a\r\nb"
+
+
+def test_a_cell_holding_the_unit_separator_is_kept(tmp_path: Path) -> None:
+    snapshot = write(tmp_path, 'id,displayName,city\nu1,"a,\x1fb",Oslo\nu2,"x,y",Rome\n').read()
+    assert snapshot.users["u1"].attributes == {"id": "u1", "displayName": "a,\x1fb", "city": "Oslo"}
+    assert snapshot.users["u2"].attributes == {"id": "u2", "displayName": "x,y", "city": "Rome"}
