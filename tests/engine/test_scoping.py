@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from identity_sync.engine.model import SourceSnapshot
 from identity_sync.engine.scoping import (
@@ -346,3 +348,32 @@ def test_a_clause_built_directly_is_resolved_and_compiled() -> None:
         ScopingClause("mail", "REGEX MATCH", "(")
     with pytest.raises(KeyError, match="unknown operator"):
         ScopingClause("mail", "LIKE", "x")
+
+
+clause_data = st.one_of(
+    st.builds(lambda attribute, operator: {"attribute": attribute, "operator": operator},
+              st.sampled_from(["mail", "department"]), st.sampled_from(["IS NULL", "is not null", "IS_TRUE"])),
+    st.builds(lambda attribute, operator, value: {"attribute": attribute, "operator": operator, "value": value},
+              st.sampled_from(["mail", "department"]),
+              st.sampled_from(["EQUALS", "not equals", "Includes", "&", "STARTSWITH", "ISIN", "REGEX MATCH"]),
+              st.text(alphabet="abc,. ", min_size=1, max_size=6).filter(str.strip)),
+    st.builds(lambda operator, value: {"attribute": "employeeNumber", "operator": operator, "value": value},
+              st.sampled_from(["Greater_Than", "lessthan", "ISBITSET"]), st.integers(-1000, 1000)),
+)
+filters_data = st.lists(st.fixed_dictionaries({
+    "title": st.text(min_size=1, max_size=10).filter(str.strip),
+    "clauses": st.lists(clause_data, min_size=1, max_size=4)}), max_size=3)
+attributes_data = st.fixed_dictionaries({}, optional={
+    "mail": st.sampled_from(["a", "a.b", "abc", "", "b,c"]), "department": st.sampled_from(["a", "c", "ab"]),
+    "employeeNumber": st.sampled_from(["5", "-3", "x", "1000"])})
+
+
+@settings(max_examples=200, deadline=None)
+@given(filters_data, attributes_data)
+def test_exported_filters_parse_back_equal_and_decide_alike(data: list[dict[str, Any]],
+                                                            attributes: dict[str, str]) -> None:
+    filters = parse_scoping_filters(data)
+    again = parse_scoping_filters(json.loads(json.dumps([f.to_json() for f in filters])))
+    assert again == filters
+    assert evaluate_scope(again, attributes) == evaluate_scope(filters, attributes)
+    assert passes_filters(filters, attributes) is evaluate_scope(filters, attributes).in_scope

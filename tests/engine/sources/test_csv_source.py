@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from identity_sync.engine.model import SourceError, SourceObject, SourceSnapshot
 from identity_sync.engine.sources.csv_source import CsvSource
@@ -314,3 +317,23 @@ def test_a_cell_holding_the_unit_separator_is_kept(tmp_path: Path) -> None:
     snapshot = write(tmp_path, 'id,displayName,city\nu1,"a,\x1fb",Oslo\nu2,"x,y",Rome\n').read()
     assert snapshot.users["u1"].attributes == {"id": "u1", "displayName": "a,\x1fb", "city": "Oslo"}
     assert snapshot.users["u2"].attributes == {"id": "u2", "displayName": "x,y", "city": "Rome"}
+
+
+# Text as HR exports hold it: separators, quotes, line breaks, diacritics, leading spaces.
+free_text = st.text(alphabet=st.sampled_from(list('aZ é,"\n;Łx-')), max_size=6)
+list_part = st.text(alphabet=st.sampled_from(list("ab+1 @.")), max_size=5).map(str.strip).filter(bool)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.fixed_dictionaries({}, optional={
+    "displayName": free_text, "department": free_text, "accountEnabled": st.booleans(),
+    "businessPhones": st.lists(list_part, max_size=3), "costCenter": free_text}), min_size=1, max_size=6))
+def test_what_the_test_helper_writes_reads_back(tmp_path_factory: pytest.TempPathFactory,
+                                                attribute_sets: list[dict[str, Any]]) -> None:
+    users = [{"id": f"u{number}", **attributes} for number, attributes in enumerate(attribute_sets)]
+    directory = write_directory(tmp_path_factory.mktemp("export"), users, [group("g1", members=["u0"])])
+    snapshot = CsvSource(directory).read()
+    for written in users:
+        expected = {key: value for key, value in written.items() if value not in ("", None, [])}
+        assert snapshot.users[written["id"]].attributes == expected
+    assert snapshot.groups["g1"].attributes["members"] == ["u0"]
