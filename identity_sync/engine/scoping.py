@@ -54,7 +54,7 @@ class ScopingError(ValueError):
 # -- values ---------------------------------------------------------------------------------------
 
 def _is_null(value: Value) -> bool:
-    return value is None or value == "" or (isinstance(value, list) and not value)
+    return value is None or value == "" or (isinstance(value, (list, tuple)) and not value)
 
 
 def _as_text(value: Value) -> str:
@@ -272,7 +272,7 @@ class ScopingClause:
         value = attributes.get(self.attribute)
         if _is_null(value):
             return self.operator == "IS NULL"
-        if isinstance(value, list):
+        if isinstance(value, (list, tuple)):
             if self.operator in ("IS NULL", "IS NOT NULL"):
                 return self.operator == "IS NOT NULL"
             if not self._multi_valued:

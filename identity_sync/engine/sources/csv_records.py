@@ -36,6 +36,8 @@ def split_quoted(record: str) -> list[str]:
         # After the last cell, the pattern also matches the empty string at the end of the
         # record; that is a cell only when the record ends with a comma.
         pairs.pop()
+    if '""' not in record:  # no escaped quote (nor empty quoted cell): no replace per cell
+        return [quoted or plain for quoted, plain in pairs]
     return [quoted.replace('""', '"') if quoted else plain for quoted, plain in pairs]
 
 

@@ -142,7 +142,7 @@ class _Table:
         row_number = len(self.ends)
         if not quoted:
             self.text += record.encode()
-        elif any(_UNIT_SEPARATOR in cell for cell in cells):
+        elif _UNIT_SEPARATOR in record:  # in the record's text exactly when in one of its cells
             self.odd_rows[row_number] = tuple(cells)
         else:
             self.quoted_rows.add(row_number)
