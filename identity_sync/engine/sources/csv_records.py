@@ -164,16 +164,17 @@ def read_records(path: Path, digest: Callable[[bytes], object] | None = None,
                 # A line break inside quotes continues the record on the next physical line: an
                 # odd number of quotes so far means a quoted cell is still open.
                 quote_count = text.count('"')
-                while quote_count % 2 and text.endswith("\n"):
+                parts = [text]  # joined once: a stray quote can make the rest of the file one record
+                while quote_count % 2 and parts[-1].endswith("\n"):
                     continuation = next(lines, None)
                     if continuation is None:
                         break
                     line_number += 1
                     if digest is not None:
                         digest(continuation)
-                    continued = _decode(continuation, line_number)
-                    quote_count += continued.count('"')
-                    text += continued
+                    parts.append(_decode(continuation, line_number))
+                    quote_count += parts[-1].count('"')
+                text = "".join(parts)
             ends_with_newline = text.endswith("\n")
             record = text[:-1] if ends_with_newline else text
             if record.endswith("\r"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -337,3 +338,12 @@ def test_what_the_test_helper_writes_reads_back(tmp_path_factory: pytest.TempPat
         expected = {key: value for key, value in written.items() if value not in ("", None, [])}
         assert snapshot.users[written["id"]].attributes == expected
     assert snapshot.groups["g1"].attributes["members"] == ["u0"]
+
+
+def test_a_stray_quote_early_in_a_large_export_is_found_quickly(tmp_path: Path) -> None:
+    # The stray quote opens a "cell" that runs to the end of the file: reading it must stay linear.
+    rows = "".join(f"user-{number:06d},Łódź office {number}\n" for number in range(100_000))
+    source = write(tmp_path, 'id,officeLocation\nu0,Contoso "HQ\n' + rows)
+    started = time.monotonic()
+    assert read_error(source).startswith("users.csv:2:12: quote inside an unquoted cell")
+    assert time.monotonic() - started < 10
