@@ -25,7 +25,7 @@ _QUOTED_CELL = r'"[^"]*(?:""[^"]*)*"'
 _PLAIN_CELL = r'[^,"\r\n]*'
 _WELL_FORMED_RECORD = re.compile(rf"(?:{_QUOTED_CELL}|{_PLAIN_CELL})(?:,(?:{_QUOTED_CELL}|{_PLAIN_CELL}))*")
 _CELL_END_OR_STRAY = re.compile(r'[,"\r\n]')
-_CELL = re.compile(rf'(?:"([^"]*(?:""[^"]*)*)"|({_PLAIN_CELL}))(?:,|$)')
+_CELL = re.compile(rf'(?:"([^"]*(?:""[^"]*)*)"|({_PLAIN_CELL}))(?:,|\Z)')
 
 
 def split_quoted(record: str) -> list[str]:
