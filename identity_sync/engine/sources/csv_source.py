@@ -26,7 +26,9 @@ Cells: an empty cell is null (the attribute is absent). Parts of ``;``-separated
 stripped of surrounding spaces and empty parts dropped; duplicate members are listed once.
 Files are UTF-8 (a byte order mark is tolerated), RFC 4180 quoted, LF or CRLF line ends, and
 every row, the last included, ends with a line break: a missing final line break is read as a
-half-written export and refused.
+half-written export and refused. An export is a full snapshot, so whoever is missing from it is
+deleted; a truncated file is the dangerous case (provisioning-engine.md §7.2), hence the
+strictness: every file is read and checked completely before a snapshot is returned.
 
 A malformed export raises :class:`SourceError` before anything is returned, with one line
 ``FILE:LINE:COLUMN: what is wrong`` (1-based; column in characters). A missing file is reported
