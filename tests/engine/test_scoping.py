@@ -377,3 +377,23 @@ def test_exported_filters_parse_back_equal_and_decide_alike(data: list[dict[str,
     assert again == filters
     assert evaluate_scope(again, attributes) == evaluate_scope(filters, attributes)
     assert passes_filters(filters, attributes) is evaluate_scope(filters, attributes).in_scope
+
+
+def test_filters_read_the_csv_sources_typed_values(tmp_path: Path) -> None:
+    write_directory(tmp_path, [
+        user("u1", accountEnabled=True, proxyAddresses=["SMTP:a@x.com", "smtp:b@x.com"], employeeId="1000042"),
+        user("u2", accountEnabled=False, employeeId="E-7"),
+    ])
+    read = CsvSource(tmp_path).read()
+    filters = parse_scoping_filters([{"title": "Enabled staff with an alias", "clauses": [
+        {"attribute": "accountEnabled", "operator": "IS TRUE"},
+        {"attribute": "proxyAddresses", "operator": "ISIN", "value": "smtp:b@x.com"},
+        {"attribute": "employeeId", "operator": "REGEX MATCH", "value": "^(1[0-9]{6})$"}]}])
+    assert evaluate_scope(filters, read.users["u1"].attributes).details == [
+        "Enabled staff with an alias: accountEnabled IS TRUE: true",
+        "Enabled staff with an alias: proxyAddresses ISIN smtp:b@x.com: true",
+        "Enabled staff with an alias: employeeId REGEX MATCH ^(1[0-9]{6})$: true",
+    ]
+    decision = evaluate_scope(filters, read.users["u2"].attributes)
+    assert decision.in_scope is False
+    assert decision.details[1] == "Enabled staff with an alias: proxyAddresses ISIN smtp:b@x.com: false"
