@@ -147,8 +147,8 @@ def make_groups(rng: random.Random, count: int, memberships: int, user_ids: list
     for number, size in enumerate(group_sizes(rng, count, memberships, len(user_ids))):
         members = [user_ids[index] for index in rng.sample(range(len(user_ids)), size)]
         members_of_some_group.update(members)
-        # A few nested groups (about 1 %): a group may contain later groups only, so no cycle.
-        if rng.random() < 0.01 and number + 1 < count:
+        # A few nested groups (1 in 100): a group contains later groups only, so there is no cycle.
+        if number % 100 == 0 and number + 1 < count:
             members.extend(rng.sample(ids[number + 1:], min(3, count - number - 1)))
         team = f"{rng.choice(departments)} {number + 1:04d}"
         rows.append([ids[number], team, f"grp{number + 1:04d}", f"Team {team}, {size} people",
@@ -168,6 +168,21 @@ def make_directory(directory: Path, users: int, groups: int, memberships: int, s
     write_csv(directory / "assignments.csv", ["principalId"], [[anchor] for anchor in assigned])
 
 
+def change_one_attribute(rng: random.Random, row: list[str], column: dict[str, int]) -> None:
+    """Change a title (with its department), an office, a mobile phone or accountEnabled."""
+    change = rng.choice(["jobTitle", "officeLocation", "mobilePhone", "accountEnabled"])
+    if change == "jobTitle":
+        department = rng.choice(list(DEPARTMENTS))
+        row[column["department"]] = department
+        row[column["jobTitle"]] = rng.choice(DEPARTMENTS[department])
+    elif change == "accountEnabled":
+        row[column[change]] = "false" if row[column[change]] == "true" else "true"
+    elif change == "mobilePhone":
+        row[column[change]] = f"+{rng.randint(1, 99)} {rng.randint(1000000000, 9999999999)}"
+    else:
+        row[column[change]] = f"{rng.choice(OFFICES)[0]} {rng.randint(6, 9)}"
+
+
 def mutate(directory: Path, percent: float, seed: int) -> int:
     """Change ``percent`` % of the users in place; returns how many changed."""
     rng = random.Random(seed)
@@ -177,20 +192,14 @@ def mutate(directory: Path, percent: float, seed: int) -> int:
         header = next(reader)
         rows = list(reader)
     column = {name: index for index, name in enumerate(header)}
+    missing = {"jobTitle", "department", "officeLocation", "mobilePhone", "accountEnabled"} - column.keys()
+    if missing:
+        raise SystemExit(f"{path}:1:1: --mutate needs the columns {', '.join(sorted(missing))}")
     chosen = rng.sample(range(len(rows)), round(len(rows) * percent / 100))
     for index in chosen:
-        row = rows[index]
-        change = rng.choice(["jobTitle", "department", "officeLocation", "mobilePhone", "accountEnabled"])
-        if change in ("jobTitle", "department") and "department" in column:
-            department = rng.choice(list(DEPARTMENTS))
-            row[column["department"]] = department
-            row[column["jobTitle"]] = rng.choice(DEPARTMENTS[department])
-        elif change == "accountEnabled":
-            row[column[change]] = "false" if row[column[change]] == "true" else "true"
-        elif change == "mobilePhone":
-            row[column[change]] = f"+{rng.randint(1, 99)} {rng.randint(1000000000, 9999999999)}"
-        else:
-            row[column[change]] = f"{rng.choice(OFFICES)[0]} {rng.randint(6, 9)}"
+        original = list(rows[index])
+        while rows[index] == original:  # a draw may repeat the old value: every chosen user changes
+            change_one_attribute(rng, rows[index], column)
     write_csv(path, header, rows)
     return len(chosen)
 

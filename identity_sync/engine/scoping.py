@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from identity_sync.engine.model import ScopeDecision, SourceSnapshot, Value
+from identity_sync.engine.model import ScopeDecision, SourceObject, SourceSnapshot, Value
 
 
 class ScopingError(ValueError):
@@ -54,7 +54,7 @@ class ScopingError(ValueError):
 # -- values ---------------------------------------------------------------------------------------
 
 def _is_null(value: Value) -> bool:
-    return value is None or value == "" or (isinstance(value, list) and not value)
+    return value is None or value == "" or (isinstance(value, (list, tuple)) and not value)
 
 
 def _as_text(value: Value) -> str:
@@ -192,8 +192,7 @@ def _operator_key(name: str) -> str:
 #: and the spellings people write by analogy (``LESS_THAN``, ``CONTAINS``, ``IS IN``).
 _ALIASES = {
     "EQUAL": "EQUALS", "NOTEQUAL": "NOT EQUALS", "ISNULL": "IS NULL", "ISNOTNULL": "IS NOT NULL",
-    "GREATERTHANOREQUAL": "Greater_Than_OR_EQUALS", "CONTAINS": "Includes", "INCLUDE": "Includes",
-    "LESSTHANOREQUALS": "LESSTHAN_OR_EQUAL", "REGEXNOTMATCH": "NOT REGEX MATCH", "MATCHES": "REGEX MATCH",
+    "GREATERTHANOREQUAL": "Greater_Than_OR_EQUALS", "CONTAINS": "Includes", "LESSTHANOREQUALS": "LESSTHAN_OR_EQUAL",
 }
 _BY_KEY: dict[str, Operator] = {_operator_key(operator.name): operator for operator in OPERATORS}
 _BY_KEY.update({alias: _BY_KEY[_operator_key(name)] for alias, name in _ALIASES.items()})
@@ -243,17 +242,37 @@ class ScopingClause:
     """``attribute operator value``; ``value`` is ``None`` for unary operators."""
 
     attribute: str
+    #: Any accepted spelling; stored in the canonical one (``equal`` → ``EQUALS``).
     operator: str
     value: str | None = None
-    _test: Callable[[Value], bool] = field(default=lambda _value: False, repr=False, compare=False)
-    _multi_valued: bool = field(default=False, repr=False, compare=False)
+    _test: Callable[[Value], bool] = field(init=False, repr=False, compare=False)
+    _multi_valued: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        """Resolve the operator and compile the value now: ``KeyError`` for an unknown operator,
+        ``ValueError`` for a value it cannot use (:func:`parse_scoping_filters` adds the place)."""
+        operator = find_operator(self.operator)
+        if operator.unary and self.value not in (None, ""):
+            raise ValueError(f"{operator.name} takes no value, got {self.value!r}")
+        if not operator.unary and not self.value:
+            raise ValueError(f"{operator.name} needs a value")
+        value = None if operator.unary else self.value
+        try:
+            test = operator.compile(value)
+        except ValueError as error:
+            raise ValueError(f"{operator.name} {error}") from None
+        # frozen: the derived fields are set once, here.
+        object.__setattr__(self, "operator", operator.name)
+        object.__setattr__(self, "value", value)
+        object.__setattr__(self, "_test", test)
+        object.__setattr__(self, "_multi_valued", operator.multi_valued)
 
     def evaluate(self, attributes: Mapping[str, Value]) -> bool:
         """Whether the clause holds for an object with these source attributes (see the module)."""
         value = attributes.get(self.attribute)
         if _is_null(value):
             return self.operator == "IS NULL"
-        if isinstance(value, list):
+        if isinstance(value, (list, tuple)):
             if self.operator in ("IS NULL", "IS NOT NULL"):
                 return self.operator == "IS NOT NULL"
             if not self._multi_valued:
@@ -324,26 +343,19 @@ def _text(data: Any, where: str) -> str:
 def _parse_clause(data: Any, where: str) -> ScopingClause:
     data = _object(data, where, ("attribute", "operator"), ("value",))
     attribute = _text(data["attribute"], f"{where}.attribute")
+    operator_name = _text(data["operator"], f"{where}.operator")
+    value = data.get("value")
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # Greater_Than 10 written as a JSON number
+    if value is not None and value != "":
+        value = _text(value, f"{where}.value")
     try:
-        operator = find_operator(_text(data["operator"], f"{where}.operator"))
+        return ScopingClause(attribute, operator_name, value)
     except KeyError as error:
         raise ScopingError(f"{where}.operator: {error.args[0]}") from None
-    raw_value = data.get("value")
-    if operator.unary:
-        if raw_value not in (None, ""):
-            raise ScopingError(f"{where}.value: {operator.name} takes no value, got {raw_value!r}")
-        value = None
-    else:
-        if isinstance(raw_value, int) and not isinstance(raw_value, bool):
-            raw_value = str(raw_value)  # Greater_Than 10 written as a JSON number
-        if raw_value is None:
-            raise ScopingError(f"{where}: {operator.name} needs a 'value'")
-        value = _text(raw_value, f"{where}.value")
-    try:
-        test = operator.compile(value)
     except ValueError as error:
-        raise ScopingError(f"{where}.value: {operator.name} {error}") from None
-    return ScopingClause(attribute, operator.name, value, test, operator.multi_valued)
+        place = f"{where}.value" if "value" in data else where
+        raise ScopingError(f"{place}: {error}") from None
 
 
 def parse_scoping_filters(data: Any, where: str = "scoping") -> list[ScopingFilter]:
@@ -401,6 +413,10 @@ class Assignments:
     #: False when the source has no notion of assignment (``SourceSnapshot.assigned is None``):
     #: then nobody is assigned, and the cycle should say why.
     known: bool = True
+
+    def includes(self, obj: SourceObject) -> bool:
+        """Whether the object is in the "assigned users and groups" scope."""
+        return obj.anchor in (self.users if obj.object_type == "user" else self.groups)
 
 
 def effective_assignments(snapshot: SourceSnapshot) -> Assignments:

@@ -7,10 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from identity_sync.engine.model import SourceSnapshot
 from identity_sync.engine.scoping import (
     OPERATORS,
+    ScopingClause,
     ScopingError,
     ScopingFilter,
     dotnet_regex,
@@ -264,9 +267,9 @@ def test_to_json_round_trips_through_parse_in_canonical_spelling() -> None:
     ([{"title": "t", "clauses": [{"attribute": 3, "operator": "EQUALS", "value": "x"}]}],
      "users.scoping[0].clauses[0].attribute: expected a non-empty string, got a number"),
     ([{"title": "t", "clauses": [{"attribute": "a", "operator": "EQUALS"}]}],
-     "users.scoping[0].clauses[0]: EQUALS needs a 'value'"),
+     "users.scoping[0].clauses[0]: EQUALS needs a value"),
     ([{"title": "t", "clauses": [{"attribute": "a", "operator": "EQUALS", "value": ""}]}],
-     "users.scoping[0].clauses[0].value: expected a non-empty string"),
+     "users.scoping[0].clauses[0].value: EQUALS needs a value"),
     ([{"title": "t", "clauses": [{"attribute": "a", "operator": "IS NULL", "value": "x"}]}],
      "users.scoping[0].clauses[0].value: IS NULL takes no value, got 'x'"),
     ([{"title": "t", "clauses": [{"attribute": "a", "operator": "Greater_Than", "value": "ten"}]}],
@@ -314,6 +317,9 @@ def test_assigned_users_are_direct_assignments_and_direct_members_of_assigned_gr
     assert assignments.users == frozenset({"direct", "both", "member"})
     assert assignments.groups == frozenset({"assigned"})
     assert assignments.known is True
+    read = CsvSource(tmp_path).read()
+    assert assignments.includes(read.users["member"]) and not assignments.includes(read.users["outside"])
+    assert assignments.includes(read.groups["assigned"]) and not assignments.includes(read.groups["inner"])
 
 
 def test_members_of_a_nested_group_are_not_assigned_as_in_entra(tmp_path: Path) -> None:
@@ -332,3 +338,62 @@ def test_a_source_without_assignments_is_reported_as_unknown(tmp_path: Path) -> 
     unknown = SourceSnapshot(read.users, read.groups, None, read.watermark)
     assignments = effective_assignments(unknown)
     assert assignments.known is False and assignments.users == frozenset()
+
+
+def test_a_clause_built_directly_is_resolved_and_compiled() -> None:
+    built = ScopingClause("department", "equal", "Sales")
+    assert built.operator == "EQUALS" and built.evaluate({"department": "Sales"}) is True
+    assert ScopingClause("mail", "is_null", "").value is None
+    with pytest.raises(ValueError, match="REGEX MATCH invalid regular expression"):
+        ScopingClause("mail", "REGEX MATCH", "(")
+    with pytest.raises(KeyError, match="unknown operator"):
+        ScopingClause("mail", "LIKE", "x")
+
+
+clause_data = st.one_of(
+    st.builds(lambda attribute, operator: {"attribute": attribute, "operator": operator},
+              st.sampled_from(["mail", "department"]), st.sampled_from(["IS NULL", "is not null", "IS_TRUE"])),
+    st.builds(lambda attribute, operator, value: {"attribute": attribute, "operator": operator, "value": value},
+              st.sampled_from(["mail", "department"]),
+              st.sampled_from(["EQUALS", "not equals", "Includes", "&", "STARTSWITH", "ISIN", "REGEX MATCH"]),
+              st.text(alphabet="abc,. ", min_size=1, max_size=6).filter(str.strip)),
+    st.builds(lambda operator, value: {"attribute": "employeeNumber", "operator": operator, "value": value},
+              st.sampled_from(["Greater_Than", "lessthan", "ISBITSET"]), st.integers(-1000, 1000)),
+)
+filters_data = st.lists(st.fixed_dictionaries({
+    "title": st.text(min_size=1, max_size=10).filter(str.strip),
+    "clauses": st.lists(clause_data, min_size=1, max_size=4)}), max_size=3)
+attributes_data = st.fixed_dictionaries({}, optional={
+    "mail": st.sampled_from(["a", "a.b", "abc", "", "b,c"]), "department": st.sampled_from(["a", "c", "ab"]),
+    "employeeNumber": st.sampled_from(["5", "-3", "x", "1000"])})
+
+
+@settings(max_examples=200, deadline=None)
+@given(filters_data, attributes_data)
+def test_exported_filters_parse_back_equal_and_decide_alike(data: list[dict[str, Any]],
+                                                            attributes: dict[str, str]) -> None:
+    filters = parse_scoping_filters(data)
+    again = parse_scoping_filters(json.loads(json.dumps([f.to_json() for f in filters])))
+    assert again == filters
+    assert evaluate_scope(again, attributes) == evaluate_scope(filters, attributes)
+    assert passes_filters(filters, attributes) is evaluate_scope(filters, attributes).in_scope
+
+
+def test_filters_read_the_csv_sources_typed_values(tmp_path: Path) -> None:
+    write_directory(tmp_path, [
+        user("u1", accountEnabled=True, proxyAddresses=["SMTP:a@x.com", "smtp:b@x.com"], employeeId="1000042"),
+        user("u2", accountEnabled=False, employeeId="E-7"),
+    ])
+    read = CsvSource(tmp_path).read()
+    filters = parse_scoping_filters([{"title": "Enabled staff with an alias", "clauses": [
+        {"attribute": "accountEnabled", "operator": "IS TRUE"},
+        {"attribute": "proxyAddresses", "operator": "ISIN", "value": "smtp:b@x.com"},
+        {"attribute": "employeeId", "operator": "REGEX MATCH", "value": "^(1[0-9]{6})$"}]}])
+    assert evaluate_scope(filters, read.users["u1"].attributes).details == [
+        "Enabled staff with an alias: accountEnabled IS TRUE: true",
+        "Enabled staff with an alias: proxyAddresses ISIN smtp:b@x.com: true",
+        "Enabled staff with an alias: employeeId REGEX MATCH ^(1[0-9]{6})$: true",
+    ]
+    decision = evaluate_scope(filters, read.users["u2"].attributes)
+    assert decision.in_scope is False
+    assert decision.details[1] == "Enabled staff with an alias: proxyAddresses ISIN smtp:b@x.com: false"

@@ -25,7 +25,7 @@ _QUOTED_CELL = r'"[^"]*(?:""[^"]*)*"'
 _PLAIN_CELL = r'[^,"\r\n]*'
 _WELL_FORMED_RECORD = re.compile(rf"(?:{_QUOTED_CELL}|{_PLAIN_CELL})(?:,(?:{_QUOTED_CELL}|{_PLAIN_CELL}))*")
 _CELL_END_OR_STRAY = re.compile(r'[,"\r\n]')
-_CELL = re.compile(rf'(?:"([^"]*(?:""[^"]*)*)"|({_PLAIN_CELL}))(?:,|$)')
+_CELL = re.compile(rf'(?:"([^"]*(?:""[^"]*)*)"|({_PLAIN_CELL}))(?:,|\Z)')
 
 
 def split_quoted(record: str) -> list[str]:
@@ -36,6 +36,8 @@ def split_quoted(record: str) -> list[str]:
         # After the last cell, the pattern also matches the empty string at the end of the
         # record; that is a cell only when the record ends with a comma.
         pairs.pop()
+    if '""' not in record:  # no escaped quote (nor empty quoted cell): no replace per cell
+        return [quoted or plain for quoted, plain in pairs]
     return [quoted.replace('""', '"') if quoted else plain for quoted, plain in pairs]
 
 
@@ -162,16 +164,17 @@ def read_records(path: Path, digest: Callable[[bytes], object] | None = None,
                 # A line break inside quotes continues the record on the next physical line: an
                 # odd number of quotes so far means a quoted cell is still open.
                 quote_count = text.count('"')
-                while quote_count % 2 and text.endswith("\n"):
+                parts = [text]  # joined once: a stray quote can make the rest of the file one record
+                while quote_count % 2 and parts[-1].endswith("\n"):
                     continuation = next(lines, None)
                     if continuation is None:
                         break
                     line_number += 1
                     if digest is not None:
                         digest(continuation)
-                    continued = _decode(continuation, line_number)
-                    quote_count += continued.count('"')
-                    text += continued
+                    parts.append(_decode(continuation, line_number))
+                    quote_count += parts[-1].count('"')
+                text = "".join(parts)
             ends_with_newline = text.endswith("\n")
             record = text[:-1] if ends_with_newline else text
             if record.endswith("\r"):
@@ -198,7 +201,10 @@ def locate(path: Path, first_line: int, cell_index: int, offset_in_value: int = 
     """The place of a cell (and of a character in it) of the record that starts on ``first_line``,
     found by reading the file again: errors found after the whole file was read (a reference to
     an unknown id) are rare, so records are not kept with their positions."""
-    for line, _cells, record, _quoted in read_records(path):
-        if line == first_line:
-            return line_and_column(record, line, cell_offset(record, cell_index, offset_in_value))
+    try:
+        for line, _cells, record, _quoted in read_records(path):
+            if line == first_line:
+                return line_and_column(record, line, cell_offset(record, cell_index, offset_in_value))
+    except (OSError, CsvFormatError):
+        pass
     return first_line, 1  # the file changed since it was read: the line is still right

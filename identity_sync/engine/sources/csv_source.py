@@ -26,7 +26,9 @@ Cells: an empty cell is null (the attribute is absent). Parts of ``;``-separated
 stripped of surrounding spaces and empty parts dropped; duplicate members are listed once.
 Files are UTF-8 (a byte order mark is tolerated), RFC 4180 quoted, LF or CRLF line ends, and
 every row, the last included, ends with a line break: a missing final line break is read as a
-half-written export and refused.
+half-written export and refused. An export is a full snapshot, so whoever is missing from it is
+deleted; a truncated file is the dangerous case (provisioning-engine.md §7.2), hence the
+strictness: every file is read and checked completely before a snapshot is returned.
 
 A malformed export raises :class:`SourceError` before anything is returned, with one line
 ``FILE:LINE:COLUMN: what is wrong`` (1-based; column in characters). A missing file is reported
@@ -74,14 +76,13 @@ USER_COLUMNS = (
 GROUP_COLUMNS = ("id", "displayName", "mailNickname", "description", "members")
 ASSIGNMENT_COLUMNS = ("principalId",)
 
-#: Columns whose cell is a ``;``-separated list, returned as ``list[str]``.
-LIST_COLUMNS = frozenset({"businessPhones", "proxyAddresses", "members"})
+#: Columns whose cell is a ``;``-separated list, returned as ``list[str]`` (groups' ``members`` too).
+LIST_COLUMNS = frozenset({"businessPhones", "proxyAddresses"})
 _BOOLEANS = {"true": True, "false": False}
 
 
 def _split_list(cell: str) -> list[str]:
-    parts = (part.strip() for part in cell.split(";"))
-    return [part for part in parts if part]
+    return [part for part in map(str.strip, cell.split(";")) if part]
 
 
 def _split_ids(cell: str) -> list[str]:
@@ -90,13 +91,13 @@ def _split_ids(cell: str) -> list[str]:
     return list(dict.fromkeys(sys.intern(part) for part in _split_list(cell)))
 
 
-def _converter(column: str) -> Callable[[str], Value] | None:
+def _converter(object_type: ObjectType, column: str) -> Callable[[str], Value] | None:
     """How a non-empty cell of ``column`` becomes an attribute value (``None``: as it is)."""
     if column == "accountEnabled":
         return lambda cell: _BOOLEANS[cell.lower()]
-    if column == "members":
+    if column == "members" and object_type == "group":
         return _split_ids
-    if column == "manager":
+    if column == "manager" and object_type == "user":
         return sys.intern
     if column in LIST_COLUMNS:
         return _split_list
@@ -119,7 +120,9 @@ class _Table:
     def __init__(self, object_type: ObjectType, columns: list[str]) -> None:
         self.object_type: ObjectType = object_type
         self.columns = tuple(sys.intern(column) for column in columns)
-        self.converters = tuple(_converter(column) for column in columns)
+        #: (column, converter) for the few columns whose cells are not plain strings.
+        self.converters = tuple((column, convert) for column in self.columns
+                                if (convert := _converter(object_type, column)) is not None)
         #: anchor → row number, in file order (the order in which the snapshot iterates).
         self.index: dict[str, int] = {}
         self.text = bytearray()
@@ -141,7 +144,7 @@ class _Table:
         row_number = len(self.ends)
         if not quoted:
             self.text += record.encode()
-        elif any(_UNIT_SEPARATOR in cell for cell in cells):
+        elif _UNIT_SEPARATOR in record:  # in the record's text exactly when in one of its cells
             self.odd_rows[row_number] = tuple(cells)
         else:
             self.quoted_rows.add(row_number)
@@ -157,10 +160,12 @@ class _Table:
         return text.split(_UNIT_SEPARATOR if row_number in self.quoted_rows else _COMMA)
 
     def build(self, anchor: str, row_number: int) -> SourceObject:
-        attributes: dict[str, Value] = {}
-        for column, convert, cell in zip(self.columns, self.converters, self.cells(row_number), strict=True):
-            if cell:
-                attributes[column] = cell if convert is None else convert(cell)
+        attributes: dict[str, Value] = {
+            column: cell for column, cell in zip(self.columns, self.cells(row_number), strict=True) if cell}
+        for column, convert in self.converters:
+            cell = attributes.get(column)
+            if cell is not None:
+                attributes[column] = convert(cell)
         return SourceObject(self.object_type, anchor, attributes)
 
 
@@ -208,7 +213,6 @@ class CsvSource:
             assigned = self._read_assignments(users, groups, file_digests)
         self._check_references(USERS_FILE, users, "manager", users, groups)
         self._check_references(GROUPS_FILE, groups, "members", users, groups)
-        users.unresolved = groups.unresolved = []
         # One digest per file, then one over the names and digests: stable, and no two different
         # exports (say, a row moved from one file to the next) share a watermark.
         watermark = hashlib.sha256("".join(file_digests).encode()).hexdigest()
@@ -338,6 +342,7 @@ class CsvSource:
                     line, place = locate(self.directory / name, table.lines[row_number], position, start)
                     raise SourceError(f"{name}:{line}:{place}: {problem}")
                 offset += len(part) + 1
+        table.unresolved.clear()
 
 
 def _cell_error(name: str, first_line: int, record: str, cell_index: int, problem: str) -> SourceError:

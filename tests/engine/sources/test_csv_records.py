@@ -97,3 +97,7 @@ def test_errors_carry_their_place(tmp_path: Path) -> None:
         list(read_records(path))
     assert (raised.value.line, raised.value.column) == (2, 4)
     assert str(raised.value).startswith("2:4: unbalanced quote")
+
+
+def test_locate_falls_back_to_the_line_when_the_file_is_gone(tmp_path: Path) -> None:
+    assert locate(tmp_path / "gone.csv", 12, 3) == (12, 1)

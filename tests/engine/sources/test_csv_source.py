@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from identity_sync.engine.model import SourceError, SourceObject, SourceSnapshot
 from identity_sync.engine.sources.csv_source import CsvSource
@@ -289,3 +293,57 @@ def test_a_dangling_member_found_after_the_whole_read_is_placed_exactly(tmp_path
 def test_nothing_is_returned_when_a_later_file_is_malformed(tmp_path: Path) -> None:
     source = write(tmp_path, "id\nu1\n", "id,members\ng1,u1\n", "principalId\nu1\ng9\n")
     assert read_error(source).startswith("assignments.csv:3:1: principalId 'g9'")
+
+
+def test_list_and_reference_columns_depend_on_the_file(tmp_path: Path) -> None:
+    snapshot = write(tmp_path, "id,members\nu1,a;b\n", "id,manager,proxyAddresses\ng1,x,SMTP:g@x;smtp:h@x\n").read()
+    assert snapshot.users["u1"].attributes["members"] == "a;b"  # a user's "members" is just a column
+    assert snapshot.groups["g1"].attributes["manager"] == "x"
+    assert snapshot.groups["g1"].attributes["proxyAddresses"] == ["SMTP:g@x", "smtp:h@x"]
+
+
+def test_a_utf16_export_is_refused_as_not_utf8(tmp_path: Path) -> None:
+    source = write(tmp_path, "id,displayName\nu1,Zoë\n".encode("utf-16"))
+    assert read_error(source).startswith("users.csv:1:1: not UTF-8: byte 0xFF")
+
+
+def test_crlf_files_with_line_breaks_inside_cells_keep_their_line_numbers(tmp_path: Path) -> None:
+    source = write(tmp_path, 'id,streetAddress,accountEnabled\r\nu1,"a\r\nb\r\nc",true\r\nu2,,perhaps\r\n')
+    assert read_error(source).startswith("users.csv:5:5: accountEnabled must be true or false, not 'perhaps'")
+    write(tmp_path, 'id,streetAddress\r\nu1,"a\r\nb"\r\n')
+    assert source.read().users["u1"].attributes["streetAddress"] == "a\r\nb"
+
+
+def test_a_cell_holding_the_unit_separator_is_kept(tmp_path: Path) -> None:
+    snapshot = write(tmp_path, 'id,displayName,city\nu1,"a,\x1fb",Oslo\nu2,"x,y",Rome\n').read()
+    assert snapshot.users["u1"].attributes == {"id": "u1", "displayName": "a,\x1fb", "city": "Oslo"}
+    assert snapshot.users["u2"].attributes == {"id": "u2", "displayName": "x,y", "city": "Rome"}
+
+
+# Text as HR exports hold it: separators, quotes, line breaks, diacritics, leading spaces.
+free_text = st.text(alphabet=st.sampled_from(list('aZ é,"\n;Łx-')), max_size=6)
+list_part = st.text(alphabet=st.sampled_from(list("ab+1 @.")), max_size=5).map(str.strip).filter(bool)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.fixed_dictionaries({}, optional={
+    "displayName": free_text, "department": free_text, "accountEnabled": st.booleans(),
+    "businessPhones": st.lists(list_part, max_size=3), "costCenter": free_text}), min_size=1, max_size=6))
+def test_what_the_test_helper_writes_reads_back(tmp_path_factory: pytest.TempPathFactory,
+                                                attribute_sets: list[dict[str, Any]]) -> None:
+    users = [{"id": f"u{number}", **attributes} for number, attributes in enumerate(attribute_sets)]
+    directory = write_directory(tmp_path_factory.mktemp("export"), users, [group("g1", members=["u0"])])
+    snapshot = CsvSource(directory).read()
+    for written in users:
+        expected = {key: value for key, value in written.items() if value not in ("", None, [])}
+        assert snapshot.users[written["id"]].attributes == expected
+    assert snapshot.groups["g1"].attributes["members"] == ["u0"]
+
+
+def test_a_stray_quote_early_in_a_large_export_is_found_quickly(tmp_path: Path) -> None:
+    # The stray quote opens a "cell" that runs to the end of the file: reading it must stay linear.
+    rows = "".join(f"user-{number:06d},Łódź office {number}\n" for number in range(100_000))
+    source = write(tmp_path, 'id,officeLocation\nu0,Contoso "HQ\n' + rows)
+    started = time.monotonic()
+    assert read_error(source).startswith("users.csv:2:12: quote inside an unquoted cell")
+    assert time.monotonic() - started < 10
