@@ -20,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -324,11 +325,8 @@ class Cycle:
             if evaluation.error is not None:
                 event.fail(evaluation.error.error_code, str(evaluation.error))
                 return outcome
-            await self._export(target, mapping, evaluation, linked, exported, outcome)
-        except TargetError as exc:
-            if exc.job_level:
-                raise
-            event.fail(exc.error_code, exc.detail or str(exc))
+            with _object_failure(event):
+                await self._export(target, mapping, evaluation, linked, exported, outcome)
         finally:
             event.duration_ms = int((time.monotonic() - started) * 1000)
             self.counts["failed" if event.status == "failure" else
@@ -464,14 +462,11 @@ class Cycle:
             event = ProvisioningEvent("group", group.anchor, group.display, action="update",
                                       target_id=self.targets[group.anchor])
             started = time.monotonic()
-            try:
+            with _object_failure(event):
                 group_id = self.targets[group.anchor]
-                await target.remove_members(group_id, [self.targets.get(m, m) for m in remove if m in self.targets])
+                await target.remove_members(group_id, [self.targets[m] for m in remove if m in self.targets])
                 await target.add_members(group_id, [self.targets[m] for m in add])
-            except TargetError as exc:
-                if exc.job_level:
-                    raise
-                event.fail(exc.error_code, exc.detail or str(exc))
+            if event.status == "failure":
                 self.counts["failed"] += 1
             else:
                 self.counts["updated"] += 1
@@ -527,12 +522,9 @@ class Cycle:
         event.step("import", "success", "gone from the source (hard-deleted)" if obj is None else "out of scope")
         started = time.monotonic()
         outcome = _Outcome(event)
-        try:
+        with _object_failure(event):
             await target.delete(mapping.resource_type, link.target_id)
-        except TargetError as exc:
-            if exc.job_level:
-                raise
-            event.fail(exc.error_code, exc.detail or str(exc))
+        if event.status == "failure":
             self.counts["failed"] += 1
         else:
             event.step("export", "success", f"deleted {mapping.resource_type} {link.target_id}")
@@ -577,6 +569,18 @@ class Cycle:
         requests = dict(getattr(target.client, "requests_sent", {}) or {})
         return CycleResult(self.cycle_id, self.kind, self.counts, time.monotonic() - started, state, error,
                            list(self.events), requests, self.watermark, list(self.warnings))
+
+
+@contextmanager
+def _object_failure(event: ProvisioningEvent) -> Iterator[None]:
+    """A target error about one object is that object's failure, logged and counted; an error about
+    the whole job (unreachable, 401/403, not SCIM) stops the cycle."""
+    try:
+        yield
+    except TargetError as exc:
+        if exc.job_level:
+            raise
+        event.fail(exc.error_code, exc.detail or str(exc))
 
 
 def _count_key(action: str) -> str:

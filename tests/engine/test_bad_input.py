@@ -140,3 +140,27 @@ def test_job_options_are_checked_before_anything_is_stored(db: Database, setting
     assert engine.jobs.list() == []
     with pytest.raises(JobError):
         Credentials(token="t", client_id="c")
+
+
+def test_an_object_the_target_refuses_fails_alone_and_is_retried_next_cycle(
+        db: Database, settings: Settings, our_target: Target, readback: Readback, tmp_path: Path) -> None:
+    """A display name with a NUL character is refused by the target (400 invalidValue): that user
+    alone fails, the cycle completes, and the next cycle tries it again without touching the rest."""
+    from identity_sync.engine.logs import query_events
+
+    prefix = unique("refused")
+    users = [user(f"u{i}", userPrincipalName=f"{prefix}-u{i}@example.com",
+                  displayName="Bad\u0000Name" if i == 1 else f"User {i}") for i in range(3)]
+    source = write_directory(tmp_path / "export", users, [], assignments=["u0", "u1", "u2"])
+    engine = _job(db, settings, our_target, source)
+
+    first = engine.run("job")
+    assert (first.state, first.counts["created"], first.counts["failed"]) == ("completed", 2, 1)
+    assert set(readback.users(prefix)) == {f"{prefix}-u0@example.com", f"{prefix}-u2@example.com"}
+    [failure] = query_events(db, engine.jobs.get("job").id, cycle=first.cycle_id, status="failure")
+    assert failure["sourceIdentity"]["id"] == "u1"
+    assert failure["provisioningStatusInfo"]["errorInformation"]["errorCode"] == "UnprocessableEntity"
+
+    second = engine.run("job")
+    assert (second.counts["failed"], second.counts["created"], second.counts["unchanged"]) == (1, 0, 2)
+    assert second.requests.get("POST") == 1 and "PATCH" not in second.requests
