@@ -81,14 +81,14 @@ class ConnectorStore:
         rows = [{"job_id": self.job_id, "object_type": link.object_type, "anchor": link.anchor,
                  "target_id": link.target_id, "digest": link.digest, "exported": link.exported, "updated_at": now}
                 for link in links]
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        for chunk in _chunks(rows, _CHUNK // 8):
-            statement = insert(engine_links).values(chunk)
-            statement = statement.on_conflict_do_update(
-                index_elements=["job_id", "object_type", "anchor"],
-                set_={"target_id": statement.excluded.target_id, "digest": statement.excluded.digest,
-                      "exported": statement.excluded.exported, "updated_at": statement.excluded.updated_at})
-            conn.execute(statement)
+        # One statement executed for many rows (executemany): compiled once and cached, where a
+        # multi-VALUES statement would be compiled again for every batch (3 s per 4,000 links).
+        statement = _insert(conn)(engine_links)
+        statement = statement.on_conflict_do_update(
+            index_elements=["job_id", "object_type", "anchor"],
+            set_={"target_id": statement.excluded.target_id, "digest": statement.excluded.digest,
+                  "exported": statement.excluded.exported, "updated_at": statement.excluded.updated_at})
+        conn.execute(statement, rows)
 
     def remove_links(self, conn: Connection, object_type: ObjectType, anchors: Iterable[str]) -> None:
         for chunk in _chunks(list(anchors)):
@@ -117,9 +117,8 @@ class ConnectorStore:
 
     def add_memberships(self, conn: Connection, group: str, members: Iterable[str]) -> None:
         rows = [{"job_id": self.job_id, "group_anchor": group, "member_anchor": m} for m in members]
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        for chunk in _chunks(rows, _CHUNK // 4):
-            conn.execute(insert(engine_memberships).values(chunk).on_conflict_do_nothing())
+        if rows:
+            conn.execute(_insert(conn)(engine_memberships).on_conflict_do_nothing(), rows)
 
     def remove_memberships(self, conn: Connection, group: str, members: Iterable[str]) -> None:
         for chunk in _chunks(list(members)):
@@ -135,6 +134,11 @@ class ConnectorStore:
         """``restart --reset connector-data-store``: forget every link and membership."""
         conn.execute(sa.delete(engine_links).where(engine_links.c.job_id == self.job_id))
         conn.execute(sa.delete(engine_memberships).where(engine_memberships.c.job_id == self.job_id))
+
+
+def _insert(conn: Connection) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT (both databases we run on do)."""
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
 def _chunks(items: list[Any], size: int = _CHUNK) -> Iterator[list[Any]]:
