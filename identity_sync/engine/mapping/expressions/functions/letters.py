@@ -36,7 +36,7 @@ def _normalize_character(character: str) -> str:
 
 
 def normalize_diacritics(source: Any) -> str | None:
-    """``NormalizeDiacritics(source)``: ``Zoë`` → ``Zoe``, ``Łukasz Øster`` → ``Lukasz Oester``."""
+    """``NormalizeDiacritics(source)``: ``Zoë`` → ``Zoe``, ``Łukasz Øster`` → ``Lukasz OEster`` (Ø → OE per the table)."""
     text = to_text(source)
     if text is None or text.isascii():
         return text
