@@ -142,7 +142,8 @@ class TestStripSpaces:
 
 class TestCase:
     def test_documented_upn_example(self) -> None:
-        text = 'ToLower(Join("@", NormalizeDiacritics(StripSpaces(Join(".",  [PreferredFirstName], [PreferredLastName]))), "contoso.com"))'
+        text = ('ToLower(Join("@", NormalizeDiacritics(StripSpaces(Join(".",  [PreferredFirstName], '
+                '[PreferredLastName]))), "contoso.com"))')
         assert evaluate(text, PreferredFirstName="John", PreferredLastName="Smith") == "john.smith@contoso.com"
 
     def test_invariant_upper_keeps_sharp_s_as_dotnet_does(self) -> None:

@@ -36,7 +36,8 @@ def _normalize_character(character: str) -> str:
 
 
 def normalize_diacritics(source: Any) -> str | None:
-    """``NormalizeDiacritics(source)``: ``Zoë`` → ``Zoe``, ``Łukasz Øster`` → ``Lukasz OEster`` (Ø → OE per the table)."""
+    """``NormalizeDiacritics(source)``: ``Zoë`` → ``Zoe``; ``Łukasz Øster`` → ``Lukasz OEster`` (the
+    table maps Ø to OE)."""
     text = to_text(source)
     if text is None or text.isascii():
         return text
