@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from identity_sync.engine.mapping.expressions import EvaluationContext, parse_expression  # noqa: E402
+from identity_sync.engine.mapping.expressions import EvaluationContext, parse_expression
 
 #: Expressions of Entra's default SCIM user mapping and the common customisations of Microsoft's
 #: reference (provisioning-engine.md §2.1, §2.3).

@@ -202,6 +202,7 @@ class TestErrors:
 
     def test_not_text(self) -> None:
         assert "must be text" in error_of(42).message  # type: ignore[arg-type]
+        assert "must be text, got list" in error_of(["[a]"]).message  # type: ignore[arg-type]
 
     def test_the_length_limit_is_10000_characters(self) -> None:
         at_limit = 'Append("' + "a" * (MAX_EXPRESSION_LENGTH - 14) + '", "")'
@@ -252,3 +253,12 @@ def test_parsing_arbitrary_text_raises_nothing_but_expression_error(text: str) -
         parse_expression(text)
     except ExpressionError as problem:
         assert 1 <= problem.column <= len(text) + 1
+
+
+def test_an_expression_pickles_by_its_text_and_parsing_is_cached() -> None:
+    import pickle
+
+    expression = parse_expression('Join("@", [a], "x")')
+    copy = pickle.loads(pickle.dumps(expression))
+    assert copy == expression and copy.evaluate({"a": "b"}) == "b@x"
+    assert parse_expression('Join("@", [a], "x")') is expression

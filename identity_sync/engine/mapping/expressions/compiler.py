@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from identity_sync.engine.mapping.expressions.errors import (
@@ -86,13 +87,26 @@ class Expression:
     def __hash__(self) -> int:
         return hash(self.text)
 
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        # Closures do not pickle; the text rebuilds the same expression (e.g. in a worker process).
+        return (parse_expression, (self.text,))
+
 
 # Expressions that call no context function never read it; one shared instance spares a clock read.
 _NO_CONTEXT = EvaluationContext()
 
 
 def parse_expression(text: str) -> Expression:
-    """Parse, check and compile ``text``; raises ``ExpressionError`` (``"column N: message"``)."""
+    """Parse, check and compile ``text``; raises ``ExpressionError`` (``"column N: message"``).
+
+    Expressions are immutable, so the same text gives the same object (cached; errors are not)."""
+    if not isinstance(text, str):
+        raise ExpressionError(f"an expression must be text, got {type(text).__name__}", 1)
+    return _parse_expression(text)
+
+
+@lru_cache(maxsize=4096)
+def _parse_expression(text: str) -> Expression:
     tree = parse_tree(text)
     attributes: set[str] = set()
     functions: set[str] = set()
