@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -65,9 +66,7 @@ def _is_value(value: object) -> bool:
     return type(value) is list and all(type(item) is str for item in value)  # type: ignore[union-attr]
 
 
-@settings(max_examples=1500, deadline=None)
-@given(_EXPRESSIONS, _ATTRIBUTE_VALUES, _ATTRIBUTE_VALUES, _ATTRIBUTE_VALUES, st.integers(0, 2**32))
-def test_evaluation_gives_a_value_or_an_evaluation_error(text: str, a: object, b: object, c: object, seed: int) -> None:
+def _check(text: str, a: object, b: object, c: object, seed: int) -> None:
     try:
         expression = parse_expression(text)
     except ExpressionError as problem:
@@ -81,3 +80,20 @@ def test_evaluation_gives_a_value_or_an_evaluation_error(text: str, a: object, b
         assert 1 <= problem.column <= len(text)
         return
     assert _is_value(value), (text, value)
+
+
+_CASES = (_EXPRESSIONS, _ATTRIBUTE_VALUES, _ATTRIBUTE_VALUES, _ATTRIBUTE_VALUES, st.integers(0, 2**32))
+
+
+@settings(max_examples=400, deadline=None)
+@given(*_CASES)
+def test_evaluation_gives_a_value_or_an_evaluation_error(text: str, a: object, b: object, c: object, seed: int) -> None:
+    _check(text, a, b, c, seed)
+
+
+@pytest.mark.slow
+@settings(max_examples=20_000, deadline=None)
+@given(*_CASES)
+def test_evaluation_gives_a_value_or_an_evaluation_error_long_run(text: str, a: object, b: object, c: object,
+                                                                  seed: int) -> None:
+    _check(text, a, b, c, seed)
