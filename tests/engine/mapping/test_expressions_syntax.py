@@ -179,6 +179,11 @@ class TestErrors:
         problem = error_of("Append([a, \"b\")")
         assert (problem.column, problem.message) == (8, "unterminated attribute name: no closing ]")
 
+    def test_typographic_and_single_quotes_get_a_hint(self) -> None:
+        problem = error_of("Append([a], \u201cx\u201d)")
+        assert problem.column == 13 and "straight quotes" in problem.message
+        assert "straight quotes" in error_of("Append([a], 'x')").message
+
     def test_empty_attribute_name(self) -> None:
         assert error_of("ToLower([ ])").message == "empty attribute name []"
 
@@ -262,3 +267,13 @@ def test_an_expression_pickles_by_its_text_and_parsing_is_cached() -> None:
     copy = pickle.loads(pickle.dumps(expression))
     assert copy == expression and copy.evaluate({"a": "b"}) == "b@x"
     assert parse_expression('Join("@", [a], "x")') is expression
+
+
+def test_errors_of_redacted_expressions_do_not_quote_values() -> None:
+    expression = parse_expression("Redact(CDate([secret]))")
+    with pytest.raises(ExpressionEvaluationError) as caught:
+        expression.evaluate({"secret": "hunter2-not-a-date"})
+    assert "hunter2" not in str(caught.value)
+    assert str(caught.value) == "column 8: CDate: failed (details redacted)"
+    with pytest.raises(ExpressionEvaluationError, match="hunter2"):
+        parse_expression("CDate([secret])").evaluate({"secret": "hunter2-not-a-date"})

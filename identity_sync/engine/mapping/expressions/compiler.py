@@ -74,6 +74,12 @@ class Expression:
             value = self._evaluator(attributes, context)
         except IgnoreFlowSignal:
             return IGNORE_FLOW
+        except ExpressionEvaluationError as problem:
+            if not self.redacted:
+                raise
+            # A message may quote the value that failed; a redacted expression's values stay out of logs.
+            where = problem.message.split(":", 1)[0]
+            raise ExpressionEvaluationError(f"{where}: failed (details redacted)", problem.column) from None
         if type(value) is DateTimeValue or type(value) is list:
             return plain(value)
         return value

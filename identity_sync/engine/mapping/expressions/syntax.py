@@ -108,6 +108,9 @@ def _syntax_error(text: str, problem: UnexpectedInput) -> ExpressionError:
             return ExpressionError('unterminated string: no closing "', position + 1)
         if character == "[":
             return ExpressionError("unterminated attribute name: no closing ]", position + 1)
+        if character in "\u201c\u201d\u201e\u2018\u2019'":
+            return ExpressionError(f'unexpected {character!r}: strings are written between straight quotes "..."',
+                                   position + 1)
         return ExpressionError(f"unexpected character {character!r}", position + 1)
     if isinstance(problem, UnexpectedToken):
         token = problem.token
