@@ -20,7 +20,12 @@ from identity_sync.engine.mapping.expressions.errors import (
 )
 from identity_sync.engine.mapping.expressions.functions import FUNCTIONS
 from identity_sync.engine.mapping.expressions.functions.logic import IgnoreFlowSignal, comparison
-from identity_sync.engine.mapping.expressions.functions.registry import CallSite, Evaluator, evaluate_null
+from identity_sync.engine.mapping.expressions.functions.registry import (
+    CallSite,
+    Evaluator,
+    FunctionSpec,
+    evaluate_null,
+)
 from identity_sync.engine.mapping.expressions.functions.strings import COMPARE_CONSTANTS
 from identity_sync.engine.mapping.expressions.syntax import (
     Attribute,
@@ -209,7 +214,7 @@ def _call_evaluator(node: Call, attributes: set[str], functions: set[str], *, to
     return spec.build(site, compiled)
 
 
-def _check_arity(spec: Any, site: CallSite) -> None:
+def _check_arity(spec: FunctionSpec, site: CallSite) -> None:
     count = len(site.arguments)
     minimum, maximum = spec.minimum, spec.maximum
     if minimum <= count and (maximum is None or count <= maximum):
