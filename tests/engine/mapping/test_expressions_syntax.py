@@ -102,6 +102,11 @@ class TestExpressionObject:
         assert parse_expression("[a]").redacted is False
         assert repr(expression) == "Expression('Join(\"@\", Redact([secret]), \"x\")')"
 
+    def test_expressions_are_immutable(self) -> None:
+        expression = parse_expression("[a]")
+        with pytest.raises(AttributeError, match="immutable"):
+            expression.text = "[b]"  # type: ignore[misc]
+
     def test_equal_texts_are_equal_expressions(self) -> None:
         assert parse_expression("[a]") == parse_expression("[a]")
         assert len({parse_expression("[a]"), parse_expression("[a]"), parse_expression("[b]")}) == 2

@@ -54,20 +54,31 @@ class Expression:
     (evaluation keeps no state)."""
 
     __slots__ = ("_evaluator", "_uses_context", "attributes", "functions", "redacted", "text", "tree")
+    text: str
+    tree: Node
+    attributes: frozenset[str]
+    functions: frozenset[str]
+    redacted: bool
+    _evaluator: Evaluator
+    _uses_context: bool
 
     def __init__(self, text: str, tree: Node, evaluator: Evaluator, attributes: frozenset[str],
                  functions: frozenset[str]) -> None:
-        self.text = text
+        initialise = object.__setattr__
+        initialise(self, "text", text)
         #: The syntax tree (``syntax.Node``), for tools that show or transform expressions.
-        self.tree = tree
+        initialise(self, "tree", tree)
         #: Names of the source attributes referenced as ``[name]``, as written.
-        self.attributes = attributes
+        initialise(self, "attributes", attributes)
         #: Names of the functions called anywhere in the expression.
-        self.functions = functions
+        initialise(self, "functions", functions)
         #: True when ``Redact(...)`` appears anywhere: logs must show ``[Redact]`` instead of the value.
-        self.redacted = "Redact" in functions
-        self._evaluator = evaluator
-        self._uses_context = any(FUNCTIONS[name].uses_context for name in functions)
+        initialise(self, "redacted", "Redact" in functions)
+        initialise(self, "_evaluator", evaluator)
+        initialise(self, "_uses_context", any(FUNCTIONS[name].uses_context for name in functions))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Expression is immutable (cannot set {name!r})")
 
     def evaluate(self, attributes: Mapping[str, Any], context: EvaluationContext | None = None) -> Any:
         """The value of the expression for one object's ``attributes``: ``None``, ``str``, ``bool``,
