@@ -39,6 +39,7 @@ class TestDocumentedExamples:
         # Microsoft's page shows "+1 (999) 888-7777" → "19998887777", but its own pattern does not
         # match "+"; .NET (and we) keep it.
         assert evaluate(text, mobile="+1 (999) 888-7777") == "+19998887777"
+        assert evaluate(r'Replace([mobile], , "[()\\s+-]+", , "", , )', mobile="+1 (999) 888-7777") == "19998887777"
 
     def test_regex_group_and_replacement_value_replace_only_the_group(self) -> None:
         text = r'Replace([AddressLineData], ,"(?<streetNumber>^\\d*)","streetNumber", "888", , )'
