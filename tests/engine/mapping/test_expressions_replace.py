@@ -158,6 +158,7 @@ class TestTranslation:
             (r"a\z", r"a\Z"),
             (r"a\Z", r"a(?=\n?\Z)"),
             ("(?i:ab)(?:c)", "(?i:ab)(?:c)"),
+            ("[[a&&b~~c||d--e]", r"[\[a\&\&b\~\~c\|\|d\--e]"),
         ],
     )
     def test_translate_pattern(self, dotnet: str, python: str) -> None:
@@ -165,11 +166,14 @@ class TestTranslation:
 
     @pytest.mark.parametrize(
         "pattern",
-        ["a\\", r"\k<", r"\k<a", "(?<a", "(?<1>x)", "(?<a b>x)", "(?P<a>x)", r"[\p{L}]"],
+        ["a\\", r"\k<", r"\k<a", "(?<a", "(?<1>x)", "(?<a b>x)", "(?P<a>x)", r"[\p{L}]", "[a-z-[aeiou]]"],
     )
     def test_malformed_or_unsupported(self, pattern: str) -> None:
         with pytest.raises(RegexTranslationError):
             translate_pattern(pattern)
+
+    def test_literal_brackets_and_set_operators_in_classes_match_as_in_dotnet(self) -> None:
+        assert evaluate(r'Replace([s], , "[[&~|]+", , "_", , )', s="a[b&&c~d|e") == "a_b_c_d_e"
 
     def test_compiled_patterns_are_cached(self) -> None:
         assert compile_dotnet("(?<a>x)") is compile_dotnet("(?<a>x)")
