@@ -222,6 +222,13 @@ class TestErrors:
         assert problem.column == MAX_EXPRESSION_LENGTH + 1
         assert problem.message == "expression is 10001 characters long; the limit is 10000"
 
+    def test_nesting_is_limited_to_100_levels(self) -> None:
+        assert evaluate("Not(" * 100 + "[a]" + ")" * 100, a=True) is True
+        problem = error_of("Not(" * 101 + "[a]" + ")" * 101)
+        assert (problem.column, problem.message) == (401, "calls nest more than 100 levels deep")
+        problem = error_of("Not(" * 1900 + "[a]" + ")" * 1900)
+        assert problem.message == "calls nest more than 100 levels deep"
+
     def test_select_unique_value_must_be_the_whole_expression(self) -> None:
         problem = error_of('ToLower(SelectUniqueValue([a], [b]))')
         assert problem.column == 9 and "must be the whole expression" in problem.message
