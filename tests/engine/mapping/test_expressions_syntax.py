@@ -289,3 +289,9 @@ def test_errors_of_redacted_expressions_do_not_quote_values() -> None:
     assert str(caught.value) == "column 8: CDate: failed (details redacted)"
     with pytest.raises(ExpressionEvaluationError, match="hunter2"):
         parse_expression("CDate([secret])").evaluate({"secret": "hunter2-not-a-date"})
+
+
+def test_columns_count_through_newlines() -> None:
+    text = 'Join("@",\n  Lenght([a]),\n  "x")'
+    problem = error_of(text)
+    assert problem.column == text.index("Lenght") + 1 == 13
