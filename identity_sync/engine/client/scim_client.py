@@ -82,7 +82,9 @@ class ScimClient:
         response = await self._transport.request("GET", endpoint, params=params)
         body = self._transport.json_object("GET", endpoint, response)
         resources = body.get("Resources", [])
-        if not isinstance(resources, list) or not all(isinstance(r, dict) for r in resources):
+        total = body.get("totalResults")
+        hidden = isinstance(total, int) and total > 0 and not resources  # matched, but not shown: never create
+        if hidden or not isinstance(resources, list) or not all(isinstance(r, dict) for r in resources):
             raise TargetError(f"GET /{endpoint}: the answer to a filter is not a ListResponse "
                               f"({errors.SERVICE_INCOMPATIBLE})", status=response.status_code,
                               error_code=errors.SERVICE_INCOMPATIBLE, job_level=True)

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import ssl
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import structlog
@@ -15,6 +17,7 @@ import structlog
 from identity_sync.engine.client import BearerToken, ScimClient, TargetError
 from identity_sync.engine.client.transport import MAX_RETRY_AFTER_SECONDS, retry_after_seconds
 from identity_sync.engine.model import Change
+from tests.auth.tls_helpers import self_signed
 from tests.engine.client.scripted import (
     EMPTY_LIST,
     FakeTime,
@@ -291,3 +294,36 @@ def test_retry_after_parsing() -> None:
     assert retry_after_seconds("999999") == MAX_RETRY_AFTER_SECONDS
     assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
     assert retry_after_seconds("-5") is None
+
+
+async def test_a_redirect_is_a_wrong_tenant_url_and_stops_the_job() -> None:
+    with scripted(sequence(Reply(301, headers={"Location": "https://elsewhere.example/scim/Users"}))) as server:
+        async with client_for(server.url) as client:
+            with pytest.raises(TargetError) as failed:
+                await client.find("User", "userName", "ada@example.com")
+    assert len(server.requests()) == 1
+    assert (failed.value.error_code, failed.value.job_level) == (
+        "SystemForCrossDomainIdentityManagementServiceIncompatible", True)
+    assert "redirect" in str(failed.value)
+
+
+async def test_an_untrusted_certificate_stops_the_job_without_retrying(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_side.load_cert_chain(cert, key)
+    fake = FakeTime()
+    with scripted(sequence(json_reply(USER)), tls=server_side) as server:
+        async with client_for(server.url, fake) as client:
+            with pytest.raises(TargetError) as failed:
+                await client.get("User", "u1")
+            assert client.requests_sent["GET"] == 1 and fake.sleeps == []
+    assert (failed.value.error_code, failed.value.job_level) == ("TlsFailure", True)
+
+
+async def test_a_list_response_that_hides_its_results_is_not_trusted() -> None:
+    # totalResults says one user matched but Resources is missing: creating would duplicate it.
+    with scripted(sequence(json_reply({**EMPTY_LIST, "totalResults": 1}))) as server:
+        async with client_for(server.url) as client:
+            with pytest.raises(TargetError) as failed:
+                await client.find("User", "userName", "ada@example.com")
+    assert failed.value.job_level and failed.value.error_code.endswith("ServiceIncompatible")
