@@ -162,10 +162,9 @@ class Transport:
                     await self._wait_while_paused()
                     try:
                         response = await send(authorization)
+                        await response.aread()  # the body too, inside the slot and the timeout
                     except httpx2.TransportError as exc:
-                        # Read the response here: a slot covers the whole exchange.
                         raise self._transport_failure(method, path, exc, maybe_applied) from None
-                    await response.aread()
             except _Failure as failure:
                 maybe_applied = failure.error.maybe_applied
                 if not failure.retryable or attempt >= retries:

@@ -327,3 +327,17 @@ async def test_a_list_response_that_hides_its_results_is_not_trusted() -> None:
             with pytest.raises(TargetError) as failed:
                 await client.find("User", "userName", "ada@example.com")
     assert failed.value.job_level and failed.value.error_code.endswith("ServiceIncompatible")
+
+
+async def test_a_connection_lost_after_sending_is_retried_and_may_have_been_applied() -> None:
+    fake = FakeTime()
+    with scripted(sequence(Reply(drop=True), json_reply({**USER, "id": "new"}, 201))) as server:
+        async with client_for(server.url, fake) as client:
+            assert (await client.create("User", {"userName": "ada@example.com"}))["id"] == "new"
+    assert len(server.requests("POST")) == 2
+    with scripted(sequence(Reply(drop=True))) as server:
+        async with client_for(server.url, fake, max_retries=1) as client:
+            with pytest.raises(TargetError) as failed:
+                await client.create("User", {"userName": "ada@example.com"})
+    # The target got the request and may have created the user: not a job-level refusal.
+    assert failed.value.error_code == "Unreachable" and failed.value.maybe_applied and not failed.value.job_level
