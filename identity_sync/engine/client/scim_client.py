@@ -75,6 +75,8 @@ class ScimClient:
         endpoint = _endpoint(resource_type)
         if not attribute or any(c in attribute for c in ' "()[]'):
             raise ValueError(f"filter attribute {attribute!r}: expected an attribute path such as 'userName'")
+        if value is None or not isinstance(value, (str, bool, int)):
+            raise ValueError(f"filter value for {attribute}: expected a string, a boolean or an integer")
         # json.dumps escapes quotes and backslashes the way a SCIM filter string literal needs.
         params = {"filter": f"{attribute} eq {json.dumps(value, ensure_ascii=False)}"}
         if resource_type == "Group":
