@@ -93,7 +93,10 @@ class ClientCredentials:
         self._clock = clock
         self._header: str | None = None
         self._expires_at = 0.0
-        self._lock = asyncio.Lock()
+        # One lock per event loop: a credential (and its cached token) may outlive the loop of one
+        # cycle, and an asyncio.Lock may only be awaited on the loop it first waited on.
+        self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
         #: How many tokens were fetched (tests and benchmarks check the cache with it).
         self.tokens_fetched = 0
         self.secrets: tuple[str, ...] = (client_secret,)
@@ -102,11 +105,17 @@ class ClientCredentials:
         return f"ClientCredentials({self.token_endpoint!r}, {self.client_id!r}, ****)"
 
     async def authorization(self, post: TokenPoster) -> str:
-        async with self._lock:  # concurrent requests wait for one token request, not one each
+        async with self._loop_lock():  # concurrent requests wait for one token request, not one each
             if self._header is None or self._clock() >= self._expires_at:
                 await self._fetch(post)
             assert self._header is not None
             return self._header
+
+    def _loop_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock_loop is not loop:
+            self._lock, self._lock_loop = asyncio.Lock(), loop
+        return self._lock
 
     def invalidate(self, authorization: str) -> bool:
         if self._header == authorization:

@@ -122,11 +122,11 @@ async def test_a_401_fetches_a_new_token_once_then_gives_up() -> None:
 
 
 @pytest.mark.parametrize("reply", [json_reply({"error": "invalid_client"}, 401), html(200),
-                                   json_reply({"token_type": "Bearer"})])
+                                   json_reply({"token_type": "Bearer"}), json_reply({"error": "down"}, 503)])
 async def test_a_failing_token_endpoint_stops_the_job_and_keeps_the_secret(reply: Reply) -> None:
     with scripted(lambda seen: reply if seen.path == "/oauth/token" else json_reply(EMPTY_LIST)) as server:
         auth = ClientCredentials(f"{server.url}/oauth/token", CLIENT_ID, SECRET)
-        async with ScimClient(server.url, auth) as client:
+        async with ScimClient(server.url, auth, max_retries=1, sleep=FakeTime().sleep) as client:
             with pytest.raises(TargetError) as failed:
                 await client.find("User", "userName", "a")
             assert client.requests_sent["GET"] == 0
@@ -155,3 +155,17 @@ async def test_client_credentials_against_our_service(our_target: Target, send: 
         created = await client.create("User", {"userName": unique("oauth") + "@example.com", "active": True})
         assert [u["id"] for u in await client.find("User", "userName", created["userName"])] == [created["id"]]
     assert auth.tokens_fetched == 1
+
+
+def test_one_credential_serves_cycles_on_successive_event_loops() -> None:
+    issuer = TokenIssuer()
+
+    async def cycle(url: str, auth: ClientCredentials) -> None:
+        async with ScimClient(url, auth, max_in_flight=2) as client:
+            await asyncio.gather(*(client.find("User", "userName", f"u{i}") for i in range(6)))
+
+    with scripted(issuer) as server:
+        auth = ClientCredentials(f"{server.url}/oauth/token", CLIENT_ID, SECRET)
+        asyncio.run(cycle(server.url, auth))
+        asyncio.run(cycle(server.url, auth))  # a new loop: the cached token is reused, the lock is not
+    assert auth.tokens_fetched == 1 and len(server.requests("GET")) == 12

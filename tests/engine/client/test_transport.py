@@ -180,14 +180,41 @@ async def test_a_slow_answer_times_out_and_is_retried() -> None:
     assert len(server.requests()) == 2 and len(fake.sleeps) == 1
 
 
-async def test_a_timed_out_create_answered_409_on_retry_says_it_may_have_been_applied() -> None:
+async def test_a_timed_out_create_is_not_repeated_and_may_have_been_applied() -> None:
     fake = FakeTime()
-    with scripted(sequence(Reply(201, USER, delay=1.0), scim_error(409, "exists", "uniqueness"))) as server:
+    with scripted(sequence(Reply(201, USER, delay=1.0), json_reply(USER, 201))) as server:
         async with client_for(server.url, fake, timeout=0.3) as client:
+            with pytest.raises(TargetError) as failed:
+                await client.create("User", {"userName": "ada@example.com"})
+    # A second POST could create a second object: the caller matches again instead.
+    assert len(server.requests("POST")) == 1 and fake.sleeps == []
+    assert failed.value.error_code == "Timeout" and failed.value.maybe_applied and not failed.value.job_level
+
+
+async def test_a_create_retried_after_a_5xx_and_answered_409_is_a_conflict_that_may_be_ours() -> None:
+    fake = FakeTime()
+    with scripted(sequence(scim_error(500, "db hiccup"), scim_error(409, "exists", "uniqueness"))) as server:
+        async with client_for(server.url, fake) as client:
             with pytest.raises(TargetError) as failed:
                 await client.create("User", {"userName": "ada@example.com"})
     assert len(server.requests("POST")) == 2
     assert failed.value.error_code == "EntryConflict" and failed.value.maybe_applied
+
+
+async def test_a_timed_out_patch_is_retried() -> None:
+    fake = FakeTime()
+    with scripted(sequence(Reply(204, delay=1.0), Reply(204))) as server:
+        async with client_for(server.url, fake, timeout=0.3) as client:
+            await client.update("User", "u1", [Change("title", "x")])
+    assert len(server.requests("PATCH")) == 2 and len(fake.sleeps) == 1
+
+
+async def test_503_retry_after_is_honoured_without_pausing_the_client() -> None:
+    fake = FakeTime()
+    with scripted(sequence(scim_error(503, "maintenance", **{"Retry-After": "4"}), json_reply(USER))) as server:
+        async with client_for(server.url, fake) as client:
+            assert await client.get("User", "u1") == USER
+    assert fake.sleeps == [4.0]
 
 
 async def test_timeouts_forever_end_in_timeout_that_a_get_never_applied() -> None:
@@ -329,15 +356,16 @@ async def test_a_list_response_that_hides_its_results_is_not_trusted() -> None:
     assert failed.value.job_level and failed.value.error_code.endswith("ServiceIncompatible")
 
 
-async def test_a_connection_lost_after_sending_is_retried_and_may_have_been_applied() -> None:
+async def test_a_connection_lost_after_sending_fails_a_create_at_once_but_retries_a_read() -> None:
     fake = FakeTime()
+    with scripted(sequence(Reply(drop=True), json_reply(USER))) as server:
+        async with client_for(server.url, fake) as client:
+            assert await client.get("User", "u1") == USER
+    assert len(server.requests("GET")) == 2
     with scripted(sequence(Reply(drop=True), json_reply({**USER, "id": "new"}, 201))) as server:
         async with client_for(server.url, fake) as client:
-            assert (await client.create("User", {"userName": "ada@example.com"}))["id"] == "new"
-    assert len(server.requests("POST")) == 2
-    with scripted(sequence(Reply(drop=True))) as server:
-        async with client_for(server.url, fake, max_retries=1) as client:
             with pytest.raises(TargetError) as failed:
                 await client.create("User", {"userName": "ada@example.com"})
     # The target got the request and may have created the user: not a job-level refusal.
+    assert len(server.requests("POST")) == 1
     assert failed.value.error_code == "Unreachable" and failed.value.maybe_applied and not failed.value.job_level
