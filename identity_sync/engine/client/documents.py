@@ -78,6 +78,8 @@ def locate(path: str) -> Location:
         return Location(path, urn, parsed.attr.attr, parsed.attr.sub, None)
     if parsed.attr.sub is not None:
         raise ValueError(f"attribute path {path!r}: a filter applies to an attribute, not to a sub-attribute")
+    if parsed.sub is None:
+        raise ValueError(f"attribute path {path!r}: name a sub-attribute of the element, e.g. '.value'")
     return Location(path, urn, parsed.attr.attr, parsed.sub, tuple(_eq_terms(path, parsed.filter)))
 
 
@@ -147,28 +149,26 @@ def _set_plain(container: dict[str, Any], attr: str, where: Location, value: Val
 
 
 def _set_element(container: dict[str, Any], attr: str, where: Location, value: Value) -> None:
-    if where.sub is None:
-        raise ValueError(f"attribute path {where.path!r}: name a sub-attribute of the element, e.g. '.value'")
+    assert where.sub is not None  # locate() refuses a filtered path without a sub-attribute
     elements = container.get(attr)
     if not isinstance(elements, list):
-        elements = [] if elements is None or value is not None else None
-    element = _find_element(elements or [], where)
+        if value is None:
+            return  # nothing there to remove
+        elements = []
+    element = _find_element(elements, where)
     if value is None:
-        if element is None:
-            return
-        element.pop(_key(element, where.sub), None)
-        if all(k.lower() in _MARKERS for k in element):
-            elements.remove(element)  # type: ignore[union-attr]  # found in it
-        if elements:
-            container[attr] = elements
-        else:
+        if element is not None:
+            element.pop(_key(element, where.sub), None)
+            if all(k.lower() in _MARKERS for k in element):
+                elements.remove(element)
+        if not elements:
             container.pop(attr, None)
         return
     if element is None:
         element = {name: _literal_value(name, literal) for name, literal in where.element or ()}
         if (where.attr.lower(), str(element.get("type", "")).lower()) in _PRIMARY_BY_DEFAULT:
             element.setdefault("primary", True)
-        elements.append(element)  # type: ignore[union-attr]  # a list whenever value is not None
+        elements.append(element)
     element[_key(element, where.sub)] = copy.copy(value)
     container[attr] = elements
 
@@ -190,7 +190,7 @@ def extract(resource: Mapping[str, Any], path: str) -> Value:
             found = _get(found, "value")
     else:
         element = _find_element(top if isinstance(top, list) else [], where)
-        found = _get(element, where.sub) if where.sub is not None else element
+        found = _get(element, where.sub or "")
     return None if found in ([], {}) else found
 
 
