@@ -138,7 +138,8 @@ class ClientCredentials:
         if response.status_code != 200:
             # RFC 6749 §5.2: `error` is a code such as invalid_client; never echo anything else.
             code = str(body.get("error", "")) if body else ""
-            job = errors.UNAUTHORIZED if response.status_code in (400, 401, 403) else errors.INTERNAL_SERVER_ERROR
+            refused = response.status_code in (400, 401, 403)  # RFC 6749 §5.2 answers: bad credentials
+            job = errors.UNAUTHORIZED if refused else errors.SERVICE_INCOMPATIBLE
             raise errors.TargetError(
                 f"token endpoint answered {response.status_code}" + (f" ({code[:60]})" if code else ""),
                 status=response.status_code, error_code=job, job_level=True, detail=code[:60])

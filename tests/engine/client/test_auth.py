@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from identity_sync.engine.client import BearerToken, ClientCredentials, ScimClient, TargetError
+from identity_sync.engine.client import BearerToken, ClientCredentials, ConnectionProblem, ScimClient, TargetError
 from tests.engine.client.scripted import EMPTY_LIST, FakeTime, Reply, Seen, html, json_reply, scim_error, scripted
 from tests.engine.conftest import unique
 from tests.engine.targets import Target
@@ -169,3 +169,15 @@ def test_one_credential_serves_cycles_on_successive_event_loops() -> None:
         asyncio.run(cycle(server.url, auth))
         asyncio.run(cycle(server.url, auth))  # a new loop: the cached token is reused, the lock is not
     assert auth.tokens_fetched == 1 and len(server.requests("GET")) == 12
+
+
+@pytest.mark.parametrize(("token_reply", "kind"), [(json_reply({"error": "invalid_client"}, 401), "unauthorized"),
+                                                   (json_reply({"error": "not here"}, 404), "not_scim")])
+async def test_test_connection_reports_a_token_endpoint_that_refuses(token_reply: Reply, kind: str) -> None:
+    with scripted(lambda seen: token_reply if seen.path == "/oauth/token" else json_reply(EMPTY_LIST)) as server:
+        auth = ClientCredentials(f"{server.url}/oauth/token", CLIENT_ID, SECRET)
+        async with ScimClient(server.url, auth) as client:
+            with pytest.raises(ConnectionProblem) as raised:
+                await client.test_connection()
+    assert raised.value.kind == kind and "token endpoint" in raised.value.reason
+    assert SECRET not in str(raised.value)
