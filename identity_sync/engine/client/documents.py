@@ -100,6 +100,9 @@ def build(resource_type: str, values: Mapping[str, Value]) -> dict[str, Any]:
     if resource_type not in CORE_SCHEMAS:
         raise ValueError(f"resource type {resource_type!r}: expected one of {', '.join(CORE_SCHEMAS)}")
     document: dict[str, Any] = {"schemas": [CORE_SCHEMAS[resource_type]]}
+    if any(locate(path).urn is None and locate(path).attr.lower() == "members" for path in values):
+        # Entra creates groups without members and adds them by PATCH (entra-scim-requests.md §1.5).
+        raise ValueError("attribute path 'members': a group is created empty; use add_members")
     for path, value in values.items():
         if value is not None:
             set_value(document, path, value)
