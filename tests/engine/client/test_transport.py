@@ -174,16 +174,16 @@ async def test_404_means_gone_for_one_object_and_a_wrong_tenant_url_for_a_collec
 
 async def test_a_slow_answer_times_out_and_is_retried() -> None:
     fake = FakeTime()
-    with scripted(sequence(Reply(200, USER, delay=1.0), json_reply(USER))) as server:
-        async with client_for(server.url, fake, timeout=0.3) as client:
+    with scripted(sequence(Reply(200, USER, delay=2.0), json_reply(USER))) as server:
+        async with client_for(server.url, fake, timeout=0.6) as client:
             assert await client.get("User", "u1") == USER
     assert len(server.requests()) == 2 and len(fake.sleeps) == 1
 
 
 async def test_a_timed_out_create_is_not_repeated_and_may_have_been_applied() -> None:
     fake = FakeTime()
-    with scripted(sequence(Reply(201, USER, delay=1.0), json_reply(USER, 201))) as server:
-        async with client_for(server.url, fake, timeout=0.3) as client:
+    with scripted(sequence(Reply(201, USER, delay=2.0), json_reply(USER, 201))) as server:
+        async with client_for(server.url, fake, timeout=0.6) as client:
             with pytest.raises(TargetError) as failed:
                 await client.create("User", {"userName": "ada@example.com"})
     # A second POST could create a second object: the caller matches again instead.
@@ -203,8 +203,8 @@ async def test_a_create_retried_after_a_5xx_and_answered_409_is_a_conflict_that_
 
 async def test_a_timed_out_patch_is_retried() -> None:
     fake = FakeTime()
-    with scripted(sequence(Reply(204, delay=1.0), Reply(204))) as server:
-        async with client_for(server.url, fake, timeout=0.3) as client:
+    with scripted(sequence(Reply(204, delay=2.0), Reply(204))) as server:
+        async with client_for(server.url, fake, timeout=0.6) as client:
             await client.update("User", "u1", [Change("title", "x")])
     assert len(server.requests("PATCH")) == 2 and len(fake.sleeps) == 1
 
@@ -219,8 +219,8 @@ async def test_503_retry_after_is_honoured_without_pausing_the_client() -> None:
 
 async def test_timeouts_forever_end_in_timeout_that_a_get_never_applied() -> None:
     fake = FakeTime()
-    with scripted(sequence(Reply(200, USER, delay=0.6))) as server:
-        async with client_for(server.url, fake, timeout=0.2, max_retries=1) as client:
+    with scripted(sequence(Reply(200, USER, delay=2.0))) as server:
+        async with client_for(server.url, fake, timeout=0.6, max_retries=1) as client:
             with pytest.raises(TargetError) as failed:
                 await client.get("User", "u1")
     assert failed.value.error_code == "Timeout" and failed.value.status is None
