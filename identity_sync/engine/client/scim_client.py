@@ -73,8 +73,8 @@ class ScimClient:
         """The resources whose ``attribute`` equals ``value``: ``GET /Users?filter=attribute eq "value"``
         (entra-scim-requests.md §1.4 a); groups are read without members (§1.5)."""
         endpoint = _endpoint(resource_type)
-        if not attribute or any(c in attribute for c in ' "()[]'):
-            raise ValueError(f"filter attribute {attribute!r}: expected an attribute path such as 'userName'")
+        # Any mapping path may be a matching attribute, `emails[type eq "work"].value` included (§1.4 a).
+        documents.locate(attribute)
         if value is None or not isinstance(value, (str, bool, int)):
             raise ValueError(f"filter value for {attribute}: expected a string, a boolean or an integer")
         # json.dumps escapes quotes and backslashes the way a SCIM filter string literal needs.

@@ -18,7 +18,7 @@ Call = Callable[[ScimClient], Awaitable[Any]]
 
 BAD_CALLS: list[tuple[Call, str]] = [
     (lambda c: c.find("Device", "name", "x"), "resource type 'Device'"),
-    (lambda c: c.find("User", 'userName eq "x" or userName', "y"), "filter attribute"),
+    (lambda c: c.find("User", 'userName eq "x" or userName', "y"), "attribute path 'userName eq"),
     (lambda c: c.find("User", "userName", None), "filter value for userName"),
     (lambda c: c.get("User", ""), "User id ''"),
     (lambda c: c.create("User", {'emails[type eq "work".value': "x"}), "attribute path 'emails"),

@@ -146,6 +146,11 @@ async def finds(target: Target, dialect: str) -> None:
         assert [u["id"] for u in await client.find("User", "userName", tricky)] == [user["id"]]
         assert [u["id"] for u in await client.find("User", "externalId", external)] == [user["id"]]
         assert await client.find("User", "userName", tricky + "x") == []
+        work_email = f"{unique('work')}@example.com"
+        emailed = await client.create("User", {"userName": unique("e") + "@example.com",
+                                              'emails[type eq "work"].value': work_email})
+        assert [u["id"] for u in await client.find("User", 'emails[type eq "work"].value', work_email)] == [
+            emailed["id"]]
         group = await client.create("Group", {"displayName": unique('Sales "EMEA" \\ ops')})
         found = await client.find("Group", "displayName", group["displayName"])
         assert [g["id"] for g in found] == [group["id"]]
