@@ -148,14 +148,21 @@ class ClientCredentials:
             raise errors.TargetError("token endpoint answered without a usable access_token",
                                      status=response.status_code, error_code=errors.SERVICE_INCOMPATIBLE,
                                      job_level=True)
-        lifetime = body.get("expires_in") if body else None
-        seconds = float(lifetime) if isinstance(lifetime, (int, float)) and not isinstance(lifetime, bool) \
-            and lifetime > 0 else _DEFAULT_LIFETIME_SECONDS
+        seconds = _lifetime(body.get("expires_in") if body else None)
         self._header = f"Bearer {token}"
         self._expires_at = self._clock() + seconds - min(_EXPIRY_MARGIN_SECONDS, seconds / 10)
         # Keep the previous token too: a request that carried it may still be failing somewhere.
         self.secrets = (self._client_secret, *self.secrets[1:][-1:], token)
         self.tokens_fetched += 1
+
+
+def _lifetime(expires_in: Any) -> float:
+    """Seconds a token lives: ``expires_in`` as a number or (as some servers send it) a numeric string."""
+    if isinstance(expires_in, str) and expires_in.strip().isdigit():
+        expires_in = int(expires_in)
+    if isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool) and expires_in > 0:
+        return float(expires_in)
+    return _DEFAULT_LIFETIME_SECONDS
 
 
 def _json_object(response: httpx2.Response) -> dict[str, Any] | None:

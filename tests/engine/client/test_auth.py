@@ -181,3 +181,22 @@ async def test_test_connection_reports_a_token_endpoint_that_refuses(token_reply
                 await client.test_connection()
     assert raised.value.kind == kind and "token endpoint" in raised.value.reason
     assert SECRET not in str(raised.value)
+
+
+@pytest.mark.parametrize(("expires_in", "lifetime"), [(3600, 3600), ("1800", 1800), (None, 300), (-5, 300),
+                                                      ("soon", 300), (True, 300)])
+async def test_token_lifetime_is_read_leniently(expires_in: object, lifetime: float) -> None:
+    fake = FakeTime()
+    body = {"access_token": "tok", "token_type": "Bearer"}
+    if expires_in is not None:
+        body["expires_in"] = expires_in  # type: ignore[assignment]
+    with scripted(lambda seen: json_reply(body) if seen.path == "/oauth/token" else json_reply(EMPTY_LIST)) as server:
+        auth = ClientCredentials(f"{server.url}/oauth/token", CLIENT_ID, SECRET, clock=fake.clock)
+        async with ScimClient(server.url, auth) as client:
+            await client.find("User", "userName", "a")
+            fake.now += lifetime - min(60, lifetime / 10) - 1  # just before the renewal point
+            await client.find("User", "userName", "b")
+            assert auth.tokens_fetched == 1
+            fake.now += 2  # just after it
+            await client.find("User", "userName", "c")
+            assert auth.tokens_fetched == 2
