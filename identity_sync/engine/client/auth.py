@@ -65,10 +65,12 @@ class BearerToken:
         return "BearerToken(****)"
 
     async def authorization(self, post: TokenPoster) -> str:
+        """``Bearer <token>``, the same on every request."""
         return self._header
 
     def invalidate(self, authorization: str) -> bool:
-        return False  # the same token would be refused again
+        """Nothing to renew: the same token would be refused again."""
+        return False
 
 
 class ClientCredentials:
@@ -105,6 +107,7 @@ class ClientCredentials:
         return f"ClientCredentials({self.token_endpoint!r}, {self.client_id!r}, ****)"
 
     async def authorization(self, post: TokenPoster) -> str:
+        """``Bearer <access token>``, fetched with ``post`` when none is cached or it is about to expire."""
         async with self._loop_lock():  # concurrent requests wait for one token request, not one each
             if self._header is None or self._clock() >= self._expires_at:
                 await self._fetch(post)
@@ -118,8 +121,9 @@ class ClientCredentials:
         return self._lock
 
     def invalidate(self, authorization: str) -> bool:
+        """The target refused this token: the next request fetches a new one."""
         if self._header == authorization:
-            self._header = None  # the next request fetches a new token
+            self._header = None
         return True
 
     async def _fetch(self, post: TokenPoster) -> None:

@@ -61,6 +61,7 @@ class Location:
 
     @property
     def filtered(self) -> bool:
+        """Whether the path selects an element of a multi-valued attribute by a filter."""
         return self.element is not None
 
 

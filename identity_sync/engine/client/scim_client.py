@@ -57,6 +57,7 @@ class ScimClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Close the connection pool (``async with`` does it)."""
         await self._transport.aclose()
 
     @property

@@ -118,6 +118,7 @@ class Transport:
             headers={"User-Agent": _user_agent(), "Accept": f"{SCIM_JSON}, application/json"})
 
     async def aclose(self) -> None:
+        """Close the connection pool."""
         await self._client.aclose()
 
     def scrub(self, text: str) -> str:
