@@ -146,6 +146,9 @@ async def finds(target: Target, dialect: str) -> None:
         assert [u["id"] for u in await client.find("User", "userName", tricky)] == [user["id"]]
         assert [u["id"] for u in await client.find("User", "externalId", external)] == [user["id"]]
         assert await client.find("User", "userName", tricky + "x") == []
+        accented = unique("zoë.ñúñez") + "@example.com"
+        user = await client.create("User", {"userName": accented})
+        assert [u["id"] for u in await client.find("User", "userName", accented)] == [user["id"]]
         work_email = f"{unique('work')}@example.com"
         emailed = await client.create("User", {"userName": unique("e") + "@example.com",
                                               'emails[type eq "work"].value': work_email})

@@ -369,3 +369,16 @@ async def test_a_connection_lost_after_sending_fails_a_create_at_once_but_retrie
     # The target got the request and may have created the user: not a job-level refusal.
     assert len(server.requests("POST")) == 1
     assert failed.value.error_code == "Unreachable" and failed.value.maybe_applied and not failed.value.job_level
+
+
+async def test_a_create_answered_without_the_new_resource_stops_the_job() -> None:
+    with scripted(sequence(Reply(201))) as server:
+        async with client_for(server.url) as client:
+            with pytest.raises(TargetError) as failed:
+                await client.create("User", {"userName": "ada@example.com"})
+    assert failed.value.job_level and "not SCIM JSON" in str(failed.value)
+    with scripted(sequence(json_reply({"userName": "ada@example.com"}, 201))) as server:
+        async with client_for(server.url) as client:
+            with pytest.raises(TargetError) as failed:
+                await client.create("User", {"userName": "ada@example.com"})
+    assert failed.value.job_level and "without the new resource's id" in str(failed.value)
