@@ -65,10 +65,12 @@ class BearerToken:
         return "BearerToken(****)"
 
     async def authorization(self, post: TokenPoster) -> str:
+        """``Bearer <token>``, the same on every request."""
         return self._header
 
     def invalidate(self, authorization: str) -> bool:
-        return False  # the same token would be refused again
+        """Nothing to renew: the same token would be refused again."""
+        return False
 
 
 class ClientCredentials:
@@ -93,7 +95,10 @@ class ClientCredentials:
         self._clock = clock
         self._header: str | None = None
         self._expires_at = 0.0
-        self._lock = asyncio.Lock()
+        # One lock per event loop: a credential (and its cached token) may outlive the loop of one
+        # cycle, and an asyncio.Lock may only be awaited on the loop it first waited on.
+        self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
         #: How many tokens were fetched (tests and benchmarks check the cache with it).
         self.tokens_fetched = 0
         self.secrets: tuple[str, ...] = (client_secret,)
@@ -102,15 +107,23 @@ class ClientCredentials:
         return f"ClientCredentials({self.token_endpoint!r}, {self.client_id!r}, ****)"
 
     async def authorization(self, post: TokenPoster) -> str:
-        async with self._lock:  # concurrent requests wait for one token request, not one each
+        """``Bearer <access token>``, fetched with ``post`` when none is cached or it is about to expire."""
+        async with self._loop_lock():  # concurrent requests wait for one token request, not one each
             if self._header is None or self._clock() >= self._expires_at:
                 await self._fetch(post)
             assert self._header is not None
             return self._header
 
+    def _loop_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock_loop is not loop:
+            self._lock, self._lock_loop = asyncio.Lock(), loop
+        return self._lock
+
     def invalidate(self, authorization: str) -> bool:
+        """The target refused this token: the next request fetches a new one."""
         if self._header == authorization:
-            self._header = None  # the next request fetches a new token
+            self._header = None
         return True
 
     async def _fetch(self, post: TokenPoster) -> None:
@@ -129,7 +142,8 @@ class ClientCredentials:
         if response.status_code != 200:
             # RFC 6749 §5.2: `error` is a code such as invalid_client; never echo anything else.
             code = str(body.get("error", "")) if body else ""
-            job = errors.UNAUTHORIZED if response.status_code in (400, 401, 403) else errors.INTERNAL_SERVER_ERROR
+            refused = response.status_code in (400, 401, 403)  # RFC 6749 §5.2 answers: bad credentials
+            job = errors.UNAUTHORIZED if refused else errors.SERVICE_INCOMPATIBLE
             raise errors.TargetError(
                 f"token endpoint answered {response.status_code}" + (f" ({code[:60]})" if code else ""),
                 status=response.status_code, error_code=job, job_level=True, detail=code[:60])
@@ -138,14 +152,21 @@ class ClientCredentials:
             raise errors.TargetError("token endpoint answered without a usable access_token",
                                      status=response.status_code, error_code=errors.SERVICE_INCOMPATIBLE,
                                      job_level=True)
-        lifetime = body.get("expires_in") if body else None
-        seconds = float(lifetime) if isinstance(lifetime, (int, float)) and not isinstance(lifetime, bool) \
-            and lifetime > 0 else _DEFAULT_LIFETIME_SECONDS
+        seconds = _lifetime(body.get("expires_in") if body else None)
         self._header = f"Bearer {token}"
         self._expires_at = self._clock() + seconds - min(_EXPIRY_MARGIN_SECONDS, seconds / 10)
         # Keep the previous token too: a request that carried it may still be failing somewhere.
         self.secrets = (self._client_secret, *self.secrets[1:][-1:], token)
         self.tokens_fetched += 1
+
+
+def _lifetime(expires_in: Any) -> float:
+    """Seconds a token lives: ``expires_in`` as a number or (as some servers send it) a numeric string."""
+    if isinstance(expires_in, str) and expires_in.strip().isdigit():
+        expires_in = int(expires_in)
+    if isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool) and expires_in > 0:
+        return float(expires_in)
+    return _DEFAULT_LIFETIME_SECONDS
 
 
 def _json_object(response: httpx2.Response) -> dict[str, Any] | None:

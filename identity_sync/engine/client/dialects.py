@@ -50,7 +50,7 @@ from typing import Any, Literal
 from identity_sync.engine.client import documents
 from identity_sync.engine.model import Change, Value
 
-__all__ = ["DIALECTS", "PATCH_SCHEMA", "Dialect", "get_dialect", "whole_attribute_operations"]
+__all__ = ["DIALECTS", "PATCH_SCHEMA", "Dialect", "get_dialect", "patch_body", "whole_attribute_operations"]
 
 DIALECTS = ("entra", "entra-legacy", "rfc")
 PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -70,6 +70,7 @@ class Dialect:
     member_removal: Literal["filter", "value-list"]
 
     def op(self, name: str) -> str:
+        """The ``op`` value for ``add``/``replace``/``remove`` in this dialect."""
         return name.capitalize() if self.capitalised_ops else name
 
     def operations(self, changes: Sequence[Change]) -> list[Operation]:
@@ -108,9 +109,11 @@ class Dialect:
         return copy.copy(value)
 
     def add_members(self, member_ids: Sequence[str]) -> list[Operation]:
+        """The operations adding ``member_ids`` to a group (one op, a value list)."""
         return [{"op": self.op("add"), "path": "members", "value": [{"value": m} for m in member_ids]}]
 
     def remove_members(self, member_ids: Sequence[str]) -> list[Operation]:
+        """The operations removing exactly ``member_ids`` from a group, in this dialect's shape."""
         if self.member_removal == "value-list":
             return [{"op": self.op("remove"), "path": "members", "value": [{"value": m} for m in member_ids]}]
         return [{"op": self.op("remove"), "path": f"members[value eq {json.dumps(m)}]"} for m in member_ids]
@@ -135,6 +138,7 @@ def get_dialect(name: str) -> Dialect:
 
 
 def patch_body(operations: Sequence[Operation]) -> dict[str, Any]:
+    """A PatchOp request body (RFC 7644 §3.5.2) carrying ``operations``."""
     return {"schemas": [PATCH_SCHEMA], "Operations": list(operations)}
 
 

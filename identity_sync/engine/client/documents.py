@@ -61,6 +61,7 @@ class Location:
 
     @property
     def filtered(self) -> bool:
+        """Whether the path selects an element of a multi-valued attribute by a filter."""
         return self.element is not None
 
 
@@ -78,6 +79,8 @@ def locate(path: str) -> Location:
         return Location(path, urn, parsed.attr.attr, parsed.attr.sub, None)
     if parsed.attr.sub is not None:
         raise ValueError(f"attribute path {path!r}: a filter applies to an attribute, not to a sub-attribute")
+    if parsed.sub is None:
+        raise ValueError(f"attribute path {path!r}: name a sub-attribute of the element, e.g. '.value'")
     return Location(path, urn, parsed.attr.attr, parsed.sub, tuple(_eq_terms(path, parsed.filter)))
 
 
@@ -98,6 +101,9 @@ def build(resource_type: str, values: Mapping[str, Value]) -> dict[str, Any]:
     if resource_type not in CORE_SCHEMAS:
         raise ValueError(f"resource type {resource_type!r}: expected one of {', '.join(CORE_SCHEMAS)}")
     document: dict[str, Any] = {"schemas": [CORE_SCHEMAS[resource_type]]}
+    if any(locate(path).urn is None and locate(path).attr.lower() == "members" for path in values):
+        # Entra creates groups without members and adds them by PATCH (entra-scim-requests.md §1.5).
+        raise ValueError("attribute path 'members': a group is created empty; use add_members")
     for path, value in values.items():
         if value is not None:
             set_value(document, path, value)
@@ -147,28 +153,26 @@ def _set_plain(container: dict[str, Any], attr: str, where: Location, value: Val
 
 
 def _set_element(container: dict[str, Any], attr: str, where: Location, value: Value) -> None:
-    if where.sub is None:
-        raise ValueError(f"attribute path {where.path!r}: name a sub-attribute of the element, e.g. '.value'")
+    assert where.sub is not None  # locate() refuses a filtered path without a sub-attribute
     elements = container.get(attr)
     if not isinstance(elements, list):
-        elements = [] if elements is None or value is not None else None
-    element = _find_element(elements or [], where)
+        if value is None:
+            return  # nothing there to remove
+        elements = []
+    element = _find_element(elements, where)
     if value is None:
-        if element is None:
-            return
-        element.pop(_key(element, where.sub), None)
-        if all(k.lower() in _MARKERS for k in element):
-            elements.remove(element)  # type: ignore[union-attr]  # found in it
-        if elements:
-            container[attr] = elements
-        else:
+        if element is not None:
+            element.pop(_key(element, where.sub), None)
+            if all(k.lower() in _MARKERS for k in element):
+                elements.remove(element)
+        if not elements:
             container.pop(attr, None)
         return
     if element is None:
         element = {name: _literal_value(name, literal) for name, literal in where.element or ()}
         if (where.attr.lower(), str(element.get("type", "")).lower()) in _PRIMARY_BY_DEFAULT:
             element.setdefault("primary", True)
-        elements.append(element)  # type: ignore[union-attr]  # a list whenever value is not None
+        elements.append(element)
     element[_key(element, where.sub)] = copy.copy(value)
     container[attr] = elements
 
@@ -190,7 +194,7 @@ def extract(resource: Mapping[str, Any], path: str) -> Value:
             found = _get(found, "value")
     else:
         element = _find_element(top if isinstance(top, list) else [], where)
-        found = _get(element, where.sub) if where.sub is not None else element
+        found = _get(element, where.sub or "")
     return None if found in ([], {}) else found
 
 

@@ -57,6 +57,7 @@ class ScimClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Close the connection pool (``async with`` does it)."""
         await self._transport.aclose()
 
     @property
@@ -73,8 +74,10 @@ class ScimClient:
         """The resources whose ``attribute`` equals ``value``: ``GET /Users?filter=attribute eq "value"``
         (entra-scim-requests.md §1.4 a); groups are read without members (§1.5)."""
         endpoint = _endpoint(resource_type)
-        if not attribute or any(c in attribute for c in ' "()[]'):
-            raise ValueError(f"filter attribute {attribute!r}: expected an attribute path such as 'userName'")
+        # Any mapping path may be a matching attribute, `emails[type eq "work"].value` included (§1.4 a).
+        documents.locate(attribute)
+        if value is None or not isinstance(value, (str, bool, int)):
+            raise ValueError(f"filter value for {attribute}: expected a string, a boolean or an integer")
         # json.dumps escapes quotes and backslashes the way a SCIM filter string literal needs.
         params = {"filter": f"{attribute} eq {json.dumps(value, ensure_ascii=False)}"}
         if resource_type == "Group":
@@ -82,7 +85,9 @@ class ScimClient:
         response = await self._transport.request("GET", endpoint, params=params)
         body = self._transport.json_object("GET", endpoint, response)
         resources = body.get("Resources", [])
-        if not isinstance(resources, list) or not all(isinstance(r, dict) for r in resources):
+        total = body.get("totalResults")
+        hidden = isinstance(total, int) and total > 0 and not resources  # matched, but not shown: never create
+        if hidden or not isinstance(resources, list) or not all(isinstance(r, dict) for r in resources):
             raise TargetError(f"GET /{endpoint}: the answer to a filter is not a ListResponse "
                               f"({errors.SERVICE_INCOMPATIBLE})", status=response.status_code,
                               error_code=errors.SERVICE_INCOMPATIBLE, job_level=True)

@@ -15,8 +15,13 @@ Retries follow what Entra does (provisioning-engine.md §1.7, entra-scim-request
 * every other ``4xx`` is final: sending it again would get the same answer.
 
 A request whose answer never came (a read timeout, a connection lost after sending) may have been
-applied; the error then says ``maybe_applied`` so that a create can be matched again rather than
-repeated forever (a retried create answering ``409`` is ``EntryConflict`` with ``maybe_applied``).
+applied. PATCH, DELETE and GET are safe to send again (the engine's replaces, member changes and
+deletes are idempotent), so they are retried; a POST is not — a second create could duplicate a
+group on a target that does not keep display names unique — and fails at once with
+``maybe_applied``, so that the caller matches the object again by its matching attribute
+(provisioning-engine.md §1.7: Entra re-POSTs a timed-out create and then loops on 409). A create
+retried after a 5xx and answered ``409`` is ``EntryConflict`` with ``maybe_applied`` for the same
+reason.
 
 Why a small loop and not tenacity: the decision to retry looks at responses as well as exceptions,
 the wait comes from a header, a 401 refresh must not count as a retry, and a 429 pauses every
@@ -53,6 +58,9 @@ _BACKOFF_BASE_SECONDS = 0.5
 _BACKOFF_CAP_SECONDS = 30.0
 #: Characters of a target's error text kept in messages (the rest is noise, or someone's data).
 _DETAIL_CHARS = 200
+#: Token endpoint answers handed to the OAuth code as they are (RFC 6749 §5.2 errors); 429 and 5xx
+#: are retried like any request first. A token request is a POST that creates nothing: retrying it is safe.
+_OAUTH_ANSWERS = frozenset(range(300, 500)) - {429}
 
 log = structlog.get_logger("identity_sync.engine.client")
 
@@ -110,6 +118,7 @@ class Transport:
             headers={"User-Agent": _user_agent(), "Accept": f"{SCIM_JSON}, application/json"})
 
     async def aclose(self) -> None:
+        """Close the connection pool."""
         await self._client.aclose()
 
     def scrub(self, text: str) -> str:
@@ -138,7 +147,8 @@ class Transport:
                                               headers={**headers, "Authorization": authorization or ""})
 
         return await self._attempts(method, "/" + path, send, authorized=True, allow=allow,
-                                    retries=self.max_retries if retries is None else retries, one_object=one_object)
+                                    retries=self.max_retries if retries is None else retries, one_object=one_object,
+                                    idempotent=method != "POST")
 
     async def post_form(self, url: str, form: dict[str, str], headers: dict[str, str]) -> httpx2.Response:
         """POST a form outside the Tenant URL (the OAuth token endpoint), with the same TLS
@@ -147,11 +157,16 @@ class Transport:
         async def send(_: str | None) -> httpx2.Response:
             return await self._client.post(url, data=form, headers=headers)
 
-        return await self._attempts("POST", "token endpoint", send, authorized=False,
-                                    allow=range(300, 600), retries=self.max_retries, one_object=False)
+        try:
+            return await self._attempts("POST", "token endpoint", send, authorized=False, allow=_OAUTH_ANSWERS,
+                                        retries=self.max_retries, one_object=False, idempotent=True)
+        except errors.TargetError as exc:
+            exc.job_level = True  # without a token no request of the job can succeed
+            raise
 
     async def _attempts(self, method: str, path: str, send: Callable[[str | None], Awaitable[httpx2.Response]], *,
-                        authorized: bool, allow: Collection[int], retries: int, one_object: bool) -> httpx2.Response:
+                        authorized: bool, allow: Collection[int], retries: int, one_object: bool,
+                        idempotent: bool) -> httpx2.Response:
         maybe_applied = False
         refreshed = False
         attempt = 0
@@ -162,10 +177,9 @@ class Transport:
                     await self._wait_while_paused()
                     try:
                         response = await send(authorization)
+                        await response.aread()  # the body too, inside the slot and the timeout
                     except httpx2.TransportError as exc:
-                        # Read the response here: a slot covers the whole exchange.
-                        raise self._transport_failure(method, path, exc, maybe_applied) from None
-                    await response.aread()
+                        raise self._transport_failure(method, path, exc, maybe_applied, idempotent) from None
             except _Failure as failure:
                 maybe_applied = failure.error.maybe_applied
                 if not failure.retryable or attempt >= retries:
@@ -185,16 +199,16 @@ class Transport:
             retryable = status == 429 or (status >= 500 and status != 501)
             if not retryable or attempt >= retries:
                 raise error
+            # A 5xx may have done part of the work before failing (a 429 did nothing).
+            maybe_applied = maybe_applied or (status >= 500 and method != "GET")
+            wait = retry_after_seconds(response.headers.get("Retry-After"))  # 503 may carry one too
+            wait = self._backoff(attempt) if wait is None else wait
+            self._log_retry(method, path, error.error_code, attempt, wait)
             if status == 429:
-                wait = retry_after_seconds(response.headers.get("Retry-After"))
-                wait = self._backoff(attempt) if wait is None else wait
                 # Entra pauses the job for the Retry-After period (provisioning-engine.md §1.7):
                 # every request of this client waits, the throttled one included.
                 self._paused_until = max(self._paused_until, self._clock() + wait)
-                self._log_retry(method, path, error.error_code, attempt, wait)
             else:
-                wait = self._backoff(attempt)
-                self._log_retry(method, path, error.error_code, attempt, wait)
                 await self._sleep(wait)
             attempt += 1
 
@@ -213,8 +227,8 @@ class Transport:
         log.warning("scim.retry", method=method, path=path.split("?")[0], error_code=error_code,
                     attempt=attempt + 1, wait_seconds=round(wait, 3))
 
-    def _transport_failure(self, method: str, path: str, exc: httpx2.TransportError,
-                           maybe_applied: bool) -> _Failure:
+    def _transport_failure(self, method: str, path: str, exc: httpx2.TransportError, maybe_applied: bool,
+                           idempotent: bool) -> _Failure:
         where = f"{method} {path.split('?')[0]}"
         if _is_tls_failure(exc):
             error = errors.TargetError(f"{where}: TLS handshake failed ({self.scrub(_tls_reason(exc))})",
@@ -223,6 +237,7 @@ class Transport:
         not_sent = isinstance(exc, (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout))
         # A request that left may have been applied even though no answer came back.
         applied = maybe_applied or (not not_sent and method != "GET")
+        retryable = not_sent or idempotent
         if isinstance(exc, httpx2.TimeoutException):
             error = errors.TargetError(f"{where}: timed out ({type(exc).__name__})", status=None,
                                        error_code=errors.TIMEOUT, job_level=False, maybe_applied=applied)
@@ -230,7 +245,7 @@ class Transport:
             reason = self.scrub(str(exc))[:_DETAIL_CHARS] or type(exc).__name__
             error = errors.TargetError(f"{where}: connection failed ({reason})", status=None,
                                        error_code=errors.UNREACHABLE, job_level=not_sent, maybe_applied=applied)
-        return _Failure(error, retryable=True)
+        return _Failure(error, retryable=retryable)
 
     def _status_error(self, method: str, path: str, response: httpx2.Response, one_object: bool,
                       maybe_applied: bool) -> errors.TargetError:

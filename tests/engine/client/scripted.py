@@ -45,6 +45,8 @@ class Reply:
     #: Raw bytes instead of JSON (an HTML page, say).
     raw: bytes | None = None
     content_type: str = SCIM_JSON
+    #: Close the connection without answering (a crash or a proxy cutting the line).
+    drop: bool = False
 
 
 def json_reply(body: Any, status: int = 200, **headers: str) -> Reply:
@@ -113,6 +115,9 @@ class ScriptedServer:
                     reply = server.script(seen)
                     if reply.delay:
                         time.sleep(reply.delay)
+                    if reply.drop:
+                        self.close_connection = True
+                        return
                     payload = reply.raw if reply.raw is not None else (
                         b"" if reply.body is None else json.dumps(reply.body).encode())
                     self.send_response(reply.status)

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from identity_sync.engine.client import BearerToken, ClientCredentials, ScimClient, TargetError
+from identity_sync.engine.client import BearerToken, ClientCredentials, ConnectionProblem, ScimClient, TargetError
 from tests.engine.client.scripted import EMPTY_LIST, FakeTime, Reply, Seen, html, json_reply, scim_error, scripted
 from tests.engine.conftest import unique
 from tests.engine.targets import Target
@@ -122,11 +122,11 @@ async def test_a_401_fetches_a_new_token_once_then_gives_up() -> None:
 
 
 @pytest.mark.parametrize("reply", [json_reply({"error": "invalid_client"}, 401), html(200),
-                                   json_reply({"token_type": "Bearer"})])
+                                   json_reply({"token_type": "Bearer"}), json_reply({"error": "down"}, 503)])
 async def test_a_failing_token_endpoint_stops_the_job_and_keeps_the_secret(reply: Reply) -> None:
     with scripted(lambda seen: reply if seen.path == "/oauth/token" else json_reply(EMPTY_LIST)) as server:
         auth = ClientCredentials(f"{server.url}/oauth/token", CLIENT_ID, SECRET)
-        async with ScimClient(server.url, auth) as client:
+        async with ScimClient(server.url, auth, max_retries=1, sleep=FakeTime().sleep) as client:
             with pytest.raises(TargetError) as failed:
                 await client.find("User", "userName", "a")
             assert client.requests_sent["GET"] == 0
@@ -155,3 +155,48 @@ async def test_client_credentials_against_our_service(our_target: Target, send: 
         created = await client.create("User", {"userName": unique("oauth") + "@example.com", "active": True})
         assert [u["id"] for u in await client.find("User", "userName", created["userName"])] == [created["id"]]
     assert auth.tokens_fetched == 1
+
+
+def test_one_credential_serves_cycles_on_successive_event_loops() -> None:
+    issuer = TokenIssuer()
+
+    async def cycle(url: str, auth: ClientCredentials) -> None:
+        async with ScimClient(url, auth, max_in_flight=2) as client:
+            await asyncio.gather(*(client.find("User", "userName", f"u{i}") for i in range(6)))
+
+    with scripted(issuer) as server:
+        auth = ClientCredentials(f"{server.url}/oauth/token", CLIENT_ID, SECRET)
+        asyncio.run(cycle(server.url, auth))
+        asyncio.run(cycle(server.url, auth))  # a new loop: the cached token is reused, the lock is not
+    assert auth.tokens_fetched == 1 and len(server.requests("GET")) == 12
+
+
+@pytest.mark.parametrize(("token_reply", "kind"), [(json_reply({"error": "invalid_client"}, 401), "unauthorized"),
+                                                   (json_reply({"error": "not here"}, 404), "not_scim")])
+async def test_test_connection_reports_a_token_endpoint_that_refuses(token_reply: Reply, kind: str) -> None:
+    with scripted(lambda seen: token_reply if seen.path == "/oauth/token" else json_reply(EMPTY_LIST)) as server:
+        auth = ClientCredentials(f"{server.url}/oauth/token", CLIENT_ID, SECRET)
+        async with ScimClient(server.url, auth) as client:
+            with pytest.raises(ConnectionProblem) as raised:
+                await client.test_connection()
+    assert raised.value.kind == kind and "token endpoint" in raised.value.reason
+    assert SECRET not in str(raised.value)
+
+
+@pytest.mark.parametrize(("expires_in", "lifetime"), [(3600, 3600), ("1800", 1800), (None, 300), (-5, 300),
+                                                      ("soon", 300), (True, 300)])
+async def test_token_lifetime_is_read_leniently(expires_in: object, lifetime: float) -> None:
+    fake = FakeTime()
+    body = {"access_token": "tok", "token_type": "Bearer"}
+    if expires_in is not None:
+        body["expires_in"] = expires_in  # type: ignore[assignment]
+    with scripted(lambda seen: json_reply(body) if seen.path == "/oauth/token" else json_reply(EMPTY_LIST)) as server:
+        auth = ClientCredentials(f"{server.url}/oauth/token", CLIENT_ID, SECRET, clock=fake.clock)
+        async with ScimClient(server.url, auth) as client:
+            await client.find("User", "userName", "a")
+            fake.now += lifetime - min(60, lifetime / 10) - 1  # just before the renewal point
+            await client.find("User", "userName", "b")
+            assert auth.tokens_fetched == 1
+            fake.now += 2  # just after it
+            await client.find("User", "userName", "c")
+            assert auth.tokens_fetched == 2

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
+import copy
 
-from identity_sync.engine.client import DIALECTS, BearerToken, ScimClient
-from identity_sync.engine.client.dialects import get_dialect, whole_attribute_operations
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from identity_sync.engine.client import DIALECTS, BearerToken, ScimClient, documents
+from identity_sync.engine.client.dialects import get_dialect, patch_body, whole_attribute_operations
 from identity_sync.engine.model import Change
+from identity_sync.scim import registry
+from identity_sync.scim.patch import apply_operations, parse_operations
 from tests.engine.client.scripted import Reply, Seen, json_reply, scim_error, scripted
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -131,3 +137,28 @@ async def test_members_travel_in_batches_of_members_per_request(dialect: str) ->
     else:
         removed = [op["path"][len('members[value eq "'):-2] for s in patches[3:] for op in s.json()["Operations"]]
     assert removed == ids[:150] and len(patches[3].body) > len(patches[4].body)
+
+
+# -- every dialect means what documents.set_value means, as this project's PATCH engine reads it ----
+
+_PATHS = ["displayName", "title", "name.givenName", "name.familyName", WORK_EMAIL, 'emails[type eq "home"].value',
+          'phoneNumbers[type eq "mobile"].value', 'addresses[type eq "work"].locality',
+          'addresses[type eq "work"].country', 'roles[primary eq "True"].value', f"{ENTERPRISE}:department",
+          MANAGER, "urn:ietf:params:scim:schemas:extension:GlobalRelay:2.0:User:extensionAttribute3"]
+_TEXT = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x2FF), min_size=1, max_size=8).filter(str.strip)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.sampled_from(_PATHS), _TEXT), st.dictionaries(st.sampled_from(_PATHS), _TEXT | st.none()),
+       st.booleans(), st.sampled_from(DIALECTS))
+def test_a_dialects_patch_does_what_set_value_does(before: dict[str, str], after: dict[str, str | None],
+                                                   active: bool, dialect: str) -> None:
+    document = documents.build("User", {"userName": "ada@example.com", **before})
+    changes = [Change(path, value) for path, value in after.items()] + [Change("active", active)]
+    expected = copy.deepcopy(document)
+    for change in changes:
+        documents.set_value(expected, change.path, change.value)
+    body = patch_body(get_dialect(dialect).operations(changes))
+    patched = apply_operations(registry.USER, document, parse_operations(body, max_operations=100))
+    paths = [*_PATHS, "active", "userName"]
+    assert {p: documents.extract(patched, p) for p in paths} == {p: documents.extract(expected, p) for p in paths}

@@ -38,6 +38,8 @@ def test_build_places_every_path_kind_where_entra_puts_it() -> None:
 def test_build_a_group_and_refuse_what_is_not_a_path() -> None:
     assert documents.build("Group", {"displayName": "Sales", "externalId": "g-1"}) == {
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Sales", "externalId": "g-1"}
+    with pytest.raises(ValueError, match="a group is created empty"):
+        documents.build("Group", {"displayName": "Sales", "members": ["u1"]})
     with pytest.raises(ValueError, match="resource type 'Device'"):
         documents.build("Device", {})
     with pytest.raises(ValueError, match="attribute path 'emails\\[type eq'"):

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import ssl
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import structlog
@@ -15,6 +17,7 @@ import structlog
 from identity_sync.engine.client import BearerToken, ScimClient, TargetError
 from identity_sync.engine.client.transport import MAX_RETRY_AFTER_SECONDS, retry_after_seconds
 from identity_sync.engine.model import Change
+from tests.auth.tls_helpers import self_signed
 from tests.engine.client.scripted import (
     EMPTY_LIST,
     FakeTime,
@@ -171,26 +174,53 @@ async def test_404_means_gone_for_one_object_and_a_wrong_tenant_url_for_a_collec
 
 async def test_a_slow_answer_times_out_and_is_retried() -> None:
     fake = FakeTime()
-    with scripted(sequence(Reply(200, USER, delay=1.0), json_reply(USER))) as server:
-        async with client_for(server.url, fake, timeout=0.3) as client:
+    with scripted(sequence(Reply(200, USER, delay=2.0), json_reply(USER))) as server:
+        async with client_for(server.url, fake, timeout=0.6) as client:
             assert await client.get("User", "u1") == USER
     assert len(server.requests()) == 2 and len(fake.sleeps) == 1
 
 
-async def test_a_timed_out_create_answered_409_on_retry_says_it_may_have_been_applied() -> None:
+async def test_a_timed_out_create_is_not_repeated_and_may_have_been_applied() -> None:
     fake = FakeTime()
-    with scripted(sequence(Reply(201, USER, delay=1.0), scim_error(409, "exists", "uniqueness"))) as server:
-        async with client_for(server.url, fake, timeout=0.3) as client:
+    with scripted(sequence(Reply(201, USER, delay=2.0), json_reply(USER, 201))) as server:
+        async with client_for(server.url, fake, timeout=0.6) as client:
+            with pytest.raises(TargetError) as failed:
+                await client.create("User", {"userName": "ada@example.com"})
+    # A second POST could create a second object: the caller matches again instead.
+    assert len(server.requests("POST")) == 1 and fake.sleeps == []
+    assert failed.value.error_code == "Timeout" and failed.value.maybe_applied and not failed.value.job_level
+
+
+async def test_a_create_retried_after_a_5xx_and_answered_409_is_a_conflict_that_may_be_ours() -> None:
+    fake = FakeTime()
+    with scripted(sequence(scim_error(500, "db hiccup"), scim_error(409, "exists", "uniqueness"))) as server:
+        async with client_for(server.url, fake) as client:
             with pytest.raises(TargetError) as failed:
                 await client.create("User", {"userName": "ada@example.com"})
     assert len(server.requests("POST")) == 2
     assert failed.value.error_code == "EntryConflict" and failed.value.maybe_applied
 
 
+async def test_a_timed_out_patch_is_retried() -> None:
+    fake = FakeTime()
+    with scripted(sequence(Reply(204, delay=2.0), Reply(204))) as server:
+        async with client_for(server.url, fake, timeout=0.6) as client:
+            await client.update("User", "u1", [Change("title", "x")])
+    assert len(server.requests("PATCH")) == 2 and len(fake.sleeps) == 1
+
+
+async def test_503_retry_after_is_honoured_without_pausing_the_client() -> None:
+    fake = FakeTime()
+    with scripted(sequence(scim_error(503, "maintenance", **{"Retry-After": "4"}), json_reply(USER))) as server:
+        async with client_for(server.url, fake) as client:
+            assert await client.get("User", "u1") == USER
+    assert fake.sleeps == [4.0]
+
+
 async def test_timeouts_forever_end_in_timeout_that_a_get_never_applied() -> None:
     fake = FakeTime()
-    with scripted(sequence(Reply(200, USER, delay=0.6))) as server:
-        async with client_for(server.url, fake, timeout=0.2, max_retries=1) as client:
+    with scripted(sequence(Reply(200, USER, delay=2.0))) as server:
+        async with client_for(server.url, fake, timeout=0.6, max_retries=1) as client:
             with pytest.raises(TargetError) as failed:
                 await client.get("User", "u1")
     assert failed.value.error_code == "Timeout" and failed.value.status is None
@@ -291,3 +321,64 @@ def test_retry_after_parsing() -> None:
     assert retry_after_seconds("999999") == MAX_RETRY_AFTER_SECONDS
     assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
     assert retry_after_seconds("-5") is None
+
+
+async def test_a_redirect_is_a_wrong_tenant_url_and_stops_the_job() -> None:
+    with scripted(sequence(Reply(301, headers={"Location": "https://elsewhere.example/scim/Users"}))) as server:
+        async with client_for(server.url) as client:
+            with pytest.raises(TargetError) as failed:
+                await client.find("User", "userName", "ada@example.com")
+    assert len(server.requests()) == 1
+    assert (failed.value.error_code, failed.value.job_level) == (
+        "SystemForCrossDomainIdentityManagementServiceIncompatible", True)
+    assert "redirect" in str(failed.value)
+
+
+async def test_an_untrusted_certificate_stops_the_job_without_retrying(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_side.load_cert_chain(cert, key)
+    fake = FakeTime()
+    with scripted(sequence(json_reply(USER)), tls=server_side) as server:
+        async with client_for(server.url, fake) as client:
+            with pytest.raises(TargetError) as failed:
+                await client.get("User", "u1")
+            assert client.requests_sent["GET"] == 1 and fake.sleeps == []
+    assert (failed.value.error_code, failed.value.job_level) == ("TlsFailure", True)
+
+
+async def test_a_list_response_that_hides_its_results_is_not_trusted() -> None:
+    # totalResults says one user matched but Resources is missing: creating would duplicate it.
+    with scripted(sequence(json_reply({**EMPTY_LIST, "totalResults": 1}))) as server:
+        async with client_for(server.url) as client:
+            with pytest.raises(TargetError) as failed:
+                await client.find("User", "userName", "ada@example.com")
+    assert failed.value.job_level and failed.value.error_code.endswith("ServiceIncompatible")
+
+
+async def test_a_connection_lost_after_sending_fails_a_create_at_once_but_retries_a_read() -> None:
+    fake = FakeTime()
+    with scripted(sequence(Reply(drop=True), json_reply(USER))) as server:
+        async with client_for(server.url, fake) as client:
+            assert await client.get("User", "u1") == USER
+    assert len(server.requests("GET")) == 2
+    with scripted(sequence(Reply(drop=True), json_reply({**USER, "id": "new"}, 201))) as server:
+        async with client_for(server.url, fake) as client:
+            with pytest.raises(TargetError) as failed:
+                await client.create("User", {"userName": "ada@example.com"})
+    # The target got the request and may have created the user: not a job-level refusal.
+    assert len(server.requests("POST")) == 1
+    assert failed.value.error_code == "Unreachable" and failed.value.maybe_applied and not failed.value.job_level
+
+
+async def test_a_create_answered_without_the_new_resource_stops_the_job() -> None:
+    with scripted(sequence(Reply(201))) as server:
+        async with client_for(server.url) as client:
+            with pytest.raises(TargetError) as failed:
+                await client.create("User", {"userName": "ada@example.com"})
+    assert failed.value.job_level and "not SCIM JSON" in str(failed.value)
+    with scripted(sequence(json_reply({"userName": "ada@example.com"}, 201))) as server:
+        async with client_for(server.url) as client:
+            with pytest.raises(TargetError) as failed:
+                await client.create("User", {"userName": "ada@example.com"})
+    assert failed.value.job_level and "without the new resource's id" in str(failed.value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from identity_sync.engine.mapping.expressions.errors import (
@@ -19,7 +20,12 @@ from identity_sync.engine.mapping.expressions.errors import (
 )
 from identity_sync.engine.mapping.expressions.functions import FUNCTIONS
 from identity_sync.engine.mapping.expressions.functions.logic import IgnoreFlowSignal, comparison
-from identity_sync.engine.mapping.expressions.functions.registry import CallSite, Evaluator, evaluate_null
+from identity_sync.engine.mapping.expressions.functions.registry import (
+    CallSite,
+    Evaluator,
+    FunctionSpec,
+    evaluate_null,
+)
 from identity_sync.engine.mapping.expressions.functions.strings import COMPARE_CONSTANTS
 from identity_sync.engine.mapping.expressions.syntax import (
     Attribute,
@@ -48,20 +54,31 @@ class Expression:
     (evaluation keeps no state)."""
 
     __slots__ = ("_evaluator", "_uses_context", "attributes", "functions", "redacted", "text", "tree")
+    text: str
+    tree: Node
+    attributes: frozenset[str]
+    functions: frozenset[str]
+    redacted: bool
+    _evaluator: Evaluator
+    _uses_context: bool
 
     def __init__(self, text: str, tree: Node, evaluator: Evaluator, attributes: frozenset[str],
                  functions: frozenset[str]) -> None:
-        self.text = text
+        initialise = object.__setattr__
+        initialise(self, "text", text)
         #: The syntax tree (``syntax.Node``), for tools that show or transform expressions.
-        self.tree = tree
+        initialise(self, "tree", tree)
         #: Names of the source attributes referenced as ``[name]``, as written.
-        self.attributes = attributes
+        initialise(self, "attributes", attributes)
         #: Names of the functions called anywhere in the expression.
-        self.functions = functions
+        initialise(self, "functions", functions)
         #: True when ``Redact(...)`` appears anywhere: logs must show ``[Redact]`` instead of the value.
-        self.redacted = "Redact" in functions
-        self._evaluator = evaluator
-        self._uses_context = any(FUNCTIONS[name].uses_context for name in functions)
+        initialise(self, "redacted", "Redact" in functions)
+        initialise(self, "_evaluator", evaluator)
+        initialise(self, "_uses_context", any(FUNCTIONS[name].uses_context for name in functions))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Expression is immutable (cannot set {name!r})")
 
     def evaluate(self, attributes: Mapping[str, Any], context: EvaluationContext | None = None) -> Any:
         """The value of the expression for one object's ``attributes``: ``None``, ``str``, ``bool``,
@@ -73,6 +90,12 @@ class Expression:
             value = self._evaluator(attributes, context)
         except IgnoreFlowSignal:
             return IGNORE_FLOW
+        except ExpressionEvaluationError as problem:
+            if not self.redacted:
+                raise
+            # A message may quote the value that failed; a redacted expression's values stay out of logs.
+            where = problem.message.split(":", 1)[0]
+            raise ExpressionEvaluationError(f"{where}: failed (details redacted)", problem.column) from None
         if type(value) is DateTimeValue or type(value) is list:
             return plain(value)
         return value
@@ -86,13 +109,26 @@ class Expression:
     def __hash__(self) -> int:
         return hash(self.text)
 
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        # Closures do not pickle; the text rebuilds the same expression (e.g. in a worker process).
+        return (parse_expression, (self.text,))
+
 
 # Expressions that call no context function never read it; one shared instance spares a clock read.
 _NO_CONTEXT = EvaluationContext()
 
 
 def parse_expression(text: str) -> Expression:
-    """Parse, check and compile ``text``; raises ``ExpressionError`` (``"column N: message"``)."""
+    """Parse, check and compile ``text``; raises ``ExpressionError`` (``"column N: message"``).
+
+    Expressions are immutable, so the same text gives the same object (cached; errors are not)."""
+    if not isinstance(text, str):
+        raise ExpressionError(f"an expression must be text, got {type(text).__name__}", 1)
+    return _parse_expression(text)
+
+
+@lru_cache(maxsize=4096)
+def _parse_expression(text: str) -> Expression:
     tree = parse_tree(text)
     attributes: set[str] = set()
     functions: set[str] = set()
@@ -189,7 +225,7 @@ def _call_evaluator(node: Call, attributes: set[str], functions: set[str], *, to
     return spec.build(site, compiled)
 
 
-def _check_arity(spec: Any, site: CallSite) -> None:
+def _check_arity(spec: FunctionSpec, site: CallSite) -> None:
     count = len(site.arguments)
     minimum, maximum = spec.minimum, spec.maximum
     if minimum <= count and (maximum is None or count <= maximum):

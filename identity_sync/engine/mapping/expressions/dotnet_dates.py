@@ -72,6 +72,7 @@ def _from_match(match: re.Match[str], order: str, text: str) -> datetime:
     return moment.astimezone(UTC)
 
 
+@lru_cache(maxsize=128)
 def _zone(offset: str | None) -> timezone:
     if not offset or offset.upper() in ("Z", "GMT", "UTC"):
         return UTC

@@ -61,6 +61,13 @@ def translate_pattern(pattern: str) -> str:
         if in_class:
             if character == "]":
                 in_class = False
+            elif character == "-" and pattern.startswith("[", index + 1):
+                raise RegexTranslationError("character class subtraction [a-z-[aeiou]] is not supported", index)
+            elif character in "[&~|" or character == "-" and pattern.startswith("-", index + 1):
+                # Literal in a .NET class; Python reserves these (nested sets, set operations).
+                out.append("\\" + character)
+                index += 1
+                continue
             out.append(character)
             index += 1
             continue

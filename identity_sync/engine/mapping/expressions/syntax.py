@@ -16,6 +16,9 @@ from identity_sync.engine.mapping.expressions.grammar import parser
 
 #: Entra's limit on the length of an expression (provisioning-engine.md §2.1).
 MAX_EXPRESSION_LENGTH = 10_000
+#: How deeply calls and comparisons may nest. Entra documents no limit; real expressions nest a
+#: handful of levels, and the compiled evaluator recurses once per level.
+MAX_NESTING = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +100,7 @@ def parse_tree(text: str) -> Node:
         tree = parser().parse(text)
     except UnexpectedInput as problem:
         raise _syntax_error(text, problem) from None
-    return _build(tree.children[0])
+    return _build(tree.children[0], 1)
 
 
 def _syntax_error(text: str, problem: UnexpectedInput) -> ExpressionError:
@@ -108,6 +111,9 @@ def _syntax_error(text: str, problem: UnexpectedInput) -> ExpressionError:
             return ExpressionError('unterminated string: no closing "', position + 1)
         if character == "[":
             return ExpressionError("unterminated attribute name: no closing ]", position + 1)
+        if character in "\u201c\u201d\u201e\u2018\u2019'":
+            return ExpressionError(f'unexpected {character!r}: strings are written between straight quotes "..."',
+                                   position + 1)
         return ExpressionError(f"unexpected character {character!r}", position + 1)
     if isinstance(problem, UnexpectedToken):
         token = problem.token
@@ -129,21 +135,25 @@ def _expected(terminals: set[str] | list[str]) -> str:
     return ", ".join(names[:-1]) + " or " + names[-1]
 
 
-def _build(tree: Tree | Token) -> Node:
+def _build(tree: Tree | Token, depth: int) -> Node:
     # The grammar's aliases (attribute, string, ...) each wrap exactly one token.
     assert isinstance(tree, Tree)
     kind = tree.data
+    if kind in ("call", "comparison") and depth > MAX_NESTING:
+        first = tree.children[0] if kind == "call" else tree.children[1]
+        assert isinstance(first, Token)
+        raise ExpressionError(f"calls nest more than {MAX_NESTING} levels deep", _column(first))
     if kind == "call":
         name, arguments = tree.children
         assert isinstance(name, Token) and isinstance(arguments, Tree)
-        built = tuple(_build_argument(argument, name) for argument in arguments.children)
+        built = tuple(_build_argument(argument, name, depth + 1) for argument in arguments.children)
         if len(built) == 1 and isinstance(built[0], Empty):
             built = ()  # Guid(): one empty argument is no argument
         return Call(_column(name), str(name), built)
     if kind == "comparison":
         left, operator, right = tree.children
         assert isinstance(operator, Token)
-        return Comparison(_column(operator), str(operator), _build(left), _build(right))
+        return Comparison(_column(operator), str(operator), _build(left, depth + 1), _build(right, depth + 1))
     token = tree.children[0]
     assert isinstance(token, Token)
     column = _column(token)
@@ -163,11 +173,11 @@ def _build(tree: Tree | Token) -> Node:
     raise AssertionError(f"grammar rule without a node: {kind}")  # pragma: no cover
 
 
-def _build_argument(argument: Tree | Token, call_name: Token) -> Node:
+def _build_argument(argument: Tree | Token, call_name: Token, depth: int) -> Node:
     assert isinstance(argument, Tree)
     if not argument.children:
         return Empty(_column(call_name))
-    return _build(argument.children[0])
+    return _build(argument.children[0], depth)
 
 
 def _column(token: Token) -> int:

@@ -217,29 +217,12 @@ def to_values(value: Any) -> list[Any]:
     return [value]
 
 
-def lookup(attributes: Mapping[str, Any], name: str, folded: str) -> Any:
-    """The value of source attribute ``name``: exact name first, then ignoring case; missing → None.
-
-    ``folded`` is ``name.casefold()``, computed once at parse time. A mapping that is a
-    ``CaseInsensitiveAttributes`` answers the second step from its index instead of scanning.
-    """
-    try:
-        return attributes[name]
-    except KeyError:
-        pass
-    if isinstance(attributes, CaseInsensitiveAttributes):
-        return attributes.folded(folded)
-    for key, value in attributes.items():
-        if key.casefold() == folded:
-            return value
-    return None
-
-
 class CaseInsensitiveAttributes(Mapping[str, Any]):
     """A read-only view of an object's attributes with a case-insensitive index built once.
 
     Optional: build one per object when the same object is evaluated by many expressions whose
-    attribute names differ in case from the source's (otherwise each miss scans the attributes).
+    attribute names differ in case from the source's, or that name attributes the object lacks
+    (otherwise each miss scans the attributes once).
     """
 
     __slots__ = ("_attributes", "_folded")

@@ -8,6 +8,7 @@ say, Devanagari would change the text, not its accents).
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from functools import lru_cache
 from typing import Any
@@ -35,14 +36,31 @@ def _normalize_character(character: str) -> str:
     return _SPECIAL_LETTERS.get(base, base) + stripped
 
 
+class _TranslationTable(dict[int, str]):
+    """``str.translate`` table filled on first sight of each character (hits stay in C)."""
+
+    def __missing__(self, code_point: int) -> str:
+        normalized = _normalize_character(chr(code_point))
+        self[code_point] = normalized
+        return normalized
+
+
+_TABLE = _TranslationTable()
+# Combining marks that survive NFC (no precomposed letter exists) need the slow path.
+_COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+
+
 def normalize_diacritics(source: Any) -> str | None:
-    """``NormalizeDiacritics(source)``: ``Zoë`` → ``Zoe``, ``Łukasz Øster`` → ``Lukasz Oester``."""
+    """``NormalizeDiacritics(source)``: ``Zoë`` → ``Zoe``; ``Łukasz Øster`` → ``Lukasz OEster`` (the
+    table maps Ø to OE)."""
     text = to_text(source)
     if text is None or text.isascii():
         return text
     # Compose first so that "e" + combining diaeresis is treated like "ë"; then drop any combining
     # mark left directly after a Latin letter (e.g. a̱, which has no precomposed form).
     composed = unicodedata.normalize("NFC", text)
+    if _COMBINING.search(composed) is None:
+        return composed.translate(_TABLE)
     out: list[str] = []
     previous_latin = False
     for character in composed:

@@ -53,6 +53,8 @@ def comparison(operator_text: str) -> Callable[[Any, Any], bool]:
     apply = _OPERATORS[operator_text]
 
     def compare(left: Any, right: Any) -> bool:
+        if type(left) is str and type(right) is str:
+            return apply(left, right)  # the common case: two texts
         if left is None or right is None:
             return False
         left, right = _single(left), _single(right)

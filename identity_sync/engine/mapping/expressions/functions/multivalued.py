@@ -40,15 +40,21 @@ def join(values: list[Any]) -> str:
     """``Join(separator, source1, ..., sourceN)``: the non-empty values joined by separator; a
     multi-valued source contributes each of its values; null and "" sources are skipped (so
     ``Join(", ", "", [surname], [givenName])`` is ``Doe, John``)."""
-    separator = to_text(values[0]) or ""
+    separator = values[0]
+    if type(separator) is not str:
+        separator = to_text(separator) or ""
     parts: list[str] = []
-    for source in values[1:]:
-        if source is None:
+    for index in range(1, len(values)):
+        source = values[index]
+        if type(source) is str:  # the common case, kept free of calls
+            if source:
+                parts.append(source)
+        elif source is None:
             continue
-        for value in source if isinstance(source, list) else (source,):
-            text = to_text(value)
-            if text:
-                parts.append(text)
+        elif isinstance(source, list):
+            parts.extend(text for value in source if (text := to_text(value)))
+        elif text := to_text(source):
+            parts.append(text)
     return separator.join(parts)
 
 

@@ -105,38 +105,54 @@ def build_replace(site: CallSite, arguments: list[Evaluator]) -> Evaluator:
             return prepared[text]
         return parse_replacement(text, compiled)
 
-    def run(attributes: Mapping[str, Any], context: EvaluationContext) -> Any:
-        def argument(index: int) -> Any:
-            return arguments[index](attributes, context)
+    source_of, old_of, pattern_of, group_of, replacement_of, other_of, template_of = arguments
 
-        source = to_text(argument(SOURCE))
-        if mode == "template":
-            if source is None:
-                return None
-            return (to_text(argument(TEMPLATE)) or "").replace(to_text(argument(OLD_VALUE)) or "", source)
-        if mode == "literal":
-            if source is None:
-                return None
-            old = to_text(argument(OLD_VALUE)) or ""
-            return source.replace(old, to_text(argument(REPLACEMENT)) or "") if old else source
-        compiled = constant_regex if constant_regex is not None else _regex(argument(PATTERN))
-        if mode == "extract":
-            if source:
-                return source
-            other = to_text(argument(REPLACEMENT_ATTRIBUTE))
-            group = _group_index(compiled, argument(GROUP))
-            match = compiled.search(other) if other is not None else None
-            found = match.group(group) if match is not None else None
-            return found if found is not None else source
+    def template(attributes: Mapping[str, Any], context: EvaluationContext) -> Any:
+        source = to_text(source_of(attributes, context))
         if source is None:
             return None
-        replacement = replacement_for(compiled, to_text(argument(REPLACEMENT)) or "")
-        if mode == "regex":
-            return compiled.sub(replacement.expand, source)
-        group = _group_index(compiled, argument(GROUP))
+        old = to_text(old_of(attributes, context)) or ""
+        return (to_text(template_of(attributes, context)) or "").replace(old, source)
+
+    def literal(attributes: Mapping[str, Any], context: EvaluationContext) -> Any:
+        source = to_text(source_of(attributes, context))
+        if source is None:
+            return None
+        old = to_text(old_of(attributes, context)) or ""
+        return source.replace(old, to_text(replacement_of(attributes, context)) or "") if old else source
+
+    def pattern(attributes: Mapping[str, Any], context: EvaluationContext) -> re.Pattern[str]:
+        return constant_regex if constant_regex is not None else _regex(pattern_of(attributes, context))
+
+    def extract(attributes: Mapping[str, Any], context: EvaluationContext) -> Any:
+        source = to_text(source_of(attributes, context))
+        if source:
+            return source
+        compiled = pattern(attributes, context)
+        other = to_text(other_of(attributes, context))
+        group = _group_index(compiled, group_of(attributes, context))
+        match = compiled.search(other) if other is not None else None
+        found = match.group(group) if match is not None else None
+        return found if found is not None else source
+
+    def regex(attributes: Mapping[str, Any], context: EvaluationContext) -> Any:
+        source = to_text(source_of(attributes, context))
+        if source is None:
+            return None
+        compiled = pattern(attributes, context)
+        replacement = replacement_for(compiled, to_text(replacement_of(attributes, context)) or "")
+        return compiled.sub(replacement.expand, source)
+
+    def group(attributes: Mapping[str, Any], context: EvaluationContext) -> Any:
+        source = to_text(source_of(attributes, context))
+        if source is None:
+            return None
+        compiled = pattern(attributes, context)
+        replacement = replacement_for(compiled, to_text(replacement_of(attributes, context)) or "")
+        index = _group_index(compiled, group_of(attributes, context))
 
         def replace_group(match: re.Match[str]) -> str:
-            start, end = match.span(group)
+            start, end = match.span(index)
             whole = match.group(0)
             if start == -1:
                 return whole
@@ -144,6 +160,8 @@ def build_replace(site: CallSite, arguments: list[Evaluator]) -> Evaluator:
             return whole[: start - offset] + replacement.expand(match) + whole[end - offset :]
 
         return compiled.sub(replace_group, source)
+
+    run = {"template": template, "literal": literal, "extract": extract, "regex": regex, "group": group}[mode]
 
     def evaluate(attributes: Mapping[str, Any], context: EvaluationContext) -> Any:
         try:

@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx2
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from identity_sync.engine.client import DIALECTS, BearerToken, ScimClient, TargetError, documents
 from identity_sync.engine.model import Change
@@ -144,6 +146,14 @@ async def finds(target: Target, dialect: str) -> None:
         assert [u["id"] for u in await client.find("User", "userName", tricky)] == [user["id"]]
         assert [u["id"] for u in await client.find("User", "externalId", external)] == [user["id"]]
         assert await client.find("User", "userName", tricky + "x") == []
+        accented = unique("zoë.ñúñez") + "@example.com"
+        user = await client.create("User", {"userName": accented})
+        assert [u["id"] for u in await client.find("User", "userName", accented)] == [user["id"]]
+        work_email = f"{unique('work')}@example.com"
+        emailed = await client.create("User", {"userName": unique("e") + "@example.com",
+                                              'emails[type eq "work"].value': work_email})
+        assert [u["id"] for u in await client.find("User", 'emails[type eq "work"].value', work_email)] == [
+            emailed["id"]]
         group = await client.create("Group", {"displayName": unique('Sales "EMEA" \\ ops')})
         found = await client.find("Group", "displayName", group["displayName"])
         assert [g["id"] for g in found] == [group["id"]]
@@ -216,3 +226,41 @@ async def test_group_lifecycle_on_scim2_server(scim2_target: Target, dialect: st
 
 def test_refusals_never_concern_the_rfc_dialect() -> None:
     assert not [key for key in REFUSALS if key[1] == "rfc"]
+
+
+# -- the rfc dialect on a strict server: whatever changes, the target ends up as set_value says ------
+
+_PATHS = ["displayName", "title", "name.givenName", 'emails[type eq "work"].value', 'emails[type eq "home"].value',
+          'phoneNumbers[type eq "mobile"].value', 'addresses[type eq "work"].locality',
+          'addresses[type eq "home"].postalCode', 'roles[primary eq "True"].value', f"{ENTERPRISE}:department",
+          f"{GLOBAL_RELAY}:extensionAttribute3", f"{GLOBAL_RELAY}:proxyAddresses"]
+_TEXT = st.text(st.characters(min_codepoint=0x30, max_codepoint=0x7A), min_size=1, max_size=8)
+
+
+def _value(path: str) -> st.SearchStrategy[Any]:
+    return st.lists(_TEXT, min_size=1, max_size=3) if path.endswith("proxyAddresses") else _TEXT
+
+
+_VALUES = st.dictionaries(st.sampled_from(_PATHS), st.none()).flatmap(
+    lambda keys: st.fixed_dictionaries({k: _value(k) for k in keys}))
+_CHANGES = st.dictionaries(st.sampled_from(_PATHS), st.none()).flatmap(
+    lambda keys: st.fixed_dictionaries({k: st.none() | _value(k) for k in keys}))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(before=_VALUES, after=_CHANGES)
+def test_rfc_updates_land_on_scim2_server_as_documents_say(scim2_target: Target, before: dict[str, Any],
+                                                           after: dict[str, Any]) -> None:
+    async def run() -> None:
+        async with ScimClient(scim2_target.base_url, BearerToken(scim2_target.token), dialect="rfc") as client:
+            created = await client.create("User", {"userName": unique("prop"), **before})
+            await client.update("User", created["id"], [Change(p, v) for p, v in after.items()])
+            stored = await client.get("User", created["id"])
+            await client.delete("User", created["id"])
+        expected = documents.build("User", before)
+        for path, value in after.items():
+            documents.set_value(expected, path, value)
+        assert stored is not None
+        assert {p: documents.extract(stored, p) for p in _PATHS} == {p: documents.extract(expected, p) for p in _PATHS}
+
+    asyncio.run(run())
