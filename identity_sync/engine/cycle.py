@@ -45,6 +45,8 @@ from identity_sync.storage.db import Database
 
 #: Objects evaluated and exported together; links and events are written once per batch.
 BATCH = 256
+#: Unlinked objects from which an initial cycle lists the target's matching values up front.
+INDEX_THRESHOLD = 500
 COUNT_KEYS = ("created", "updated", "disabled", "deleted", "skipped", "failed")
 
 
@@ -232,6 +234,8 @@ class Cycle:
         index = self.store.index(object_type)
         self.targets.update({anchor: link.target_id for anchor, link in index.items()})
         self.progress.begin("users" if object_type == "user" else "groups", len(objects))
+        if self.kind == "initial" and not reference_pass and len(objects) - len(index) >= INDEX_THRESHOLD:
+            await target.read_index(mapping)
         deferred: dict[str, list[str]] = {}
         claimed: dict[tuple[str, str], str] = {}
         batch: list[Evaluation] = []
@@ -386,9 +390,10 @@ class Cycle:
         try:
             target_id = await target.create(mapping.resource_type, evaluation.desired)
         except TargetError as exc:
-            if exc.error_code != "EntryConflict":
+            if exc.error_code != "EntryConflict" and not exc.maybe_applied:
                 raise
-            # A create that timed out may have been applied, and its retry answers 409: find it.
+            # A create that timed out may have been applied (the client never sends it twice), or
+            # the object appeared meanwhile and the target answered 409: find it.
             match = await target.match(mapping, evaluation.desired)
             if match.resource is None:
                 raise

@@ -33,6 +33,29 @@ class Target:
         self.preview = preview
         #: Writes a preview would have sent, by method.
         self.withheld: Counter[str] = Counter()
+        #: resource type → matching path → lower-cased values present in the target (see ``read_index``).
+        self._present: dict[str, dict[str, set[str]]] = {}
+
+    async def read_index(self, mapping: ObjectMapping) -> bool:
+        """Read the matching attributes of every target object of the mapping's type up front, for
+        an initial cycle with many objects to match: a value absent from a *complete* listing is
+        not in the target, so its object is created without a query of its own (100,000 queries
+        fewer for a new directory). A value present is still matched by Entra's query (§1.4), so
+        the listing only ever saves queries, never decides a match. False when the target could
+        not list everything (then every object is queried, as Entra does)."""
+        paths = [m.target for m in mapping.matching]
+        attributes = sorted({path.split("[", 1)[0] for path in paths})
+        resources = await self.client.scan(mapping.resource_type, attributes)
+        if resources is None:
+            return False
+        present: dict[str, set[str]] = {path: set() for path in paths}
+        for resource in resources:
+            for path in paths:
+                value = documents.extract(resource, path)
+                if isinstance(value, (str, int, bool)):
+                    present[path].add(str(value).lower())
+        self._present[mapping.resource_type] = present
+        return True
 
     async def match(self, mapping: ObjectMapping, values: dict[str, Value]) -> MatchResult:
         """Each matching attribute in precedence order, one ``eq`` query each; the first that
@@ -45,6 +68,10 @@ class Target:
                 details.append(f"{item.target}: no value, not used")
                 continue
             tried = True
+            present = self._present.get(mapping.resource_type, {}).get(item.target)
+            if present is not None and str(value).lower() not in present:
+                details.append(f"{item.target} eq {value!r}: 0 matches (not in the target's listing)")
+                continue
             found = await self.client.find(mapping.resource_type, item.target, str(value))
             details.append(f"{item.target} eq {value!r}: {len(found)} match(es)")
             if len(found) > 1:

@@ -252,3 +252,34 @@ def test_a_crash_right_after_the_target_answered_converges_without_duplicates(
     for anchor in ("boss", "u2", "u3", "u4", "u5", "u6"):
         _check_user(d, users, anchor)
     assert len(readback.groups(d.prefix)) == 2
+
+
+@pytest.mark.parametrize("where", ["ours", "scim2-server"])
+def test_an_initial_cycle_lists_the_target_once_instead_of_querying_every_new_object(
+        where: str, db: Database, settings: Settings, request: pytest.FixtureRequest, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A value absent from a complete listing is created without a query of its own; a value present
+    is still matched by the query, so an object already in the target is linked, not created again."""
+    import identity_sync.engine.cycle as cycle_module
+
+    monkeypatch.setattr(cycle_module, "INDEX_THRESHOLD", 1)
+    target: Target = request.getfixturevalue("our_target" if where == "ours" else "scim2_target")
+    reader = Readback(target)
+    d = Directory(tmp_path / "export")
+    _seed(d)
+    existing = reader.http.post(f"{reader.base}/Users", json={
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": d.upn("u5").upper(),
+        "active": True}, headers={"Content-Type": "application/scim+json"})
+    assert existing.status_code == 201, existing.text
+    engine = _engine(db, settings, target, d.path, dialect="entra" if where == "ours" else "rfc")
+
+    first = engine.run("lifecycle")
+
+    assert first.counts["created"] == 7 and first.counts["failed"] == 0  # 5 users + 2 groups; u5 was there
+    users = reader.users(d.prefix)
+    assert users[d.upn("u5").lower()]["id"] == existing.json()["id"]
+    assert len(users) == 6
+    # Two Test Connection probes, one listing page per type, one query for u5 (present) — and the
+    # groups' reads: far fewer than one query per object.
+    assert first.requests["GET"] <= 2 + 2 + 1 + 2, first.requests
+    reader.close()

@@ -93,6 +93,33 @@ class ScimClient:
                               error_code=errors.SERVICE_INCOMPATIBLE, job_level=True)
         return resources
 
+    async def scan(self, resource_type: str, attributes: Sequence[str], *,
+                   page_size: int = 1_000) -> list[dict[str, Any]] | None:
+        """Every resource of a type with only ``attributes`` (and ``id``), by index paging
+        (RFC 7644 §3.4.2.4); ``None`` when the target cannot say it gave *all* of them — no
+        ``totalResults``, short or repeated pages, a total that moved — so that the caller never
+        takes an incomplete listing for "not there"."""
+        endpoint = _endpoint(resource_type)
+        found: dict[str, dict[str, Any]] = {}
+        start, total = 1, None
+        while True:
+            params = {"startIndex": str(start), "count": str(page_size), "attributes": ",".join(attributes)}
+            response = await self._transport.request("GET", endpoint, params=params)
+            body = self._transport.json_object("GET", endpoint, response)
+            page, page_total = body.get("Resources", []), body.get("totalResults")
+            if not isinstance(page_total, int) or not isinstance(page, list) or (total not in (None, page_total)):
+                return None
+            total = page_total
+            for resource in page:
+                if not isinstance(resource, dict) or not isinstance(resource.get("id"), str):
+                    return None
+                found.setdefault(resource["id"], resource)
+            if len(found) >= total:
+                return list(found.values()) if len(found) == total else None
+            if not page:
+                return None  # the target stopped before the total it announced
+            start += len(page)
+
     async def get(self, resource_type: str, resource_id: str) -> dict[str, Any] | None:
         """The resource with this target id, ``None`` when the target answers 404."""
         path = _item(resource_type, resource_id)
