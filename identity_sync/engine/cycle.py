@@ -47,6 +47,8 @@ from identity_sync.storage.db import Database
 BATCH = 256
 #: Unlinked objects from which an initial cycle lists the target's matching values up front.
 INDEX_THRESHOLD = 500
+#: Groups whose memberships are updated at the same time (the client bounds requests in flight).
+GROUPS_AT_ONCE = 16
 COUNT_KEYS = ("created", "updated", "disabled", "deleted", "skipped", "failed")
 
 
@@ -81,6 +83,14 @@ class CycleResult:
                      "members_removed": self.counts.get("members_removed", 0), "requests": self.requests,
                      "seconds": round(self.seconds, 3), "error": self.error, "warnings": self.warnings})
         return data
+
+
+@dataclass
+class _MemberChange:
+    group: str
+    add: list[str]
+    remove: list[str]
+    event: ProvisioningEvent
 
 
 @dataclass
@@ -153,29 +163,32 @@ class Cycle:
         self.kind = "on-demand"
         started = time.monotonic()
         target = Target(client, preview=self.preview)
-        snapshot = read()
+        try:
+            snapshot = read()
+        except SourceError as exc:
+            raise CycleAborted(f"source: {exc}", "SourceUnreadable") from None
+        is_group = anchor in snapshot.groups and self.mapping.groups.enabled
+        if anchor not in snapshot.users and not is_group:
+            raise CycleAborted(f"no user or group with id {anchor!r} in the source"
+                               + ("" if self.mapping.groups.enabled else " (group provisioning is off)"),
+                               "ObjectNotFound")
         assignments = effective_assignments(snapshot)
+        users = Evaluator(self.mapping.users, self.scope_mode, assignments, self.context)
         self._record_start()
         try:
-            if anchor in snapshot.users:
-                users = Evaluator(self.mapping.users, self.scope_mode, assignments, self.context)
+            if not is_group:
                 await self._sync(target, users, {anchor: snapshot.users[anchor]})
-            elif anchor in snapshot.groups and self.mapping.groups.enabled:
-                groups = Evaluator(self.mapping.groups, self.scope_mode, assignments, self.context)
-                users_index = self.store.index("user")
-                self.targets.update({a: link.target_id for a, link in users_index.items()})
-                members = set(snapshot.groups[anchor].attributes.get("members") or [])
-                user_scope = Evaluator(self.mapping.users, self.scope_mode, assignments, self.context)
-                self.active_users.update(m for m in members if m in snapshot.users
-                                         and user_scope.decide(snapshot.users[m])[0].in_scope)
-                self.live_groups.update(m for m in members if m in snapshot.groups)
-                await self._sync(target, groups, {anchor: snapshot.groups[anchor]})
-                single = SourceSnapshot({}, {anchor: snapshot.groups[anchor]}, snapshot.assigned, snapshot.watermark)
-                await self._sync_memberships(target, single)
             else:
-                raise CycleAborted(f"no user or group with id {anchor!r} in the source"
-                                   + ("" if self.mapping.groups.enabled else " (group provisioning is off)"),
-                                   "ObjectNotFound")
+                group = snapshot.groups[anchor]
+                self.targets.update({a: link.target_id for a, link in self.store.index("user").items()})
+                members = set(group.attributes.get("members") or [])
+                self.active_users.update(m for m in members
+                                         if m in snapshot.users and users.decide(snapshot.users[m])[0].in_scope)
+                self.live_groups.update(m for m in members if m in snapshot.groups)
+                groups = Evaluator(self.mapping.groups, self.scope_mode, assignments, self.context)
+                await self._sync(target, groups, {anchor: group})
+                await self._sync_memberships(target, SourceSnapshot({}, {anchor: group}, snapshot.assigned,
+                                                                     snapshot.watermark))
         except TargetError as exc:
             self._record_end(self._result(started, target, "failed", f"target: {exc}"))
             raise CycleAborted(f"target: {exc}", exc.error_code) from None
@@ -452,42 +465,52 @@ class Cycle:
     async def _sync_memberships(self, target: Target, snapshot: SourceSnapshot) -> None:
         """Per provisioned group: add the members the mapping wants and the target lacks, remove
         the ones it no longer wants, in batches (§1.5). A member is wanted when it is a user that
-        is provisioned and active, or a group that is provisioned."""
+        is provisioned and active, or a group that is provisioned. Several groups are updated at
+        once (one group's batches one after the other: targets lock a group per PATCH)."""
         exported = self.store.memberships()
         groups = [g for g in snapshot.groups.values() if g.anchor in self.live_groups and g.anchor in self.targets]
         self.progress.begin("memberships", len(groups))
-        for group in groups:
-            members = group.attributes.get("members") or []
-            wanted = {m for m in members if m in self.targets and (m in self.active_users or m in self.live_groups)}
-            have = exported.get(group.anchor, set())
-            add, remove = sorted(wanted - have), sorted(have - wanted)
-            if not add and not remove:
-                self.progress.advance()
-                continue
-            event = ProvisioningEvent("group", group.anchor, group.display, action="update",
-                                      target_id=self.targets[group.anchor])
-            started = time.monotonic()
-            with _object_failure(event):
-                group_id = self.targets[group.anchor]
-                await target.remove_members(group_id, [self.targets[m] for m in remove if m in self.targets])
-                await target.add_members(group_id, [self.targets[m] for m in add])
-            if event.status == "failure":
-                self.counts["failed"] += 1
-            else:
-                self.counts["updated"] += 1
-                self.counts["members_added"] += len(add)
-                self.counts["members_removed"] += len(remove)
-                event.modified = [{"displayName": "members", "oldValue": f"{len(remove)} removed" if remove else None,
-                                   "newValue": f"{len(add)} added" if add else None}]
-                event.step("referenceResolution", "success", f"members: {len(add)} added, {len(remove)} removed",
-                           added=add[:50], removed=remove[:50])
-                if not self.preview:
-                    with self.db.write() as conn:
-                        self.store.add_memberships(conn, group.anchor, add)
-                        self.store.remove_memberships(conn, group.anchor, remove)
-            event.duration_ms = int((time.monotonic() - started) * 1000)
-            self._save("group", [_Outcome(event)])
-            self.progress.advance()
+        for start in range(0, len(groups), GROUPS_AT_ONCE):
+            chunk = groups[start:start + GROUPS_AT_ONCE]
+            results = await asyncio.gather(*(self._sync_group(target, g, exported.get(g.anchor, set()))
+                                             for g in chunk), return_exceptions=True)
+            done = [r for r in results if isinstance(r, _MemberChange)]
+            if not self.preview:
+                with self.db.write() as conn:
+                    for change in done:
+                        if change.event.status != "failure":
+                            self.store.add_memberships(conn, change.group, change.add)
+                            self.store.remove_memberships(conn, change.group, change.remove)
+            self._save("group", [_Outcome(change.event) for change in done])
+            self.progress.advance(len(chunk))
+            errors = [r for r in results if isinstance(r, BaseException)]
+            if errors:
+                raise errors[0]
+
+    async def _sync_group(self, target: Target, group: SourceObject, have: set[str]) -> _MemberChange | None:
+        members = group.attributes.get("members") or []
+        wanted = {m for m in members if m in self.targets and (m in self.active_users or m in self.live_groups)}
+        add, remove = sorted(wanted - have), sorted(have - wanted)
+        if not add and not remove:
+            return None
+        group_id = self.targets[group.anchor]
+        event = ProvisioningEvent("group", group.anchor, group.display, action="update", target_id=group_id)
+        started = time.monotonic()
+        with _object_failure(event):
+            await target.remove_members(group_id, [self.targets[m] for m in remove if m in self.targets])
+            await target.add_members(group_id, [self.targets[m] for m in add])
+        event.duration_ms = int((time.monotonic() - started) * 1000)
+        if event.status == "failure":
+            self.counts["failed"] += 1
+            return _MemberChange(group.anchor, add, remove, event)
+        self.counts["updated"] += 1
+        self.counts["members_added"] += len(add)
+        self.counts["members_removed"] += len(remove)
+        event.modified = [{"displayName": "members", "oldValue": f"{len(remove)} removed" if remove else None,
+                           "newValue": f"{len(add)} added" if add else None}]
+        event.step("referenceResolution", "success", f"members: {len(add)} added, {len(remove)} removed",
+                   added=add[:50], removed=remove[:50])
+        return _MemberChange(group.anchor, add, remove, event)
 
     # -- deletions -----------------------------------------------------------------------------
 

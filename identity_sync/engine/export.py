@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from identity_sync.engine.client import ScimClient, TargetError, documents
+from identity_sync.engine.client.scim_client import IncompleteListing
 from identity_sync.engine.mapping.model import ObjectMapping
 from identity_sync.engine.model import Change, Value
 
@@ -45,15 +46,16 @@ class Target:
         not list everything (then every object is queried, as Entra does)."""
         paths = [m.target for m in mapping.matching]
         attributes = sorted({path.split("[", 1)[0] for path in paths})
-        resources = await self.client.scan(mapping.resource_type, attributes)
-        if resources is None:
-            return False
         present: dict[str, set[str]] = {path: set() for path in paths}
-        for resource in resources:
-            for path in paths:
-                value = documents.extract(resource, path)
-                if isinstance(value, (str, int, bool)):
-                    present[path].add(str(value).lower())
+        try:
+            async for page in self.client.scan(mapping.resource_type, attributes):
+                for resource in page:
+                    for path in paths:
+                        value = documents.extract(resource, path)
+                        if isinstance(value, (str, int, bool)):
+                            present[path].add(str(value).lower())
+        except IncompleteListing:
+            return False
         self._present[mapping.resource_type] = present
         return True
 

@@ -12,7 +12,7 @@ import json
 import ssl
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -94,30 +94,34 @@ class ScimClient:
         return resources
 
     async def scan(self, resource_type: str, attributes: Sequence[str], *,
-                   page_size: int = 1_000) -> list[dict[str, Any]] | None:
-        """Every resource of a type with only ``attributes`` (and ``id``), by index paging
-        (RFC 7644 §3.4.2.4); ``None`` when the target cannot say it gave *all* of them — no
-        ``totalResults``, short or repeated pages, a total that moved — so that the caller never
-        takes an incomplete listing for "not there"."""
+                   page_size: int = 1_000) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every resource of a type with only ``attributes`` (and ``id``), page by page (index
+        paging, RFC 7644 §3.4.2.4). Raises :class:`IncompleteListing` when the target cannot show
+        that it gave *all* of them — no ``totalResults``, a total that moved, a page short of the
+        total — so that a caller never takes an incomplete listing for "not there". Pages are
+        yielded as they come: 100,000 resources are never held at once."""
         endpoint = _endpoint(resource_type)
-        found: dict[str, dict[str, Any]] = {}
+        seen: set[str] = set()
         start, total = 1, None
         while True:
             params = {"startIndex": str(start), "count": str(page_size), "attributes": ",".join(attributes)}
             response = await self._transport.request("GET", endpoint, params=params)
             body = self._transport.json_object("GET", endpoint, response)
             page, page_total = body.get("Resources", []), body.get("totalResults")
-            if not isinstance(page_total, int) or not isinstance(page, list) or (total not in (None, page_total)):
-                return None
+            if not isinstance(page_total, int) or not isinstance(page, list) or total not in (None, page_total):
+                raise IncompleteListing(f"GET /{endpoint}: no stable totalResults")
             total = page_total
-            for resource in page:
-                if not isinstance(resource, dict) or not isinstance(resource.get("id"), str):
-                    return None
-                found.setdefault(resource["id"], resource)
-            if len(found) >= total:
-                return list(found.values()) if len(found) == total else None
+            if not all(isinstance(r, dict) and isinstance(r.get("id"), str) for r in page):
+                raise IncompleteListing(f"GET /{endpoint}: a listed resource without an id")
+            fresh = [r for r in page if r["id"] not in seen]
+            seen.update(r["id"] for r in fresh)
+            yield fresh
+            if len(seen) >= total:
+                if len(seen) > total:
+                    raise IncompleteListing(f"GET /{endpoint}: more resources than totalResults")
+                return
             if not page:
-                return None  # the target stopped before the total it announced
+                raise IncompleteListing(f"GET /{endpoint}: the listing stopped before totalResults")
             start += len(page)
 
     async def get(self, resource_type: str, resource_id: str) -> dict[str, Any] | None:
@@ -197,6 +201,10 @@ class ScimClient:
         """Entra's Test Connection: ``None`` when the target works, else
         :class:`~identity_sync.engine.client.errors.ConnectionProblem`."""
         await connection.probe(self._transport, user_attribute=user_attribute, group_attribute=group_attribute)
+
+
+class IncompleteListing(Exception):
+    """A listing of the target that cannot be shown to be complete."""
 
 
 def _endpoint(resource_type: str) -> str:
