@@ -196,7 +196,13 @@ def job_run(name: str, as_json: JsonFlag = False) -> None:
     """Run one cycle now (initial without a watermark, else incremental)."""
     engine = _open()
     with _reported(), _progress_bar(name) as progress:
-        result = engine.run(name, progress=progress)
+        try:
+            result = engine.run(name, progress=progress)
+        except CycleAborted as exc:
+            if as_json:  # scripts read stdout: say it there too (the error line still goes to stderr)
+                typer.echo(json.dumps({"job": name, "state": "failed", "error": str(exc),
+                                       "error_code": exc.error_code}))
+            raise
     _print_result(name, result, as_json)
 
 

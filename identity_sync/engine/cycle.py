@@ -18,6 +18,8 @@ references after the objects they point at, §1.6).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import difflib
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -49,6 +51,10 @@ BATCH = 256
 INDEX_THRESHOLD = 500
 #: Groups whose memberships are updated at the same time (the client bounds requests in flight).
 GROUPS_AT_ONCE = 16
+#: The deletion guard (Cycle._check_deletions): more than this many objects of a type, and more than
+#: this share of those provisioned, missing from the source stop the cycle.
+DELETE_GUARD_COUNT = 10
+DELETE_GUARD_SHARE = 0.2
 COUNT_KEYS = ("created", "updated", "disabled", "deleted", "skipped", "failed")
 
 
@@ -91,13 +97,17 @@ class _MemberChange:
     add: list[str]
     remove: list[str]
     event: ProvisioningEvent
+    gone: bool = False
 
 
 @dataclass
 class _Outcome:
     event: ProvisioningEvent | None
     link: Link | None = None
+    #: The object's old link is void (InvalidAnchor, or deleted): drop it and its memberships.
     unlink: bool = False
+    #: The anchor whose link this object takes over (see Cycle._may_link).
+    takes_over: str | None = None
 
 
 class Cycle:
@@ -105,13 +115,14 @@ class Cycle:
 
     def __init__(self, db: Database, job_id: str, mapping: MappingConfig, scope_mode: str, watermark: str | None,
                  *, preview: bool = False, progress: Progress | None = None,
-                 context: EvaluationContext | None = None) -> None:
+                 context: EvaluationContext | None = None, allow_deletes: bool = False) -> None:
         self.db = db
         self.job_id = job_id
         self.mapping = mapping
         self.scope_mode = scope_mode
         self.kind = "initial" if watermark is None else "incremental"
         self.preview = preview
+        self.allow_deletes = allow_deletes
         self.progress = progress or Progress()
         self.context = context or EvaluationContext()
         self.store = ConnectorStore(db, job_id)
@@ -125,6 +136,9 @@ class Cycle:
         self.live_groups: set[str] = set()
         self.watermark: str | None = None
         self.warnings: list[str] = []
+        #: Per object type: target id → the source anchor linked to it.
+        self.owners: dict[str, dict[str, str]] = {"user": {}, "group": {}}
+        self.snapshot: SourceSnapshot | None = None
 
     # -- the cycle ---------------------------------------------------------------------------
 
@@ -172,6 +186,8 @@ class Cycle:
             raise CycleAborted(f"no user or group with id {anchor!r} in the source"
                                + ("" if self.mapping.groups.enabled else " (group provisioning is off)"),
                                "ObjectNotFound")
+        self.snapshot = snapshot
+        self._check_scoping(snapshot)
         assignments = effective_assignments(snapshot)
         users = Evaluator(self.mapping.users, self.scope_mode, assignments, self.context)
         self._record_start()
@@ -197,7 +213,10 @@ class Cycle:
         return result
 
     async def _run(self, snapshot: SourceSnapshot, target: Target) -> None:
+        self.snapshot = snapshot
+        self._check_scoping(snapshot)
         self._check_assignments(snapshot)
+        self._check_deletions(snapshot)
         assignments = effective_assignments(snapshot)
         users = Evaluator(self.mapping.users, self.scope_mode, assignments, self.context)
         deferred = await self._sync(target, users, snapshot.users)
@@ -215,6 +234,52 @@ class Cycle:
         await self._delete_missing(target, "user", snapshot.users, self.mapping.users)
         if self.mapping.groups.enabled:
             await self._delete_missing(target, "group", snapshot.groups, self.mapping.groups)
+
+    def _check_scoping(self, snapshot: SourceSnapshot) -> None:
+        """Scoping filters name source attributes as the source spells them (case-insensitively,
+        as Direct mappings do); an attribute the source does not have is a typo that would put
+        every object out of scope — disable every user, delete every group — so it stops the
+        cycle before anything is sent (invariant 1)."""
+        known = {"user": snapshot.user_attributes, "group": snapshot.group_attributes}
+        mappings = {}
+        for object_type in ("user", "group"):
+            mapping = self.mapping.for_type(object_type)
+            columns = known[object_type]
+            if columns is None or not mapping.scoping:
+                mappings[object_type] = mapping
+                continue
+            spelled = {name.casefold(): name for name in (*columns, "IsSoftDeleted", "objectId")}
+            filters = []
+            for scoping_filter in mapping.scoping:
+                clauses = []
+                for clause in scoping_filter.clauses:
+                    actual = spelled.get(clause.attribute.casefold())
+                    if actual is None:
+                        hint = difflib.get_close_matches(clause.attribute, list(spelled.values()), n=1)
+                        raise CycleAborted(
+                            f"mapping: the {object_type}s' scoping filter '{scoping_filter.title}' names "
+                            f"'{clause.attribute}', which {snapshot.description or 'the source'} does not have"
+                            + (f" (did you mean '{hint[0]}'?)" if hint else ""), "InvalidScopingFilter")
+                    clauses.append(dataclasses.replace(clause, attribute=actual))
+                filters.append(dataclasses.replace(scoping_filter, clauses=tuple(clauses)))
+            mappings[object_type] = dataclasses.replace(mapping, scoping=tuple(filters))
+        self.mapping = dataclasses.replace(self.mapping, users=mappings["user"], groups=mappings["group"])
+
+    def _check_deletions(self, snapshot: SourceSnapshot) -> None:
+        """A complete read that lacks many provisioned objects is more likely a truncated or wrong
+        export than a wave of departures: past the guard (more than DELETE_GUARD_COUNT objects and
+        DELETE_GUARD_SHARE of those provisioned), nothing is deleted until the operator says so
+        (``job restart --reset force-deletes``, Entra's "Allow deletes", §4.1)."""
+        if self.allow_deletes:
+            return
+        for object_type, present in (("user", snapshot.users), ("group", snapshot.groups)):
+            index = self.store.index(object_type)
+            gone = sum(1 for anchor in index if anchor not in present)
+            if gone > DELETE_GUARD_COUNT and gone > DELETE_GUARD_SHARE * len(index):
+                raise CycleAborted(
+                    f"source: {gone} of the {len(index)} {object_type}s provisioned are missing from "
+                    f"{snapshot.description or 'the source'}; refusing to delete them (a truncated export?). If "
+                    "they are really gone: identity-sync job restart JOB --reset force-deletes", "TooManyDeletes")
 
     def _check_assignments(self, snapshot: SourceSnapshot) -> None:
         """An export that assigns nobody, under the "assigned" scope, would disable every user the
@@ -246,6 +311,7 @@ class Cycle:
         object_type = mapping.object_type
         index = self.store.index(object_type)
         self.targets.update({anchor: link.target_id for anchor, link in index.items()})
+        self.owners[object_type] = {link.target_id: anchor for anchor, link in index.items()}
         self.progress.begin("users" if object_type == "user" else "groups", len(objects))
         if self.kind == "initial" and not reference_pass and len(objects) - len(index) >= INDEX_THRESHOLD:
             await target.read_index(mapping)
@@ -262,7 +328,7 @@ class Cycle:
             level = depth
             obj = objects[anchor]
             linked = index.get(anchor)
-            evaluation = evaluator.evaluate(obj, creating=linked is None, targets=self.targets)
+            evaluation = evaluator.evaluate(obj, targets=self.targets)
             if not evaluation.soft_deleted:
                 (self.active_users if object_type == "user" else self.live_groups).add(anchor)
             if evaluation.unresolved and not reference_pass:
@@ -285,7 +351,9 @@ class Cycle:
         if linked is None:
             if evaluation.soft_deleted:
                 self.counts["out_of_scope"] += 1
-                return False  # never provisioned, nothing to disable (§1.4: disabled users are not provisioned)
+                # Never provisioned, nothing to disable (§1.4: disabled users are not provisioned);
+                # on demand, the operator asked about this very object: say why nothing happens.
+                return self.kind == "on-demand"
             for item in mapping.matching[:1]:
                 value = evaluation.desired.get(item.target)
                 if isinstance(value, str):
@@ -317,13 +385,17 @@ class Cycle:
             else:
                 results.append(outcome)
         self._save(mapping.object_type, results)
+        owners = self.owners[mapping.object_type]
         for result in results:
+            anchor = result.event.source_id if result.event is not None else None
+            for gone in (result.takes_over, anchor if result.unlink else None):
+                if gone is not None and gone in index:
+                    owners.pop(index.pop(gone).target_id, None)
+                    self.targets.pop(gone, None)
             if result.link is not None:
                 index[result.link.anchor] = LinkIndex(result.link.target_id, result.link.digest)
                 self.targets[result.link.anchor] = result.link.target_id
-            elif result.unlink and result.event is not None:
-                index.pop(result.event.source_id, None)
-                self.targets.pop(result.event.source_id, None)
+                owners[result.link.target_id] = result.link.anchor
         self.progress.advance(len(batch))
         if aborted is not None:
             raise aborted
@@ -356,43 +428,65 @@ class Cycle:
         assert event is not None and evaluation.computed is not None
         rt = mapping.resource_type
         paths = [m.target for m in mapping.mappings if m.target != "members"]
-        current: dict[str, Value] | None = None
-        target_id = linked.target_id if linked else None
-        if target_id is not None and (self.kind == "initial" or exported is None):
-            resource = await target.get(rt, target_id)
-            if resource is None:
-                # InvalidAnchor (§1.3): the linked object is gone from the target; match again.
-                event.step("matching", "warning", f"linked object {target_id} no longer exists in the target")
-                outcome.unlink = True
-                target_id = None
-            else:
-                current = current_values(resource, paths)
-        elif target_id is not None:
-            current = exported
-        if target_id is not None:
-            event.step("matching", "success", f"linked to target object {target_id}")
-        else:
-            if evaluation.soft_deleted:
-                event.status, event.reason = "skipped", "out of scope and not in the target"
-                return
-            match = await target.match(mapping, evaluation.desired)
-            if match.no_value:
-                event.fail("ImportSkipped", "no value for any matching attribute")
-                event.step("matching", "failure", "no matching attribute has a value", attempts=match.details)
-                return
-            if match.duplicates:
-                event.fail("DuplicateTargetEntries", f"{match.duplicates} target objects match")
-                event.step("matching", "failure", "several target objects match", attempts=match.details)
-                return
-            if match.resource is None:
-                event.step("matching", "success", "no target object matches: create", attempts=match.details)
-                await self._create(target, mapping, evaluation, outcome)
-                return
-            target_id = str(match.resource["id"])
-            current = current_values(match.resource, paths)
-            event.step("matching", "success", f"matched target object {target_id}", attempts=match.details)
-        assert current is not None
-        await self._update(target, mapping, evaluation, target_id, current, outcome)
+        if linked is not None:
+            try:
+                current = exported
+                if self.kind != "incremental" or current is None:
+                    resource = await target.get(rt, linked.target_id)
+                    current = None if resource is None else current_values(resource, paths)
+                if current is not None:
+                    event.step("matching", "success", f"linked to target object {linked.target_id}")
+                    await self._update(target, mapping, evaluation, linked.target_id, current, outcome)
+                    return
+            except TargetError as exc:
+                if exc.error_code != "InvalidAnchor":
+                    raise
+            # InvalidAnchor (§1.3): the linked object is gone from the target; match it again, and
+            # forget the memberships exported with the old object.
+            event.step("matching", "warning", f"linked object {linked.target_id} no longer exists in the target")
+            outcome.unlink = True
+        if evaluation.soft_deleted:
+            event.status, event.reason = "skipped", "out of scope and not in the target"
+            event.step("processing", "skipped", "not provisioned: out of scope, disabled or soft-deleted")
+            return
+        match = await target.match(mapping, evaluation.desired)
+        if match.no_value:
+            event.fail("ImportSkipped", "no value for any matching attribute")
+            event.step("matching", "failure", "no matching attribute has a value", attempts=match.details)
+            return
+        if match.duplicates:
+            event.fail("DuplicateTargetEntries", f"{match.duplicates} target objects match")
+            event.step("matching", "failure", "several target objects match", attempts=match.details)
+            return
+        if match.resource is None:
+            event.step("matching", "success", "no target object matches: create", attempts=match.details)
+            await self._create(target, mapping, evaluation, outcome)
+            return
+        target_id = str(match.resource["id"])
+        if not self._may_link(mapping.object_type, evaluation.anchor, target_id, outcome):
+            return
+        event.step("matching", "success", f"matched target object {target_id}", attempts=match.details)
+        await self._update(target, mapping, evaluation, target_id, current_values(match.resource, paths), outcome)
+
+    def _may_link(self, object_type: ObjectType, anchor: str, target_id: str, outcome: _Outcome) -> bool:
+        """A matched target object already linked to another source object: if that one is still in
+        the source, both carry the same matching value (``DuplicateSourceEntries``: never link two
+        source objects to one target object, whose DELETE would then take the other's with it); if
+        it is gone (a re-hire, a group re-created under a new id), the link moves to this object
+        and the old one is not deleted."""
+        owner = self.owners[object_type].get(target_id)
+        if owner is None or owner == anchor:
+            return True
+        assert outcome.event is not None and self.snapshot is not None
+        present = self.snapshot.users if object_type == "user" else self.snapshot.groups
+        if owner in present:
+            outcome.event.fail("DuplicateSourceEntries", f"target object {target_id} is already linked to source "
+                                                         f"object {owner}, which has the same matching value")
+            return False
+        outcome.takes_over = owner
+        outcome.event.step("matching", "success", f"takes over target object {target_id} from source object "
+                                                  f"{owner}, which is gone from the source")
+        return True
 
     async def _create(self, target: Target, mapping: ObjectMapping, evaluation: Evaluation, outcome: _Outcome) -> None:
         event = outcome.event
@@ -401,7 +495,13 @@ class Cycle:
             event.status, event.action, event.reason = "skipped", "create", "the Create action is off"
             return
         try:
-            target_id = await target.create(mapping.resource_type, evaluation.desired)
+            # Defaults and "Only during creation" mappings flow here, and only here (§2.1).
+            values = evaluation.evaluator.creation_values(evaluation, self.targets)
+        except MappingEvaluationError as exc:
+            event.fail(exc.error_code, str(exc))
+            return
+        try:
+            target_id = await target.create(mapping.resource_type, values)
         except TargetError as exc:
             if exc.error_code != "EntryConflict" and not exc.maybe_applied:
                 raise
@@ -410,18 +510,20 @@ class Cycle:
             match = await target.match(mapping, evaluation.desired)
             if match.resource is None:
                 raise
-            await self._update(target, mapping, evaluation, str(match.resource["id"]),
-                               current_values(match.resource, list(evaluation.desired)), outcome)
+            target_id = str(match.resource["id"])
+            if self._may_link(mapping.object_type, evaluation.anchor, target_id, outcome):
+                await self._update(target, mapping, evaluation, target_id,
+                                   current_values(match.resource, list(values)), outcome)
             return
         event.action, event.target_id = "create", target_id
         redacted = evaluation.computed.redacted
         event.modified = [{"displayName": p, "oldValue": None, "newValue": shown(p, v, redacted)}
-                          for p, v in evaluation.desired.items()]
+                          for p, v in values.items()]
         event.step("export", "success", f"created {mapping.resource_type} {target_id}")
         # In a preview the link points at PREVIEW_ID (never stored), so that references to this
         # object and its memberships show as they would.
         outcome.link = Link(mapping.object_type, evaluation.anchor, target_id, evaluation.digest,
-                            stored_form(evaluation.desired, redacted))
+                            stored_form(values, redacted))
 
     async def _update(self, target: Target, mapping: ObjectMapping, evaluation: Evaluation, target_id: str,
                       current: dict[str, Value], outcome: _Outcome) -> None:
@@ -478,7 +580,10 @@ class Cycle:
             if not self.preview:
                 with self.db.write() as conn:
                     for change in done:
-                        if change.event.status != "failure":
+                        if change.gone:
+                            self.store.remove_links(conn, "group", [change.group])
+                            self.store.forget_memberships(conn, [change.group])
+                        elif change.event.status != "failure":
                             self.store.add_memberships(conn, change.group, change.add)
                             self.store.remove_memberships(conn, change.group, change.remove)
             self._save("group", [_Outcome(change.event) for change in done])
@@ -502,7 +607,8 @@ class Cycle:
         event.duration_ms = int((time.monotonic() - started) * 1000)
         if event.status == "failure":
             self.counts["failed"] += 1
-            return _MemberChange(group.anchor, add, remove, event)
+            # A group gone from the target: drop its link, so that the next cycle creates it again.
+            return _MemberChange(group.anchor, add, remove, event, gone=event.error_code == "InvalidAnchor")
         self.counts["updated"] += 1
         self.counts["members_added"] += len(add)
         self.counts["members_removed"] += len(remove)
@@ -571,9 +677,13 @@ class Cycle:
         if self.preview:
             return
         links = [o.link for o in outcomes if o.link is not None]
-        unlinks = [o.event.source_id for o in outcomes if o.unlink and o.link is None and o.event is not None]
+        void = [o.event.source_id for o in outcomes if o.unlink and o.event is not None]
+        void += [o.takes_over for o in outcomes if o.takes_over is not None]
         with self.db.write() as conn:
-            self.store.remove_links(conn, object_type, unlinks)
+            self.store.remove_links(conn, object_type, void)
+            # Memberships exported with a void link were exported to an object that is gone (or now
+            # someone else's): forget them, so that the memberships phase adds them again.
+            self.store.forget_memberships(conn, void)
             self.store.save_links(conn, links)
             write_events(conn, self.job_id, self.cycle_id, events)
 

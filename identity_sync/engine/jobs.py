@@ -49,8 +49,13 @@ class Credentials:
     token_endpoint: str | None = None
 
     def __post_init__(self) -> None:
+        for label, secret in (("target token", self.token), ("client secret", self.client_secret),
+                              ("client id", self.client_id)):
+            if secret is not None and (not secret.strip() or any(c in secret for c in "\r\n\x00")):
+                # Never quote it: the message may reach a terminal or a log.
+                raise JobError(f"the {label} must be one non-empty line (is there a second line in its file?)")
         if self.token is not None:
-            if not self.token.strip() or any((self.client_id, self.client_secret, self.token_endpoint)):
+            if any((self.client_id, self.client_secret, self.token_endpoint)):
                 raise JobError("give a target token, or OAuth client credentials, not both")
             return
         if not (self.client_id and self.client_secret and self.token_endpoint):
@@ -157,11 +162,16 @@ class JobService:
         if mapping is not None:
             load_mapping_document(mapping)
             values["mapping"] = mapping
-        if mapping is not None or (scope is not None and scope != job.scope) or (source not in (None, job.source)):
+        new_target = target_url is not None and target_url != job.target_url
+        if (mapping is not None or (scope is not None and scope != job.scope) or (source not in (None, job.source))
+                or new_target):
             values["watermark"] = None
         values["settings"] = settings
         with self.db.write() as conn:
             conn.execute(sa.update(engine_jobs).where(engine_jobs.c.id == job.id).values(**values))
+            if new_target:
+                # Links name objects of the old target: against a new one, everything is matched again.
+                ConnectorStore(self.db, job.id).clear(conn)
         return self.get(name)
 
     def get(self, name: str) -> Job:
@@ -205,13 +215,20 @@ class JobService:
                     watermark=None, updated_at=now_text()))
             if "connector-data-store" in resets:
                 ConnectorStore(self.db, job.id).clear(conn)
+            if "force-deletes" in resets:
+                # The next completed cycle may delete past the deletion guard (§4.1 "Allow deletes").
+                conn.execute(sa.update(engine_jobs).where(engine_jobs.c.id == job.id).values(
+                    settings={**job.settings, "force_deletes": True}))
         done["next_cycle"] = "initial" if resets & {"watermark", "connector-data-store"} else (
             "incremental" if job.watermark else "initial")
         return done
 
-    def set_watermark(self, job: Job, watermark: str | None) -> None:
+    def cycle_completed(self, job: Job, watermark: str | None) -> None:
+        """Keep the source position of a completed cycle; a one-time "allow deletes" is used up."""
+        settings = {k: v for k, v in job.settings.items() if k != "force_deletes"}
         with self.db.write() as conn:
-            conn.execute(sa.update(engine_jobs).where(engine_jobs.c.id == job.id).values(watermark=watermark))
+            conn.execute(sa.update(engine_jobs).where(engine_jobs.c.id == job.id).values(
+                watermark=watermark, settings=settings))
 
     def cycles(self, job: Job, limit: int = 20) -> list[dict[str, Any]]:
         t = engine_cycles.c

@@ -81,10 +81,14 @@ def query_events(db: Database, job_id: str, *, cycle: str | None = None, status:
     if object_id:
         query = query.where(sa.or_(t.source_id == object_id, t.target_id == object_id))
     if after is not None:
-        query = query.where(t.id > after)
-    query = query.order_by(t.id).limit(limit)
+        # Paging forward through an export: the next events after the last one seen, oldest first.
+        query = query.where(t.id > after).order_by(t.id).limit(limit)
+        with db.read() as conn:
+            return [summary(row._mapping) for row in conn.execute(query)]
+    # Otherwise the newest `limit` events (the last cycle is what an operator looks for), shown oldest first.
+    query = query.order_by(t.id.desc()).limit(limit)
     with db.read() as conn:
-        return [summary(row._mapping) for row in conn.execute(query)]
+        return [summary(row._mapping) for row in reversed(conn.execute(query).all())]
 
 
 def summary(row: Any) -> dict[str, Any]:

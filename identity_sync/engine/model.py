@@ -55,6 +55,11 @@ class SourceSnapshot:
     watermark: str
     #: Where the data came from, for logs (never a secret).
     description: str = ""
+    #: The attribute names the source can give users / groups (a CSV header), when it knows them:
+    #: a scoping filter naming anything else is a typo, refused before it puts everybody out of
+    #: scope. ``None``: not known.
+    user_attributes: frozenset[str] | None = None
+    group_attributes: frozenset[str] | None = None
 
 
 class SourceError(Exception):

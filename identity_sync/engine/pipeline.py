@@ -28,6 +28,7 @@ DISABLED_DIGEST = "disabled"
 
 @dataclass
 class Evaluation:
+    evaluator: Evaluator
     obj: SourceObject
     decision: ScopeDecision
     #: ``IsSoftDeleted``: out of scope, disabled or soft-deleted in the source (§1.4, §3.3).
@@ -80,29 +81,43 @@ class Evaluator:
         decision = ScopeDecision(in_scope and active, details)
         return decision, not decision.in_scope, not in_scope
 
-    def evaluate(self, obj: SourceObject, *, creating: bool, targets: Mapping[str, str]) -> Evaluation:
+    def evaluate(self, obj: SourceObject, *, targets: Mapping[str, str]) -> Evaluation:
         """Scope, then the mapping's values with references resolved through ``targets`` (source
-        anchor → target id of objects already linked)."""
+        anchor → target id of objects already linked). These are the values an *existing* target
+        object should hold: defaults and "Only during creation" mappings are left out; they flow
+        only into a create (:meth:`creation_values`), never onto an object that was matched."""
         decision, soft_deleted, scope_lost = self.decide(obj)
-        evaluation = Evaluation(obj, decision, soft_deleted, scope_lost)
+        evaluation = Evaluation(self, obj, decision, soft_deleted, scope_lost)
         try:
             computed = compute_values(self.mapping, source_attributes(obj, soft_deleted=soft_deleted), self.context,
-                                      creating=creating)
+                                      creating=False)
         except MappingEvaluationError as exc:
             evaluation.error = exc
             return evaluation
         evaluation.computed = computed
-        desired: dict[str, Value] = {}
+        evaluation.desired = self._resolve(computed, targets, evaluation.unresolved)
+        evaluation.digest = DISABLED_DIGEST if soft_deleted else digest(stored_form(evaluation.desired,
+                                                                                    computed.redacted))
+        return evaluation
+
+    def creation_values(self, evaluation: Evaluation, targets: Mapping[str, str]) -> dict[str, Value]:
+        """The body of a create: the values with the defaults and the "Only during creation"
+        mappings (§2.1). Raises MappingEvaluationError like :meth:`evaluate`."""
+        attributes = source_attributes(evaluation.obj, soft_deleted=evaluation.soft_deleted)
+        computed = compute_values(self.mapping, attributes, self.context, creating=True)
+        return self._resolve(computed, targets, [])
+
+    @staticmethod
+    def _resolve(computed: Computed, targets: Mapping[str, str], unresolved: list[str]) -> dict[str, Value]:
+        values: dict[str, Value] = {}
         for path, value in computed.values.items():
             if path in computed.references:
                 if path == "members":
                     continue  # memberships have a phase of their own
                 target_id = targets.get(value) if isinstance(value, str) else None
                 if target_id is None:
-                    evaluation.unresolved.append(path)
+                    unresolved.append(path)
                     continue
                 value = target_id
-            desired[path] = value
-        evaluation.desired = desired
-        evaluation.digest = DISABLED_DIGEST if soft_deleted else digest(stored_form(desired, computed.redacted))
-        return evaluation
+            values[path] = value
+        return values

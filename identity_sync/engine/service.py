@@ -32,7 +32,7 @@ class EngineService:
         job = self.jobs.get(name)
         cycle = self._cycle(job, preview=False, progress=progress)
         result = asyncio.run(self._run(job, cycle))
-        self.jobs.set_watermark(job, result.watermark)
+        self.jobs.cycle_completed(job, result.watermark)
         prune_events(self.db, self.settings.engine_log_retention_days)
         return result
 
@@ -74,7 +74,7 @@ class EngineService:
 
     def _cycle(self, job: Job, *, preview: bool, progress: Progress | None) -> Cycle:
         return Cycle(self.db, job.id, job.mapping(), job.scope, job.watermark, preview=preview, progress=progress,
-                     context=EvaluationContext())
+                     context=EvaluationContext(), allow_deletes=bool(job.settings.get("force_deletes")))
 
     def _source(self, job: Job) -> Source:
         try:

@@ -126,6 +126,13 @@ class ConnectorStore:
                 engine_memberships.c.job_id == self.job_id, engine_memberships.c.group_anchor == group,
                 engine_memberships.c.member_anchor.in_(chunk)))
 
+    def forget_memberships(self, conn: Connection, anchors: Iterable[str]) -> None:
+        """Forget every exported membership of these objects, as members and as groups."""
+        t = engine_memberships.c
+        for chunk in _chunks(list(anchors)):
+            conn.execute(sa.delete(engine_memberships).where(
+                t.job_id == self.job_id, sa.or_(t.member_anchor.in_(chunk), t.group_anchor.in_(chunk))))
+
     def forget_group(self, conn: Connection, group: str) -> None:
         conn.execute(sa.delete(engine_memberships).where(engine_memberships.c.job_id == self.job_id,
                                                          engine_memberships.c.group_anchor == group))

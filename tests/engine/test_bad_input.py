@@ -115,6 +115,11 @@ def test_mapping_and_scoping_mistakes_are_one_line_with_file_line_and_column(tmp
         "json syntax": ('{"users": {"mappings": [}}', ":1:", "invalid JSON"),
         "unknown key": ('{"users": {"mappings": [{"target": "userName", "sorce": "upn", "matching": 1}]}}', ":1:",
                         "did you mean 'source'"),
+        "unwritable path": ('{"users": {"mappings": [{"target": "userName", "source": "upn", "matching": 1},\n'
+                            '  {"target": "emails[type eq \\"work\\"]", "source": "mail"}]}}', ":2:", "sub-attribute"),
+        "non-eq element filter": ('{"users": {"mappings": [{"target": "userName", "source": "upn", "matching": 1},\n'
+                                  '  {"target": "phoneNumbers[type ne \\"fax\\"].value", "source": "x"}]}}', ":2:",
+                                  "'eq'"),
     }
     for name, (text, where, words) in cases.items():
         path = tmp_path / f"{name.replace(' ', '-')}.json"
@@ -164,3 +169,26 @@ def test_an_object_the_target_refuses_fails_alone_and_is_retried_next_cycle(
     second = engine.run("job")
     assert (second.counts["failed"], second.counts["created"], second.counts["unchanged"]) == (1, 0, 2)
     assert second.requests.get("POST") == 1 and "PATCH" not in second.requests
+
+
+def test_a_secret_of_more_than_one_line_is_refused_without_quoting_it() -> None:
+    for credentials in ({"token": "idsync_abc\n# rotated 2026-12-01"},
+                        {"client_id": "c", "client_secret": "s3cret\nmore", "token_endpoint": "https://x.test/t"}):
+        with pytest.raises(JobError) as raised:
+            Credentials(**credentials)
+        assert "one non-empty line" in str(raised.value)
+        assert "abc" not in str(raised.value) and "s3cret" not in str(raised.value)
+
+
+def test_a_new_target_url_forgets_the_old_targets_links(db: Database, settings: Settings, our_target: Target,
+                                                        tmp_path: Path) -> None:
+    source = _directory(tmp_path / "export", unique("moved"))
+    engine = _job(db, settings, our_target, source)
+    engine.run("job")
+    job = engine.jobs.get("job")
+    assert ConnectorStore(db, job.id).counts()["users"] == 5
+    engine.jobs.update("job", target_url=our_target.base_url.rstrip("/") + "/")
+    job = engine.jobs.get("job")
+    assert job.watermark is None and ConnectorStore(db, job.id).counts() == {"users": 0, "groups": 0}
+    again = engine.run("job")  # an initial cycle that finds every object by matching
+    assert (again.kind, again.counts["created"], again.counts["failed"]) == ("initial", 0, 0)

@@ -39,7 +39,8 @@ def export(tmp_path: Path) -> tuple[Path, str]:
     prefix = unique("cli")
     path = write_directory(tmp_path / "export",
                            [user("u1", userPrincipalName=f"{prefix}-u1@example.com", department="Sales"),
-                            user("u2", userPrincipalName=f"{prefix}-u2@example.com", manager="u1")],
+                            user("u2", userPrincipalName=f"{prefix}-u2@example.com", manager="u1"),
+                            user("outside", userPrincipalName=f"{prefix}-outside@example.com")],
                            [group("g1", ["u1", "u2"], displayName=f"{prefix} g1")], assignments=["g1"])
     return path, prefix
 
@@ -117,6 +118,10 @@ def test_provision_on_demand_reports_entras_steps(cli: Cli, tmp_path: Path, our_
     scoping = event["provisioningSteps"][1]["details"]["conditions"]
     assert "Assigned to the application: true" in scoping
     assert set(readback.users(prefix)) == {f"{prefix}-u1@example.com"}  # one object, not the directory
+    outside = cli.json("job", "provision", "hr", "--object", "outside", "--json")
+    [event] = outside["events"]  # out of scope: nothing done, and the steps say why
+    assert event["provisioningStatusInfo"]["status"] == "skipped"
+    assert "Assigned to the application: false" in event["provisioningSteps"][1]["details"]["conditions"]
     missing = cli("job", "provision", "hr", "--object", "nobody")
     assert missing.returncode == 1 and "no user or group with id 'nobody'" in missing.stderr
 
@@ -133,7 +138,9 @@ def test_test_connection_says_why_it_fails(cli: Cli, tmp_path: Path, our_target:
     assert failed.returncode == 1 and "unauthorized" in failed.stderr.lower()
     assert "A" * 43 not in failed.stderr
     run = cli("job", "run", "hr", "--json")
-    assert run.returncode == 1 and run.stdout == ""
+    assert run.returncode == 1 and "unauthorized" in run.stderr.lower()
+    failed_run = json.loads(run.stdout)
+    assert (failed_run["state"], failed_run["error_code"]) == ("failed", "Unauthorized")
     unreachable = f"http://127.0.0.1:{free_port()}/scim/v2/none"
     assert cli("job", "set", "hr", "--target-url", unreachable).returncode == 0
     failed = cli("job", "test-connection", "hr")

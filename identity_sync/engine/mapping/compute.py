@@ -85,6 +85,8 @@ def compute_values(mapping: ObjectMapping, attributes: Mapping[str, Value], cont
                     lowered = {k.lower(): k for k in attributes}
                 key = lowered.get(item.source.lower())
                 value = attributes.get(key) if key else None
+        if item.is_reference:
+            references.add(item.target)  # also when null: a removed manager must be removed (§1.6)
         value = coerce(item, value)
         if value is None and creating and item.default is not None:
             value = coerce(item, item.default)  # "Default value if null": creation only (§2.1)
@@ -93,8 +95,6 @@ def compute_values(mapping: ObjectMapping, attributes: Mapping[str, Value], cont
         values[item.target] = value
         if item.redacted:
             redacted.add(item.target)
-        if item.is_reference:
-            references.add(item.target)
     return Computed(values, frozenset(redacted), frozenset(references))
 
 

@@ -271,15 +271,16 @@ def _attribute_mapping(doc: LocatedJson, where: str, data: Any) -> AttributeMapp
 
 
 def _check_target_path(doc: LocatedJson, where: str, target: str) -> None:
-    from identity_sync.errors import BadRequest
-    from identity_sync.scim.filter import parse_patch_path
+    from identity_sync.engine.client import documents
 
     if target.lower() == "id":
         raise _error(doc, where, "'id' is the target's own key and cannot be mapped (§2.1)")
     try:
-        parse_patch_path(target)
-    except BadRequest as exc:
-        raise _error(doc, where, f"not a SCIM attribute path: {exc.detail}") from None
+        # The SCIM client's own reading of a path: what it cannot write is refused here, when the
+        # mapping is loaded, not in the middle of a cycle.
+        documents.locate(target)
+    except ValueError as exc:
+        raise _error(doc, where, f"not a SCIM attribute path the engine can write: {exc}") from None
 
 
 def _unknown_keys(doc: LocatedJson, where: str, data: dict[str, Any], allowed: set[str]) -> None:

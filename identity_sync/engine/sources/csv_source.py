@@ -216,7 +216,8 @@ class CsvSource:
         # One digest per file, then one over the names and digests: stable, and no two different
         # exports (say, a row moved from one file to the next) share a watermark.
         watermark = hashlib.sha256("".join(file_digests).encode()).hexdigest()
-        return SourceSnapshot(_Objects(users), _Objects(groups), assigned, watermark, self.description)
+        return SourceSnapshot(_Objects(users), _Objects(groups), assigned, watermark, self.description,
+                              user_attributes=frozenset(users.columns), group_attributes=frozenset(groups.columns))
 
     def get(self, anchor: str) -> SourceObject | None:
         """One user or group by anchor, from a fresh complete read (validated as :meth:`read`)."""
