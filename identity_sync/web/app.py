@@ -53,6 +53,7 @@ class Handlers:
         self.clients = ClientService(db, settings)
         self.auth = Authenticator(db, settings, self.clients.keys)
         self.limiter = limits.scim_limiter(settings, db)
+        self.concurrency = limits.ConcurrencyLimit(settings.tenant_max_concurrent_requests)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -61,8 +62,8 @@ class Handlers:
         return f"{base.rstrip('/')}/scim/v2/{request.path_params['tenant']}"
 
     async def call(self, request: Request, action: Callable[[Principal], T]) -> T:
-        """Authenticate, check the scope and the tenant's rate limit, then run ``action`` — all in
-        one worker thread."""
+        """Authenticate, check the scope, the tenant's rate limit and its concurrent requests,
+        then run ``action`` — all in one worker thread."""
         header = request.headers.get("authorization")
         tenant = request.path_params["tenant"]
         scope = scopes.required_scope(request.method, request.url.path)
@@ -70,7 +71,8 @@ class Handlers:
         def work() -> T:
             principal = scopes.require(self.auth.authenticate(header, tenant), scope)
             limits.check(self.limiter, principal.tenant_id)
-            return action(principal)
+            with self.concurrency.slot(principal.tenant_id):
+                return action(principal)
 
         return await anyio.to_thread.run_sync(work)
 
@@ -79,7 +81,8 @@ class Handlers:
         return _Body(raw, request.headers.get("content-type"), self.settings.json_max_depth)
 
     def projection(self, request: Request, rt: ResourceType) -> Projection:
-        return Projection(rt, request.query_params.get("attributes"), request.query_params.get("excludedAttributes"))
+        return Projection(rt, request.query_params.get("attributes"), request.query_params.get("excludedAttributes"),
+                          max_names=self.settings.attribute_list_max_names)
 
     def with_related(self, principal: Principal, rt: ResourceType, page: list[StoredResource],
                      projection: Projection) -> list[StoredResource]:

@@ -9,6 +9,9 @@ shared by every worker and node; on SQLite in each process. ``IDSYNC_RATE_LIMIT_
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from identity_sync.auth.ratelimit import DatabaseBuckets, Limiter, Unlimited, create_limiter, retry_after
 from identity_sync.config import Settings
@@ -54,6 +57,54 @@ def token_limiter(settings: Settings) -> Limiter:
     # In process (1/N per worker): the token endpoint calls take() on the event loop, where a
     # database round trip must not run (web/oauth_routes.py).
     return create_limiter(settings.token_rate_limit_per_second, settings.token_rate_limit_burst)
+
+
+class TooManyConcurrentRequests(ScimError):
+    status = 429
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"This tenant already has {limit} requests in progress; retry after 1 s.",
+                         headers={"Retry-After": "1"})
+
+
+class ConcurrencyLimit:
+    """At most ``limit`` requests of one tenant in progress in this process at once (0: no limit).
+
+    Every request of every tenant runs in one shared pool of worker threads (anyio's, 40 by
+    default); without a cap, one tenant sending many slow requests at once holds every thread
+    and every other tenant waits behind it. A request past its tenant's cap is refused at once
+    (429, ``Retry-After: 1``) rather than queued, so that refused requests hold no thread either.
+    Taken after authentication: nobody can spend a tenant's slots without its credentials."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._in_progress: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def slot(self, key: str) -> Iterator[None]:
+        if self.limit <= 0:
+            yield
+            return
+        with self._lock:
+            held = self._in_progress.get(key, 0)
+            if held >= self.limit:
+                raise TooManyConcurrentRequests(self.limit)
+            self._in_progress[key] = held + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                left = self._in_progress[key] - 1
+                if left:
+                    self._in_progress[key] = left
+                else:
+                    del self._in_progress[key]  # the map holds only tenants with requests in progress
+
+    def in_progress(self, key: str) -> int:
+        """How many requests of ``key`` hold a slot now."""
+        with self._lock:
+            return self._in_progress.get(key, 0)
 
 
 def check(limiter: Limiter, key: str) -> None:
