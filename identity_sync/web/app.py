@@ -201,7 +201,9 @@ class _Body:
 def _routes(h: Handlers) -> list[Route]:
     def dispatch(rt: ResourceType, methods: dict[str, Callable[..., Any]]) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
-            return await methods[request.method](request, rt)
+            # Starlette routes HEAD wherever GET is allowed: it is answered as the GET (the server
+            # sends no body), not as an unknown method.
+            return await methods["GET" if request.method == "HEAD" else request.method](request, rt)
         return endpoint
 
     routes = []
@@ -315,5 +317,6 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     )
     app.state.settings = settings
     app.state.db = db
+    app.state.concurrency = handlers.concurrency  # what each tenant has in progress (operators, tests)
     app.add_middleware(NormalizePath)
     return app
