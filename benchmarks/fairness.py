@@ -8,7 +8,8 @@ operations, 1 MiB bodies) with two tenants:
 * ``victim``: one client, one request at a time, ``GET /Users/{id}`` — first alone (idle), then
   while the attacker runs; the figure is its latency under attack relative to idle;
 * ``attacker``: ``--attackers`` processes × ``--threads`` connections, each looping over the
-  costliest requests the caps allow, ignoring 429s and ``Retry-After``:
+  costliest requests the caps allow, waiting ``Retry-After`` after a 429 as Entra and Okta do
+  (``--flood``: ignoring it, sending the next request at once):
   - PATCH with 1,000 operations each re-adding an email of a user holding 1,000 emails;
   - PATCH with 1,000 filtered operations (``emails[value eq "…"].display``) on that user;
   - ``GET /Users?count=1000`` with 200 names in ``attributes`` over 1,000 users;
@@ -58,11 +59,16 @@ class Connection:
         self.http = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
 
     def call(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        status, _, content = self.exchange(method, path, body)
+        return status, content
+
+    def exchange(self, method: str, path: str, body: bytes | None = None) -> tuple[int, str | None, bytes]:
+        """One request: its status, ``Retry-After`` header and body."""
         for attempt in (1, 2):
             try:
                 self.http.request(method, self.prefix + path, body=body, headers=self.headers)
                 response = self.http.getresponse()
-                return response.status, response.read()
+                return response.status, response.getheader("Retry-After"), response.read()
             except (http.client.HTTPException, OSError):
                 self.http.close()
                 self.http = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
@@ -102,8 +108,11 @@ def worst_requests(user_id: str) -> list[tuple[str, str, bytes | None]]:
     ]
 
 
-def attack(port: int, token: str, user_id: str, threads: int, until: float, out: Any) -> None:
-    """One attacker process: ``threads`` connections looping over the worst requests."""
+def attack(port: int, token: str, user_id: str, threads: int, until: float, honor_retry_after: bool,
+           out: Any) -> None:
+    """One attacker process: ``threads`` connections looping over the worst requests; after a
+    429 a connection waits ``Retry-After`` (bounded by the end of the attack) if
+    ``honor_retry_after``, else it sends the next request at once (a flood)."""
     import threading
 
     requests = worst_requests(user_id)
@@ -119,9 +128,11 @@ def attack(port: int, token: str, user_id: str, threads: int, until: float, out:
                 body = body.replace(b"{run}", f"{os.getpid()}-{offset}-{run}".encode())
             run += 1
             try:
-                status, _ = connection.call(method, path, body)
+                status, wait, _ = connection.exchange(method, path, body)
             except OSError:
-                status = 0
+                status, wait = 0, None
+            if status == 429 and honor_retry_after and wait:
+                time.sleep(max(0.0, min(float(wait), until - time.monotonic())))
             with lock:
                 statuses[f"{method} {path.split('?')[0].split('/')[1]} {status}"] += 1
 
@@ -144,7 +155,7 @@ def victim_latencies(port: int, token: str, user_ids: list[str], seconds: float)
         if status != 200:
             raise RuntimeError(f"victim GET answered {status}")
         i += 1
-        time.sleep(0.005)  # a steady client (~150 req/s), not a saturating one
+        time.sleep(0.015)  # a steady client (~60 req/s, under the rate limit), not a saturating one
     return samples
 
 
@@ -169,6 +180,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=40.0, help="length of the attack phase (idle: half)")
     parser.add_argument("--attackers", type=int, default=2, help="attacker processes")
     parser.add_argument("--threads", type=int, default=8, help="connections per attacker process")
+    parser.add_argument("--flood", action="store_true",
+                        help="attackers ignore 429 and Retry-After (default: they wait as told, as Entra and Okta do)")
     parser.add_argument("--json-out", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directory")
     args = parser.parse_args()
@@ -200,7 +213,8 @@ def main() -> None:
         until = time.monotonic() + args.seconds
         results: Any = multiprocessing.get_context("spawn").Queue()
         processes = [multiprocessing.get_context("spawn").Process(
-            target=attack, args=(server.port, tokens["attacker"], target, args.threads, until, results))
+            target=attack, args=(server.port, tokens["attacker"], target, args.threads, until, not args.flood,
+                                 results))
             for _ in range(args.attackers)]
         for process in processes:
             process.start()
@@ -215,7 +229,7 @@ def main() -> None:
     report = {
         "run": {"at": datetime.now(UTC).isoformat(timespec="seconds"), "load_average": os.getloadavg(),
                 "cpus": os.cpu_count(), "seconds": args.seconds, "attackers": args.attackers,
-                "threads": args.threads, "repo": REPO.name},
+                "threads": args.threads, "flood": args.flood, "repo": REPO.name},
         "victim_idle": summary(idle),
         "victim_under_attack": summary(attacked),
         "attacker_statuses": dict(sorted(attacker_statuses.items())),

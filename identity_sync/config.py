@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     #: Requests of one tenant served at once by one process; more get 429 + Retry-After, so
     #: that one tenant cannot occupy every worker thread (docs/security.md, Limits).
     tenant_max_concurrent_requests: int = Field(default=8, ge=0)
+    #: Each tenant's share of one process's CPU (CPU-seconds per second, 0: unlimited) and how
+    #: much it may save up: past it, 429 until it refills (web/limits.py CpuBudget).
+    tenant_cpu_seconds_per_second: float = Field(default=0.5, ge=0)
+    tenant_cpu_burst_seconds: float = Field(default=2.0, gt=0)
+    #: ``sys.setswitchinterval`` of each serving process (Python's default: 0.005): see cli.serve.
+    thread_switch_interval_seconds: float = Field(default=0.0005, gt=0, le=0.1)
 
     # -- authorization and limits (docs/security.md) --
     #: Lifetime of access tokens from the token endpoint: Entra accepts 1-6 hours.

@@ -207,7 +207,8 @@ def _apply_filtered(
         else:
             for element in matched:
                 element.pop(sub.name, None)
-            kept = [e for e in elements if _has_data(e, fixed)]
+            # Only an element this operation emptied may go; the others were not touched.
+            kept = [e for e in elements if id(e) not in matched_ids or _has_data(e, _filler(fixed, sub))]
         _store_elements(parent, attr, kept)
         return
     if sub is not None:
@@ -222,7 +223,9 @@ def _apply_filtered(
             elements.append(touched[0])
         for element in matched:
             _set_or_clear(element, sub.name, new)
-        elements = [e for e in elements if _has_data(e, fixed)]
+        # Only a matched element may have been emptied: `emails[value eq "a"].display` must not
+        # drop the other emails (their keys minus the filter's are just as few).
+        elements = [e for e in elements if id(e) not in matched_ids or _has_data(e, _filler(fixed, sub))]
     else:
         new_element = coerce(attr, value)
         replacement = (new_element[0] if isinstance(new_element, list) else new_element) if new_element else None
@@ -237,6 +240,13 @@ def _apply_filtered(
             elements.insert(position, touched[0])
     _primary_wins(attr, elements, prefer=touched)
     _store_elements(parent, attr, elements)
+
+
+def _filler(fixed: dict[str, Any], cleared: Attribute) -> dict[str, Any]:
+    """The keys of an element that do not count as its data once ``cleared`` was removed: the
+    filter's own terms when the element's ``value`` went (``emails[type eq "work"].value`` → ""),
+    none otherwise (removing the ``display`` of ``emails[value eq "a"]`` leaves an email)."""
+    return fixed if cleared.name == "value" else {}
 
 
 def _has_data(element: Any, fixed: dict[str, Any]) -> bool:

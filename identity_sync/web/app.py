@@ -54,6 +54,7 @@ class Handlers:
         self.auth = Authenticator(db, settings, self.clients.keys)
         self.limiter = limits.scim_limiter(settings, db)
         self.concurrency = limits.ConcurrencyLimit(settings.tenant_max_concurrent_requests)
+        self.cpu = limits.CpuBudget(settings.tenant_cpu_seconds_per_second, settings.tenant_cpu_burst_seconds)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -62,8 +63,9 @@ class Handlers:
         return f"{base.rstrip('/')}/scim/v2/{request.path_params['tenant']}"
 
     async def call(self, request: Request, action: Callable[[Principal], T]) -> T:
-        """Authenticate, check the scope, the tenant's rate limit and its concurrent requests,
-        then run ``action`` — all in one worker thread."""
+        """Authenticate, check the scope, the tenant's rate limit, concurrent requests and CPU
+        budget, then run ``action`` (its CPU time charged to the tenant) — all in one worker
+        thread."""
         header = request.headers.get("authorization")
         tenant = request.path_params["tenant"]
         scope = scopes.required_scope(request.method, request.url.path)
@@ -71,7 +73,7 @@ class Handlers:
         def work() -> T:
             principal = scopes.require(self.auth.authenticate(header, tenant), scope)
             limits.check(self.limiter, principal.tenant_id)
-            with self.concurrency.slot(principal.tenant_id):
+            with self.concurrency.slot(principal.tenant_id), self.cpu.charged(principal.tenant_id):
                 return action(principal)
 
         return await anyio.to_thread.run_sync(work)
@@ -318,5 +320,6 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.settings = settings
     app.state.db = db
     app.state.concurrency = handlers.concurrency  # what each tenant has in progress (operators, tests)
+    app.state.cpu_budget = handlers.cpu
     app.add_middleware(NormalizePath)
     return app

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -105,6 +106,73 @@ class ConcurrencyLimit:
         """How many requests of ``key`` hold a slot now."""
         with self._lock:
             return self._in_progress.get(key, 0)
+
+
+class CpuBudgetSpent(ScimError):
+    status = 429
+
+    def __init__(self, wait: float) -> None:
+        seconds = retry_after(wait)
+        super().__init__(f"This tenant's requests used their share of the server's CPU; retry after {seconds} s.",
+                         headers={"Retry-After": str(seconds)})
+
+
+class CpuBudget:
+    """Each tenant's share of this process's CPU: ``rate`` CPU-seconds per second, ``burst``
+    saved up (``rate`` 0: no budget).
+
+    The request rate and concurrency caps count requests, but one request may cost 0.1 ms or
+    0.5 s of CPU, and every thread of the process shares one interpreter lock: a tenant that
+    keeps even one costly request running takes the lock from every other tenant's requests. So
+    each request's CPU time (its worker thread's, database driver included) is charged to its
+    tenant after it ran; a tenant whose budget is spent is refused (429, ``Retry-After`` = time
+    until the budget is positive again) until it refills. A request is never cut short: the
+    budget may go into debt by one request's cost, which the refill pays back first."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self._monotonic = time.monotonic  # replaced by tests that need a fake clock
+        self._balances: dict[str, tuple[float, float]] = {}  # key -> (CPU-seconds left, when)
+        self._lock = threading.Lock()
+
+    def check(self, key: str) -> None:
+        """Refuse (:class:`CpuBudgetSpent`) when ``key``'s budget is spent."""
+        if self.rate <= 0:
+            return
+        left = self._refilled(key)
+        if left < 0:
+            raise CpuBudgetSpent(-left / self.rate)
+
+    def charge(self, key: str, seconds: float) -> None:
+        if self.rate <= 0 or seconds <= 0:
+            return
+        with self._lock:
+            left = self._refilled_locked(key)
+            if len(self._balances) > 100_000 and key not in self._balances:
+                del self._balances[next(iter(self._balances))]  # bounded memory; oldest forgotten first
+            self._balances[key] = (left - seconds, self._monotonic())
+
+    def balance(self, key: str) -> float:
+        """CPU-seconds ``key`` may still use now (negative: in debt)."""
+        return self._refilled(key)
+
+    def _refilled(self, key: str) -> float:
+        with self._lock:
+            return self._refilled_locked(key)
+
+    def _refilled_locked(self, key: str) -> float:
+        left, when = self._balances.get(key, (self.burst, self._monotonic()))
+        return min(self.burst, left + (self._monotonic() - when) * self.rate)
+
+    @contextmanager
+    def charged(self, key: str) -> Iterator[None]:
+        """Check ``key``'s budget, run the block, charge its CPU time (this thread's)."""
+        self.check(key)
+        started = time.thread_time()
+        try:
+            yield
+        finally:
+            self.charge(key, time.thread_time() - started)
 
 
 def check(limiter: Limiter, key: str) -> None:

@@ -161,3 +161,33 @@ def test_a_list_stored_longer_than_the_cap_may_still_shrink_or_be_left_alone() -
     assert len(shrunk["emails"]) == 11
     with pytest.raises(BadRequest):
         _apply(doc, {"op": "add", "path": "emails", "value": _emails(1, prefix="new")}, max_values=10)
+
+
+# -- a filtered sub-attribute operation touches only the elements it matches ------------------------
+
+
+@pytest.mark.parametrize("operation", [
+    {"op": "replace", "path": 'emails[value eq "b@x.com"].display', "value": "B"},
+    {"op": "add", "path": 'emails[value eq "b@x.com"].display', "value": "B"},
+    {"op": "remove", "path": 'emails[value eq "b@x.com"].display'},
+])
+def test_a_filter_on_value_leaves_the_other_elements_whole(operation: dict[str, Any]) -> None:
+    """The elements not matched used to be dropped (or re-created without their type) when all
+    they held was a value and a type: their keys minus the filter's ``value`` looked empty."""
+    doc = normalize(USER, {"userName": "a", "emails": [
+        {"value": "a@x.com", "type": "work"}, {"value": "b@x.com", "type": "home", "display": "old"},
+        {"value": "c@x.com", "type": "other"}]})
+
+    result = _apply(doc, operation)
+
+    expected_b = {"value": "b@x.com", "type": "home"} | ({} if operation["op"] == "remove" else {"display": "B"})
+    assert result["emails"] == [{"value": "a@x.com", "type": "work"}, expected_b, {"value": "c@x.com", "type": "other"}]
+
+
+def test_clearing_the_value_of_the_matched_element_still_removes_what_is_left_of_it() -> None:
+    doc = normalize(USER, {"userName": "a", "emails": [
+        {"value": "a@x.com", "type": "work", "primary": True}, {"value": "b@x.com", "type": "home"}]})
+
+    result = _apply(doc, {"op": "replace", "path": 'emails[type eq "work"].value', "value": ""})
+
+    assert result["emails"] == [{"value": "b@x.com", "type": "home"}]

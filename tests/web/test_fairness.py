@@ -21,6 +21,7 @@ from starlette.testclient import TestClient
 
 from identity_sync.config import Settings
 from identity_sync.scim.registry import USER
+from identity_sync.service.resources import ResourceService
 from identity_sync.service.tenants import TenantService
 from identity_sync.storage import resources as store
 from identity_sync.storage.db import Database
@@ -255,3 +256,55 @@ def test_fail_on_errors_counts_unresolvable_references_too(scim: ScimClient) -> 
 
     # the POST ran in the first pass; the deferred DELETEs fail at the end until failOnErrors stops them
     assert [r["status"] for r in results] == ["409", "409", "201"]
+
+
+# -- CPU budget per tenant ---------------------------------------------------------------------------
+
+
+def test_a_tenant_that_spent_its_cpu_budget_gets_429_while_another_tenant_is_served(
+        db: Database, settings: Settings, tenants: TenantService) -> None:
+    """Each request's CPU time is charged to its tenant; a PATCH of 1,000 operations costs far more
+    than this tenant's budget of 1 ms (refilling at 1 ms per second), so its next request waits."""
+    tiny = settings.model_copy(update={"tenant_cpu_seconds_per_second": 0.001, "tenant_cpu_burst_seconds": 0.001,
+                                       "rate_limit_per_second": 0})
+    app = create_app(tiny, db)
+    acme, globex = tenants.create_tenant("acme"), tenants.create_tenant("globex")
+    user = ResourceService(db, settings).create(tenants.authenticate(f"Bearer {acme.token}", "acme"), USER, {
+        "schemas": [USER_SCHEMA], "userName": "costly@example.com", "emails": _emails(500)})  # not over HTTP: free
+    with TestClient(app, base_url="https://scim.example.test") as http:
+        a, g = ScimClient(http, "acme", acme.token), ScimClient(http, "globex", globex.token)
+        costly = a.patch(f"/Users/{user.id}", {"schemas": [PATCH_SCHEMA], "Operations": [
+            {"op": "replace", "path": f'emails[value eq "e{i}@example.com"].display', "value": "x"}
+            for i in range(1_000)]})
+
+        refused = a.get("/Users")
+        served = g.get("/Users")
+
+    assert costly.status_code == 200  # a request is never cut short: the budget goes into debt
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 2
+    assert "share of the server's CPU" in refused.json()["detail"]
+    assert served.status_code == 200
+
+
+def test_the_cpu_budget_refills_at_its_rate_and_is_kept_per_tenant() -> None:
+    from identity_sync.web.limits import CpuBudget, CpuBudgetSpent
+
+    budget = CpuBudget(rate=0.5, burst=2.0)
+    now = [100.0]
+    budget._monotonic = lambda: now[0]
+
+    budget.check("acme")
+    budget.charge("acme", 3.0)  # 2 s of burst, 1 s of debt
+    with pytest.raises(CpuBudgetSpent) as spent:
+        budget.check("acme")
+    assert spent.value.headers == {"Retry-After": "2"}  # 1 CPU-second of debt at 0.5 per second
+    budget.check("globex")  # another tenant's budget is untouched
+
+    now[0] += 1.0
+    assert budget.balance("acme") == pytest.approx(-0.5)
+    now[0] += 1.0
+    budget.check("acme")
+    now[0] += 100.0
+    assert budget.balance("acme") == 2.0  # never more than the burst
+    assert CpuBudget(rate=0, burst=1).balance("x") == 1  # 0: no budget at all
+    CpuBudget(rate=0, burst=1).check("x")
