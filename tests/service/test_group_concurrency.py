@@ -114,9 +114,9 @@ def test_concurrent_adds_and_removes_end_in_exactly_the_expected_set(service: Re
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    """These tests fire 50 concurrent requests at one tenant on purpose: the per-tenant cap on
-    concurrent requests (429 past it, tests/web/test_fairness.py) is not what they test."""
-    return settings.model_copy(update={"tenant_max_concurrent_requests": 0})
+    """These tests fire 50 concurrent requests at one tenant on purpose: the per-tenant caps on
+    concurrent requests and CPU (429 past them, tests/web/test_fairness.py) are not what they test."""
+    return settings.model_copy(update={"tenant_max_concurrent_requests": 0, "tenant_cpu_seconds_per_second": 0})
 
 
 
