@@ -16,14 +16,22 @@ import json
 import sqlalchemy as sa
 from alembic import op
 
-from identity_sync.auth.jwt import without_private_keys
-
 revision = "0011"
 down_revision = "0009"
 branch_labels = None
 depends_on = None
 
 _TABLES = (("entra_trust", "tenant_id"), ("oauth_federated_credentials", "id"))
+#: JWK members of private or secret keys (auth/jwt.py PRIVATE_MEMBERS, frozen here as of this
+#: revision: a migration must not change meaning when the application code does).
+_PRIVATE = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+
+
+def without_private_keys(jwks: dict) -> dict:  # type: ignore[type-arg]
+    keys = jwks.get("keys")
+    if not isinstance(keys, list):
+        return jwks
+    return {**jwks, "keys": [k for k in keys if not (isinstance(k, dict) and _PRIVATE.intersection(k))]}
 
 
 def upgrade() -> None:
