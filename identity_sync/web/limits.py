@@ -118,8 +118,8 @@ class CpuBudgetSpent(ScimError):
 
 
 class CpuBudget:
-    """Each tenant's share of this process's CPU: ``rate`` CPU-seconds per second, ``burst``
-    saved up (``rate`` 0: no budget).
+    """Each tenant's share of this process's CPU while other tenants need it: ``rate``
+    CPU-seconds per second, ``burst`` saved up (``rate`` 0: no budget).
 
     The request rate and concurrency caps count requests, but one request may cost 0.1 ms or
     0.5 s of CPU, and every thread of the process shares one interpreter lock: a tenant that
@@ -127,19 +127,34 @@ class CpuBudget:
     each request's CPU time (its worker thread's, database driver included) is charged to its
     tenant after it ran; a tenant whose budget is spent is refused (429, ``Retry-After`` = time
     until the budget is positive again) until it refills. A request is never cut short: the
-    budget may go into debt by one request's cost, which the refill pays back first."""
+    budget may go into debt by one request's cost, which the refill pays back first.
+
+    Work-conserving: while no other tenant has been served for :data:`ALONE_SECONDS`, nothing is
+    charged, so a tenant alone on a process (a dedicated deployment, an initial sync at night, a
+    single-tenant benchmark) may use all of it; the budget applies from the moment another tenant
+    needs the CPU too, starting from a full burst."""
+
+    #: How recently another tenant must have been served for the budget to apply.
+    ALONE_SECONDS = 2.0
 
     def __init__(self, rate: float, burst: float) -> None:
         self.rate, self.burst = rate, burst
         self._monotonic = time.monotonic  # replaced by tests that need a fake clock
         self._balances: dict[str, tuple[float, float]] = {}  # key -> (CPU-seconds left, when)
+        # The two tenants served last, most recent first: enough to know whether any tenant other
+        # than a given one was served recently, in constant time whatever the number of tenants.
+        self._latest: list[tuple[str, float]] = []
         self._lock = threading.Lock()
 
     def check(self, key: str) -> None:
-        """Refuse (:class:`CpuBudgetSpent`) when ``key``'s budget is spent."""
+        """Refuse (:class:`CpuBudgetSpent`) when ``key``'s budget is spent and others need the CPU."""
         if self.rate <= 0:
             return
-        left = self._refilled(key)
+        with self._lock:
+            self._seen(key)
+            if not self._contended(key):
+                return
+            left = self._refilled(key)
         if left < 0:
             raise CpuBudgetSpent(-left / self.rate)
 
@@ -147,20 +162,28 @@ class CpuBudget:
         if self.rate <= 0 or seconds <= 0:
             return
         with self._lock:
-            left = self._refilled_locked(key)
+            if not self._contended(key):
+                return
+            left = self._refilled(key)
             if len(self._balances) > 100_000 and key not in self._balances:
                 del self._balances[next(iter(self._balances))]  # bounded memory; oldest forgotten first
             self._balances[key] = (left - seconds, self._monotonic())
 
     def balance(self, key: str) -> float:
         """CPU-seconds ``key`` may still use now (negative: in debt)."""
-        return self._refilled(key)
+        with self._lock:
+            return self._refilled(key)
+
+    def _seen(self, key: str) -> None:
+        now = self._monotonic()
+        others = [entry for entry in self._latest if entry[0] != key]
+        self._latest = [(key, now), *others[:1]]
+
+    def _contended(self, key: str) -> bool:
+        now = self._monotonic()
+        return any(other != key and now - when < self.ALONE_SECONDS for other, when in self._latest)
 
     def _refilled(self, key: str) -> float:
-        with self._lock:
-            return self._refilled_locked(key)
-
-    def _refilled_locked(self, key: str) -> float:
         left, when = self._balances.get(key, (self.burst, self._monotonic()))
         return min(self.burst, left + (self._monotonic() - when) * self.rate)
 

@@ -273,6 +273,7 @@ def test_a_tenant_that_spent_its_cpu_budget_gets_429_while_another_tenant_is_ser
         "schemas": [USER_SCHEMA], "userName": "costly@example.com", "emails": _emails(500)})  # not over HTTP: free
     with TestClient(app, base_url="https://scim.example.test") as http:
         a, g = ScimClient(http, "acme", acme.token), ScimClient(http, "globex", globex.token)
+        assert g.get("/Users").status_code == 200  # globex needs the CPU too: the budget applies
         costly = a.patch(f"/Users/{user.id}", {"schemas": [PATCH_SCHEMA], "Operations": [
             {"op": "replace", "path": f'emails[value eq "e{i}@example.com"].display', "value": "x"}
             for i in range(1_000)]})
@@ -292,6 +293,7 @@ def test_the_cpu_budget_refills_at_its_rate_and_is_kept_per_tenant() -> None:
     budget = CpuBudget(rate=0.5, burst=2.0)
     now = [100.0]
     budget._monotonic = lambda: now[0]
+    budget.check("globex")  # another tenant is being served: the budget applies
 
     budget.check("acme")
     budget.charge("acme", 3.0)  # 2 s of burst, 1 s of debt
@@ -308,3 +310,27 @@ def test_the_cpu_budget_refills_at_its_rate_and_is_kept_per_tenant() -> None:
     assert budget.balance("acme") == 2.0  # never more than the burst
     assert CpuBudget(rate=0, burst=1).balance("x") == 1  # 0: no budget at all
     CpuBudget(rate=0, burst=1).check("x")
+
+
+def test_a_tenant_alone_on_the_process_is_not_charged_until_another_tenant_needs_the_cpu() -> None:
+    from identity_sync.web.limits import CpuBudget, CpuBudgetSpent
+
+    budget = CpuBudget(rate=0.5, burst=2.0)
+    now = [100.0]
+    budget._monotonic = lambda: now[0]
+
+    for _ in range(10):  # 50 CPU-seconds alone: a single-tenant deployment or a night's sync
+        budget.check("acme")
+        budget.charge("acme", 5.0)
+    assert budget.balance("acme") == 2.0
+
+    budget.check("globex")  # another tenant arrives: acme has its burst, then its rate
+    budget.check("acme")
+    budget.charge("acme", 3.0)
+    with pytest.raises(CpuBudgetSpent):
+        budget.check("acme")
+
+    now[0] += CpuBudget.ALONE_SECONDS + 0.1  # globex has not been served since: acme is alone again
+    budget.check("acme")
+    budget.charge("acme", 100.0)
+    budget.check("acme")
