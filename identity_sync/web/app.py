@@ -320,6 +320,5 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.settings = settings
     app.state.db = db
     app.state.concurrency = handlers.concurrency  # what each tenant has in progress (operators, tests)
-    app.state.cpu_budget = handlers.cpu
     app.add_middleware(NormalizePath)
     return app

@@ -4,7 +4,11 @@ with 429 and an integer ``Retry-After`` (Entra pauses for that long and retries)
 
 Where the buckets live (``auth/ratelimit.py``): on PostgreSQL in the database, one row per tenant
 shared by every worker and node; on SQLite in each process. ``IDSYNC_RATE_LIMIT_STORE`` =
-``auto`` (default: by the database URL), ``database`` or ``memory`` forces one."""
+``auto`` (default: by the database URL), ``database`` or ``memory`` forces one.
+
+Two more per-tenant limits keep one tenant from taking a process from the others (issue 11), both
+in the process, both answered with 429 and ``Retry-After`` the same way: :class:`ConcurrencyLimit`
+(requests in progress) and :class:`CpuBudget` (CPU time used while other tenants need it)."""
 
 from __future__ import annotations
 
