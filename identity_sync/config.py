@@ -34,6 +34,21 @@ class Settings(BaseSettings):
     filter_max_terms: int = 50
     default_page_size: int = 100
     max_page_size: int = 1_000
+    #: The most values of one multi-valued attribute (``emails``, ``proxyAddresses``…; not a
+    #: Group's members, which are rows): each value is indexed, so this bounds a write's work.
+    attribute_max_values: int = Field(default=1_000, ge=1)
+    #: The most names in ``attributes`` / ``excludedAttributes`` (each name is applied to each
+    #: resource of a page: the cap bounds the work of rendering one page).
+    attribute_list_max_names: int = Field(default=200, ge=1)
+    #: Requests of one tenant served at once by one process; more get 429 + Retry-After, so
+    #: that one tenant cannot occupy every worker thread (docs/security.md, Limits).
+    tenant_max_concurrent_requests: int = Field(default=8, ge=0)
+    #: Each tenant's share of one process's CPU (CPU-seconds per second, 0: unlimited) and how
+    #: much it may save up: past it, 429 until it refills (web/limits.py CpuBudget).
+    tenant_cpu_seconds_per_second: float = Field(default=0.5, ge=0)
+    tenant_cpu_burst_seconds: float = Field(default=2.0, gt=0)
+    #: ``sys.setswitchinterval`` of each serving process (Python's default: 0.005): see cli.serve.
+    thread_switch_interval_seconds: float = Field(default=0.0005, gt=0, le=0.1)
 
     # -- authorization and limits (docs/security.md) --
     #: Lifetime of access tokens from the token endpoint: Entra accepts 1-6 hours.
@@ -61,6 +76,9 @@ class Settings(BaseSettings):
     #: Per-tenant token bucket for the token endpoint (online guessing of client secrets).
     token_rate_limit_per_second: float = Field(default=5.0, ge=0)
     token_rate_limit_burst: int = Field(default=20, ge=1)
+    #: Reverse proxies whose ``X-Forwarded-For``/``-Proto`` are believed (``serve
+    #: --forwarded-allow-ips``): comma-separated addresses or networks; unset, none is.
+    forwarded_allow_ips: str | None = None
     #: Largest token request body (a form with a client id, secret and scope is ~200 bytes).
     token_request_max_bytes: int = Field(default=8_192, ge=512)
 

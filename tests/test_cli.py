@@ -381,41 +381,110 @@ def _get(url: str, token: str) -> tuple[int, str]:
         return error.code, error.read().decode()
 
 
+def _serve(port: int, tmp_path: Path, stdout: Any) -> subprocess.Popen[Any]:
+    return subprocess.Popen([sys.executable, "-m", "identity_sync", "serve", "--port", str(port)],
+                            env=_env(f"sqlite:///{tmp_path / 'serve' / 'db.sqlite'}", tmp_path), stdout=stdout,
+                            stderr=subprocess.DEVNULL)
+
+
+def _stop(process: subprocess.Popen[Any]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    """``identity-sync serve`` on an empty database; its stdout goes to a file."""
+    """``identity-sync serve`` on an empty database; its stdout goes to a file (as under systemd
+    or in a container: not a terminal)."""
     port = _free_port()
     stdout = tmp_path / "serve.out"
-    with stdout.open("w") as out, (tmp_path / "serve.err").open("w") as err:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "identity_sync", "serve", "--port", str(port)],
-            env=_env(f"sqlite:///{tmp_path / 'serve' / 'db.sqlite'}", tmp_path), stdout=out, stderr=err)
+    with stdout.open("w") as out:
+        process = _serve(port, tmp_path, out)
         try:
             _wait_for_port(port, process)
             yield port, stdout
         finally:
-            process.terminate()
+            _stop(process)
+
+
+def _read_terminal(fd: int, until: str, timeout: float = 30) -> str:
+    """What a program wrote to the pseudo-terminal ``fd`` up to ``until`` (bounded in time)."""
+    import select
+
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while until.encode() not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
             try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                chunk = os.read(fd, 4096)
+            except OSError:  # the terminal closed: the program exited
+                break
+            seen += chunk
+    return seen.decode(errors="replace")
 
 
-def test_serve_on_an_empty_database_prints_a_default_tenant_whose_token_works_over_http(
-        served: tuple[int, Path]) -> None:
-    port, stdout = served
-    printed = stdout.read_text()
+def test_serve_on_an_empty_database_shows_the_default_tenant_token_on_a_terminal_and_it_works(
+        tmp_path: Path) -> None:
+    import pty
+
+    port = _free_port()
+    main, terminal = pty.openpty()
+    process = _serve(port, tmp_path, terminal)
+    os.close(terminal)
+    try:
+        printed = _read_terminal(main, until="Serving SCIM")
+        _wait_for_port(port, process)
+    finally:
+        _stop(process)
+        os.close(main)
 
     url = re.search(r"Tenant URL:\s*(\S+)", printed)
     token = re.search(rf"Token:\s*({TOKEN_PREFIX}\S+)", printed)
     assert url and token, printed
     assert url.group(1) == f"http://127.0.0.1:{port}/scim/v2/default"
     assert len(token.group(1)) - len(TOKEN_PREFIX) >= 43
+    # The server is gone; the token is checked against the same database in-process.
+    db = Database(f"sqlite:///{tmp_path / 'serve' / 'db.sqlite'}")
+    try:
+        assert TenantService(db).authenticate(f"Bearer {token.group(1)}", "default").tenant_name == "default"
+    finally:
+        db.dispose()
 
-    status, body = _get(url.group(1) + "/Users", token.group(1))
+
+def test_serve_writes_no_token_into_a_pipe_or_log_and_says_which_command_issues_one(
+        served: tuple[int, Path], tmp_path: Path) -> None:
+    port, stdout = served
+    printed = stdout.read_text()
+
+    assert TOKEN_PREFIX not in printed and "Token:" not in printed
+    assert "identity-sync token create --tenant default" in printed
+    db_url = f"sqlite:///{tmp_path / 'serve' / 'db.sqlite'}"
+    db = Database(db_url)
+    try:
+        assert TenantService(db).list_tokens("default") == []  # a token nobody saw is not made either
+    finally:
+        db.dispose()
+
+    issued = Cli(db_url, tmp_path).json("token", "create", "--tenant", "default", "--json")
+    url = f"http://127.0.0.1:{port}/scim/v2/default"
+    status, body = _get(url + "/Users", issued["token"])
     assert status == 200, body
     assert json.loads(body)["totalResults"] == 0
-    status, body = _get(url.group(1) + "/Users", "idsync_" + "A" * 43)
+    status, body = _get(url + "/Users", "idsync_" + "A" * 43)
     assert status == 401
     assert json.loads(body)["status"] == "401"
+
+
+def test_serve_creates_the_data_directory_and_database_owner_only(served: tuple[int, Path], tmp_path: Path) -> None:
+    database = tmp_path / "serve" / "db.sqlite"
+
+    assert database.stat().st_mode & 0o777 == 0o600
+    assert database.parent.stat().st_mode & 0o777 == 0o700
+    for companion in (database.with_name("db.sqlite-wal"), database.with_name("db.sqlite-shm")):
+        if companion.exists():  # SQLite gives them the database file's mode
+            assert companion.stat().st_mode & 0o077 == 0, companion

@@ -78,6 +78,33 @@ def public_jwk(value: dict[str, Any]) -> jwt.PyJWK | None:
         return None
 
 
+#: JWK members that belong to a private or secret key (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037 §2):
+#: never needed to verify a signature, never to be stored.
+PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+
+
+def private_members(jwks: Any) -> list[str]:
+    """Where a JWKS holds private key material: ``"<kid>: d, p, …"`` per offending key (empty
+    for a JWKS of public keys only)."""
+    found = []
+    for position, entry in enumerate(jwks.get("keys", []) if isinstance(jwks, dict) else []):
+        members = sorted(PRIVATE_MEMBERS.intersection(entry)) if isinstance(entry, dict) else []
+        if members:
+            kid = entry.get("kid")
+            name = kid[:40] if isinstance(kid, str) else f"key #{position + 1}"
+            found.append(f"{name}: {', '.join(members)}")
+    return found
+
+
+def without_private_keys(jwks: dict[str, Any]) -> dict[str, Any]:
+    """``jwks`` without the keys that carry private members (they never verified anything:
+    :func:`public_jwk` refuses them)."""
+    keys = jwks.get("keys")
+    if not isinstance(keys, list):
+        return jwks
+    return {**jwks, "keys": [k for k in keys if not (isinstance(k, dict) and PRIVATE_MEMBERS.intersection(k))]}
+
+
 def keys_from_jwks(jwks: dict[str, Any]) -> dict[str, jwt.PyJWK]:
     keys = {}
     for entry in jwks.get("keys", []) if isinstance(jwks, dict) else []:

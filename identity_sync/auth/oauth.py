@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from identity_sync.auth.federation import JWT_BEARER
 from identity_sync.auth.jwt import public_jwk
 from identity_sync.config import Settings
+from identity_sync.storage import files
 
 log = structlog.get_logger("identity_sync.auth")
 
@@ -170,7 +171,7 @@ class SigningKeys:
         """Add a new key, which signs from now on; older keys keep verifying."""
         # Read the existing keys first: with a wrong passphrase, fail before writing a key with it.
         self._reload(force=True)
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        files.private_directory(self.directory)  # parents too: the data directory is often made here
         kid = _new_kid()
         private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         encryption = (serialization.BestAvailableEncryption(self.passphrase) if self.passphrase

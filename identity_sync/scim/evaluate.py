@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from identity_sync.clock import format_timestamp
 from identity_sync.errors import BadRequest
 from identity_sync.scim import attributes as t
 from identity_sync.scim.attributes import Attribute
@@ -211,6 +210,12 @@ def _meta(rt: ResourceType, resolved: Resolved, resource: Candidate, node: Compa
     return _scalar(sub, column, node)
 
 
+#: Stored timestamps are "YYYY-MM-DDTHH:MM:SS.ffffffZ" with years 0001-9999: these sort before
+#: and after every one of them.
+_BEFORE_ALL_TIMESTAMPS = "0000"
+_AFTER_ALL_TIMESTAMPS = "9999-12-31T23:59:59.999999Z~"
+
+
 def timestamp_literal(op: str, value: Literal) -> Literal:
     """A dateTime filter literal in the stored timestamp form (so that text order is time order)."""
     if value is None:
@@ -219,9 +224,22 @@ def timestamp_literal(op: str, value: Literal) -> Literal:
         raise BadRequest("A dateTime is compared with eq, ne, gt, ge, lt, le and a dateTime string.",
                          "invalidFilter")
     try:
-        return format_timestamp(datetime.fromisoformat(value.replace("Z", "+00:00")))
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise BadRequest("A dateTime literal is required here.", "invalidFilter") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # no offset: UTC, as stored (not the server's local time)
+    try:
+        # Formatted here, not by strftime: "%Y" does not pad years below 1000 on every platform,
+        # and "5-01-01" would sort after "2026-…".
+        utc = moment.astimezone(UTC)
+        return (f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:"
+                f"{utc.second:02d}.{utc.microsecond:06d}Z")
+    except OverflowError:
+        # A valid literal whose UTC instant is outside years 1-9999 ("0001-01-01T00:00:00+01:00"
+        # is 0000-12-31T23:00Z): earlier or later than every stored timestamp, so it stands for a
+        # text that sorts before or after all of them (and equals none).
+        return _BEFORE_ALL_TIMESTAMPS if moment.year == 1 else _AFTER_ALL_TIMESTAMPS
 
 
 def _relation(attr: Attribute, sub_name: str, resource: Candidate, node: Compare | Present) -> bool:

@@ -24,6 +24,11 @@ from identity_sync.scim.attributes import Attribute, Schema
 from identity_sync.scim.registry import ResourceType
 
 _TRUE_FALSE = {"true": True, "false": False}
+#: Default of ``IDSYNC_ATTRIBUTE_MAX_VALUES``: the most values one multi-valued attribute may hold
+#: (``emails``, ``proxyAddresses``…; a Group's ``members`` are rows, not values, and are not
+#: counted). Every value is indexed for filtering, so an unbounded list is unbounded work per
+#: write; real directories stay far below (Exchange caps ``proxyAddresses`` in the hundreds).
+MAX_VALUES = 1_000
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]")
 
 
@@ -148,7 +153,15 @@ def _check_single_primary(items: list[Any], label: str) -> None:
         raise BadRequest(f"At most one value of '{label}' may be primary.")
 
 
-def normalize(rt: ResourceType, body: Any) -> dict[str, Any]:
+def check_value_count(attr: Attribute, value: Any, max_values: int, label: str | None = None) -> None:
+    """Refuse (``400 invalidValue``) more than ``max_values`` values for a multi-valued attribute,
+    before any of them is coerced: a 1 MiB body holds ~250,000 short strings."""
+    if attr.multi_valued and isinstance(value, list) and len(value) > max_values:
+        raise BadRequest(f"Attribute '{label or attr.name}' takes at most {max_values} values; "
+                         f"{len(value)} were given.", "invalidValue")
+
+
+def normalize(rt: ResourceType, body: Any, *, max_values: int = MAX_VALUES) -> dict[str, Any]:
     """The canonical document for a POST or PUT body (without ``id`` and ``meta``)."""
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object.", "invalidSyntax")
@@ -163,40 +176,59 @@ def normalize(rt: ResourceType, body: Any) -> dict[str, Any]:
                 continue
             if not isinstance(value, dict):
                 raise BadRequest(f"Extension '{extension.id}' must be an object.")
-            ext_doc = _normalize_attrs(extension, value)
+            ext_doc = _normalize_attrs(extension, value, max_values)
             if ext_doc:
                 doc[extension.id] = ext_doc
             continue
         attr = rt.common_attribute(key) or rt.core.attribute(key)
         if attr is None or attr.mutability == "readOnly":
             continue
+        check_value_count(attr, value, max_values)
         coerced = coerce(attr, value)
         if coerced is not None:
             doc[attr.name] = coerced
-    check_document(rt, doc)
+    check_document(rt, doc, max_values=max_values)
     return doc
 
 
-def _normalize_attrs(schema: Schema, values: dict[str, Any]) -> dict[str, Any]:
+def _normalize_attrs(schema: Schema, values: dict[str, Any], max_values: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in values.items():
         attr = schema.attribute(key)
         if attr is None or attr.mutability == "readOnly":
             continue
+        check_value_count(attr, value, max_values)
         coerced = coerce(attr, value)
         if coerced is not None:
             out[attr.name] = coerced
     return out
 
 
-def check_document(rt: ResourceType, doc: dict[str, Any]) -> None:
+def check_document(rt: ResourceType, doc: dict[str, Any], *, max_values: int = MAX_VALUES,
+                   before: dict[str, Any] | None = None) -> None:
     """Invariants of a stored document: required attributes present, names without control
-    characters (they would make two different-looking names equal or invisible)."""
+    characters (they would make two different-looking names equal or invisible), at most
+    ``max_values`` values per multi-valued attribute. With ``before`` (a PATCH), a list that was
+    already longer (stored before the cap existed) is refused only if it grew."""
     for attr in rt.core.attributes:
         if attr.required and is_empty(doc.get(attr.name)):
             raise BadRequest(f"Attribute '{attr.name}' is required.", "invalidValue")
         if attr.uniqueness == "server" and isinstance(doc.get(attr.name), str) and _CONTROL.search(doc[attr.name]):
             raise BadRequest(f"Attribute '{attr.name}' contains control or invisible characters.")
+    for schema in rt.schemas:
+        container = doc if schema is rt.core else doc.get(schema.id)
+        if not isinstance(container, dict):
+            continue
+        old = (before if schema is rt.core else (before or {}).get(schema.id)) if before is not None else None
+        for attr in schema.attributes:
+            values = container.get(attr.name)
+            if not attr.multi_valued or not isinstance(values, list) or len(values) <= max_values:
+                continue
+            previous = old.get(attr.name) if isinstance(old, dict) else None
+            if isinstance(previous, list) and len(values) <= len(previous):
+                continue
+            label = attr.name if schema is rt.core else f"{schema.id}:{attr.name}"
+            raise BadRequest(f"Attribute '{label}' takes at most {max_values} values.", "invalidValue")
 
 
 def schemas_of(rt: ResourceType, doc: dict[str, Any]) -> list[str]:

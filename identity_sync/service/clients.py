@@ -260,6 +260,13 @@ class ClientService:
     def _check_jwks(jwks: dict[str, Any] | None, jwks_url: str | None) -> None:
         if (jwks is None) == (jwks_url is None):
             raise TenantError("Give exactly one of a JWKS file or a JWKS URL.")
+        leaked = jwtv.private_members(jwks) if jwks is not None else []
+        if leaked:
+            # Refused, not stripped: Entra publishes public keys only, so a file with private
+            # members is the wrong file, and a private key that reached a command line should be
+            # known (and replaced), not silently half-stored.
+            raise TenantError("The JWKS holds private key material (" + "; ".join(leaked[:5]) + "); give the "
+                              "public keys only (e.g. Entra's .../discovery/v2.0/keys). Nothing was stored.")
         if jwks is not None and not jwtv.keys_from_jwks(jwks):
             raise TenantError("The JWKS holds no usable RS256 signing key with a 'kid'.")
         if jwks_url is not None and (not jwks_url.startswith("https://") or len(jwks_url) > 500):

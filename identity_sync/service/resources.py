@@ -41,7 +41,7 @@ class ResourceService:
 
     def create(self, principal: Principal, rt: ResourceType, body: Any) -> StoredResource:
         body, members, _ = member_plan.split_members(body) if rt is GROUP else (body, None, False)
-        doc = normalize(rt, body)
+        doc = normalize(rt, body, max_values=self.settings.attribute_max_values)
         resource_id = new_id()
         with self.db.write() as conn:
             self._check_references(conn, principal, rt, doc, resource_id)
@@ -82,7 +82,7 @@ class ResourceService:
                 if_match: str | None) -> StoredResource:
         # PUT without `members` does not assert them (like `active` below): memberships are kept.
         body, members, members_given = member_plan.split_members(body) if rt is GROUP else (body, None, False)
-        doc = normalize(rt, body)
+        doc = normalize(rt, body, max_values=self.settings.attribute_max_values)
         with self.db.write() as conn:
             current = self._current(conn, principal, rt, resource_id, if_match)
             if rt is USER and "active" not in doc and "active" in current.doc:
@@ -111,7 +111,7 @@ class ResourceService:
                     pending.append(step)
                     continue
                 if pending:
-                    doc, pending = apply_operations(rt, doc, pending), []
+                    doc, pending = apply_operations(rt, doc, pending, max_values=self.settings.attribute_max_values), []
                 if step is not None:
                     members_changed |= self._apply_member_delta(conn, principal, resource_id, step, now)
             if doc != current.doc:

@@ -38,20 +38,29 @@ class TenantService:
         self.db = db
 
     def create_tenant(self, name: str) -> IssuedToken:
+        """A new tenant and its first bearer token."""
+        self._insert_tenant(name)
+        return self.create_token(name)
+
+    def _insert_tenant(self, name: str) -> None:
         if not TENANT_NAME.fullmatch(name):
             raise TenantError("Tenant names are 1-63 characters: lower-case letters, digits, '-' and '_'.")
         with self.db.write() as conn:
             if store.get_tenant(conn, name) is not None:
                 raise TenantError(f"Tenant '{name}' already exists.")
             store.insert_tenant(conn, str(uuid.uuid4()), name, now_text())
-        return self.create_token(name)
 
-    def ensure_default_tenant(self) -> IssuedToken | None:
-        """Create the ``default`` tenant on the first start of an empty installation."""
+    def ensure_default_tenant(self, *, issue_token: bool = True) -> tuple[bool, IssuedToken | None]:
+        """Create the ``default`` tenant on the first start of an empty installation: ``(created,
+        its first token)``. Without ``issue_token`` the tenant has no token yet (``serve`` with no
+        terminal to show one on: a token nobody saw would only be a secret to leak)."""
         with self.db.read() as conn:
             if store.count_tenants(conn):
-                return None
-        return self.create_tenant("default")
+                return False, None
+        if issue_token:
+            return True, self.create_tenant("default")
+        self._insert_tenant("default")
+        return True, None
 
     def list_tenants(self) -> list[dict[str, Any]]:
         with self.db.read() as conn:

@@ -22,6 +22,7 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from identity_sync.storage import files
 from identity_sync.storage.marks import PositionMarks
 from identity_sync.storage.sqltext import DriverConnection
 
@@ -41,8 +42,8 @@ def create_engine(url: str, *, autocommit: bool = False) -> Engine:
         if autocommit:
             raise ValueError("autocommit engines are for PostgreSQL only")
         database = sa.engine.make_url(url).database
-        if database and database != ":memory:":
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        if database and database != ":memory:" and not database.startswith("file:"):
+            files.private_sqlite_file(Path(database).expanduser())
         engine = sa.create_engine(
             url, json_serializer=_json_dumps, json_deserializer=orjson.loads, pool_size=8, max_overflow=16
         )

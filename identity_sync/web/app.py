@@ -53,6 +53,8 @@ class Handlers:
         self.clients = ClientService(db, settings)
         self.auth = Authenticator(db, settings, self.clients.keys)
         self.limiter = limits.scim_limiter(settings, db)
+        self.concurrency = limits.ConcurrencyLimit(settings.tenant_max_concurrent_requests)
+        self.cpu = limits.CpuBudget(settings.tenant_cpu_seconds_per_second, settings.tenant_cpu_burst_seconds)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -61,8 +63,9 @@ class Handlers:
         return f"{base.rstrip('/')}/scim/v2/{request.path_params['tenant']}"
 
     async def call(self, request: Request, action: Callable[[Principal], T]) -> T:
-        """Authenticate, check the scope and the tenant's rate limit, then run ``action`` — all in
-        one worker thread."""
+        """Authenticate, check the scope, the tenant's rate limit, concurrent requests and CPU
+        budget, then run ``action`` (its CPU time charged to the tenant) — all in one worker
+        thread."""
         header = request.headers.get("authorization")
         tenant = request.path_params["tenant"]
         scope = scopes.required_scope(request.method, request.url.path)
@@ -70,7 +73,8 @@ class Handlers:
         def work() -> T:
             principal = scopes.require(self.auth.authenticate(header, tenant), scope)
             limits.check(self.limiter, principal.tenant_id)
-            return action(principal)
+            with self.concurrency.slot(principal.tenant_id), self.cpu.charged(principal.tenant_id):
+                return action(principal)
 
         return await anyio.to_thread.run_sync(work)
 
@@ -79,7 +83,8 @@ class Handlers:
         return _Body(raw, request.headers.get("content-type"), self.settings.json_max_depth)
 
     def projection(self, request: Request, rt: ResourceType) -> Projection:
-        return Projection(rt, request.query_params.get("attributes"), request.query_params.get("excludedAttributes"))
+        return Projection(rt, request.query_params.get("attributes"), request.query_params.get("excludedAttributes"),
+                          max_names=self.settings.attribute_list_max_names)
 
     def with_related(self, principal: Principal, rt: ResourceType, page: list[StoredResource],
                      projection: Projection) -> list[StoredResource]:
@@ -198,7 +203,9 @@ class _Body:
 def _routes(h: Handlers) -> list[Route]:
     def dispatch(rt: ResourceType, methods: dict[str, Callable[..., Any]]) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
-            return await methods[request.method](request, rt)
+            # Starlette routes HEAD wherever GET is allowed: it is answered as the GET (the server
+            # sends no body), not as an unknown method.
+            return await methods["GET" if request.method == "HEAD" else request.method](request, rt)
         return endpoint
 
     routes = []
@@ -312,5 +319,6 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     )
     app.state.settings = settings
     app.state.db = db
+    app.state.concurrency = handlers.concurrency  # what each tenant has in progress (operators, tests)
     app.add_middleware(NormalizePath)
     return app

@@ -16,6 +16,7 @@ Operations are answered in request order.
 
 from __future__ import annotations
 
+import heapq
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -41,6 +42,32 @@ _PREFIX = "bulkId:"
 
 class _Unresolved(Exception):
     """The operation names a bulkId that has not been created (yet)."""
+
+
+def _references(op: dict[str, Any]) -> set[str]:
+    """Every bulkId that ``op`` names, as :meth:`_Run.target` and :meth:`_Run.resolve` read
+    them: the id segment of its ``path`` (``/Groups/bulkId:g1``) and any whole string of its
+    ``data``."""
+    path = op.get("path")
+    parts = path.strip("/").split("/") if isinstance(path, str) else []
+    found = {parts[1][len(_PREFIX):]} if len(parts) == 2 and parts[1].startswith(_PREFIX) else set()
+    stack: list[Any] = [op.get("data")]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str) and value.startswith(_PREFIX):
+            found.add(value[len(_PREFIX):])
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return found
+
+
+def _created_bulk_id(op: dict[str, Any]) -> str | None:
+    """The bulkId a successful operation created: a POST's own."""
+    method, bulk_id = op.get("method"), op.get("bulkId")
+    is_post = isinstance(method, str) and method.upper() == "POST"
+    return bulk_id if is_post and isinstance(bulk_id, str) else None
 
 
 async def bulk(h: Handlers, request: Request) -> Response:
@@ -78,31 +105,53 @@ class _Run:
         self.failed_ids: set[str] = set()
 
     def execute(self, operations: list[dict[str, Any]], fail_on_errors: int | None) -> dict[str, Any]:
+        """Run the operations in passes, in request order within a pass: an operation naming a
+        bulkId not created yet waits for it and runs in the pass after it was created (or in
+        the same pass, if it comes later in the request). What waits for what is recorded once,
+        when an operation is first deferred, so each operation is attempted at most twice:
+        re-trying every deferred operation on every pass made 1,000 chained bulkIds cost 500,000
+        attempts (7.8 s of CPU, issue 11)."""
         results: dict[int, dict[str, Any]] = {}
-        pending = list(range(len(operations)))
+        waiting_for: dict[str, list[int]] = {}  # bulkId -> deferred operations that name it
+        unresolved: dict[int, int] = {}  # deferred operation -> how many bulkIds it still waits for
+        this_pass = list(range(len(operations)))  # a heap of indexes (already in order)
+        next_pass: list[int] = []
         errors = 0
-        while pending and (fail_on_errors is None or errors < fail_on_errors):
-            deferred = []
-            for index in pending:
-                if fail_on_errors is not None and errors >= fail_on_errors:
-                    break
+
+        def stopped() -> bool:
+            return fail_on_errors is not None and errors >= fail_on_errors
+
+        while this_pass and not stopped():
+            while this_pass and not stopped():
+                index = heapq.heappop(this_pass)
                 try:
                     results[index] = self.one(operations[index])
                 except _Unresolved:
-                    deferred.append(index)
+                    missing = _references(operations[index]) - self.created.keys()
+                    unresolved[index] = len(missing)
+                    for bulk_id in missing:
+                        waiting_for.setdefault(bulk_id, []).append(index)
                     continue
                 if int(results[index]["status"]) >= 400:
                     errors += 1
-            if len(deferred) == len(pending):  # no progress: the references can never resolve
-                for index in deferred:
-                    if fail_on_errors is not None and errors >= fail_on_errors:
-                        break
-                    error = ScimError("A bulkId this operation refers to was not created (unknown, failed "
-                                      "or circular).", scim_type="invalidValue", status=409)
-                    results[index] = self.failure(operations[index], error)
-                    errors += 1
+                    continue
+                for waiter in waiting_for.pop(_created_bulk_id(operations[index]), ()):
+                    unresolved[waiter] -= 1
+                    if unresolved[waiter] == 0:
+                        del unresolved[waiter]
+                        # Later in the request: still this pass; earlier: the next one.
+                        if waiter > index:
+                            heapq.heappush(this_pass, waiter)
+                        else:
+                            next_pass.append(waiter)
+            this_pass, next_pass = sorted(next_pass), []
+        for index in sorted(unresolved):  # waits for a bulkId no operation created
+            if stopped():
                 break
-            pending = deferred
+            error = ScimError("A bulkId this operation refers to was not created (unknown, failed "
+                              "or circular).", scim_type="invalidValue", status=409)
+            results[index] = self.failure(operations[index], error)
+            errors += 1
         return {"schemas": [BULK_RESPONSE], "Operations": [results[i] for i in sorted(results)]}
 
     def one(self, op: dict[str, Any]) -> dict[str, Any]:

@@ -4,11 +4,19 @@ with 429 and an integer ``Retry-After`` (Entra pauses for that long and retries)
 
 Where the buckets live (``auth/ratelimit.py``): on PostgreSQL in the database, one row per tenant
 shared by every worker and node; on SQLite in each process. ``IDSYNC_RATE_LIMIT_STORE`` =
-``auto`` (default: by the database URL), ``database`` or ``memory`` forces one."""
+``auto`` (default: by the database URL), ``database`` or ``memory`` forces one.
+
+Two more per-tenant limits keep one tenant from taking a process from the others (issue 11), both
+in the process, both answered with 429 and ``Retry-After`` the same way: :class:`ConcurrencyLimit`
+(requests in progress) and :class:`CpuBudget` (CPU time used while other tenants need it)."""
 
 from __future__ import annotations
 
 import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from identity_sync.auth.ratelimit import DatabaseBuckets, Limiter, Unlimited, create_limiter, retry_after
 from identity_sync.config import Settings
@@ -54,6 +62,144 @@ def token_limiter(settings: Settings) -> Limiter:
     # In process (1/N per worker): the token endpoint calls take() on the event loop, where a
     # database round trip must not run (web/oauth_routes.py).
     return create_limiter(settings.token_rate_limit_per_second, settings.token_rate_limit_burst)
+
+
+class TooManyConcurrentRequests(ScimError):
+    status = 429
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"This tenant already has {limit} requests in progress; retry after 1 s.",
+                         headers={"Retry-After": "1"})
+
+
+class ConcurrencyLimit:
+    """At most ``limit`` requests of one tenant in progress in this process at once (0: no limit).
+
+    Every request of every tenant runs in one shared pool of worker threads (anyio's, 40 by
+    default); without a cap, one tenant sending many slow requests at once holds every thread
+    and every other tenant waits behind it. A request past its tenant's cap is refused at once
+    (429, ``Retry-After: 1``) rather than queued, so that refused requests hold no thread either.
+    Taken after authentication: nobody can spend a tenant's slots without its credentials."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._in_progress: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def slot(self, key: str) -> Iterator[None]:
+        if self.limit <= 0:
+            yield
+            return
+        with self._lock:
+            held = self._in_progress.get(key, 0)
+            if held >= self.limit:
+                raise TooManyConcurrentRequests(self.limit)
+            self._in_progress[key] = held + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                left = self._in_progress[key] - 1
+                if left:
+                    self._in_progress[key] = left
+                else:
+                    del self._in_progress[key]  # the map holds only tenants with requests in progress
+
+    def in_progress(self, key: str) -> int:
+        """How many requests of ``key`` hold a slot now."""
+        with self._lock:
+            return self._in_progress.get(key, 0)
+
+
+class CpuBudgetSpent(ScimError):
+    status = 429
+
+    def __init__(self, wait: float) -> None:
+        seconds = retry_after(wait)
+        super().__init__(f"This tenant's requests used their share of the server's CPU; retry after {seconds} s.",
+                         headers={"Retry-After": str(seconds)})
+
+
+class CpuBudget:
+    """Each tenant's share of this process's CPU while other tenants need it: ``rate``
+    CPU-seconds per second, ``burst`` saved up (``rate`` 0: no budget).
+
+    The request rate and concurrency caps count requests, but one request may cost 0.1 ms or
+    0.5 s of CPU, and every thread of the process shares one interpreter lock: a tenant that
+    keeps even one costly request running takes the lock from every other tenant's requests. So
+    each request's CPU time (its worker thread's, database driver included) is charged to its
+    tenant after it ran; a tenant whose budget is spent is refused (429, ``Retry-After`` = time
+    until the budget is positive again) until it refills. A request is never cut short: the
+    budget may go into debt by one request's cost, which the refill pays back first.
+
+    Work-conserving: while no other tenant has been served for :data:`ALONE_SECONDS`, nothing is
+    charged, so a tenant alone on a process (a dedicated deployment, an initial sync at night, a
+    single-tenant benchmark) may use all of it; the budget applies from the moment another tenant
+    needs the CPU too, starting from a full burst."""
+
+    #: How recently another tenant must have been served for the budget to apply.
+    ALONE_SECONDS = 2.0
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self._monotonic = time.monotonic  # replaced by tests that need a fake clock
+        self._balances: dict[str, tuple[float, float]] = {}  # key -> (CPU-seconds left, when)
+        # The two tenants served last, most recent first: enough to know whether any tenant other
+        # than a given one was served recently, in constant time whatever the number of tenants.
+        self._latest: list[tuple[str, float]] = []
+        self._lock = threading.Lock()
+
+    def check(self, key: str) -> None:
+        """Refuse (:class:`CpuBudgetSpent`) when ``key``'s budget is spent and others need the CPU."""
+        if self.rate <= 0:
+            return
+        with self._lock:
+            self._seen(key)
+            if not self._contended(key):
+                return
+            left = self._refilled(key)
+        if left < 0:
+            raise CpuBudgetSpent(-left / self.rate)
+
+    def charge(self, key: str, seconds: float) -> None:
+        if self.rate <= 0 or seconds <= 0:
+            return
+        with self._lock:
+            if not self._contended(key):
+                return
+            left = self._refilled(key)
+            if len(self._balances) > 100_000 and key not in self._balances:
+                del self._balances[next(iter(self._balances))]  # bounded memory; oldest forgotten first
+            self._balances[key] = (left - seconds, self._monotonic())
+
+    def balance(self, key: str) -> float:
+        """CPU-seconds ``key`` may still use now (negative: in debt)."""
+        with self._lock:
+            return self._refilled(key)
+
+    def _seen(self, key: str) -> None:
+        now = self._monotonic()
+        others = [entry for entry in self._latest if entry[0] != key]
+        self._latest = [(key, now), *others[:1]]
+
+    def _contended(self, key: str) -> bool:
+        now = self._monotonic()
+        return any(other != key and now - when < self.ALONE_SECONDS for other, when in self._latest)
+
+    def _refilled(self, key: str) -> float:
+        left, when = self._balances.get(key, (self.burst, self._monotonic()))
+        return min(self.burst, left + (self._monotonic() - when) * self.rate)
+
+    @contextmanager
+    def charged(self, key: str) -> Iterator[None]:
+        """Check ``key``'s budget, run the block, charge its CPU time (this thread's)."""
+        self.check(key)
+        started = time.thread_time()
+        try:
+            yield
+        finally:
+            self.charge(key, time.thread_time() - started)
 
 
 def check(limiter: Limiter, key: str) -> None:

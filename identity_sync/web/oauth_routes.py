@@ -39,10 +39,12 @@ def _error(exc: oauth.TokenRequestError) -> Response:
 
 
 def routes(settings: Settings, clients: ClientService, prefix: str) -> list[Route]:
-    # Two buckets: one per caller address, taken before anything else (so unauthenticated
-    # attempts are bounded), and the tenant's, taken only once a client has authenticated — a
-    # stranger naming a tenant in the URL must not be able to spend that tenant's budget and
-    # starve the real client of tokens.
+    # Two buckets: one per caller address *and* tenant, taken before anything else (so
+    # unauthenticated attempts are bounded), and the tenant's, taken only once a client has
+    # authenticated — a stranger naming a tenant in the URL must not be able to spend that
+    # tenant's budget and starve the real client of tokens. The caller's bucket is per tenant
+    # too: callers that share an address (a NAT, a proxy not declared with
+    # --forwarded-allow-ips) and flood one tenant's endpoint do not lock every other tenant out.
     limiter = limits.token_limiter(settings)
     callers = limits.token_limiter(settings)
 
@@ -52,7 +54,10 @@ def routes(settings: Settings, clients: ClientService, prefix: str) -> list[Rout
 
     async def token(request: Request) -> Response:
         tenant = request.path_params["tenant"]
-        wait = callers.take(request.client.host if request.client else "unknown")
+        # The address is the TCP peer's, or what a proxy trusted by `serve --forwarded-allow-ips`
+        # says it is (uvicorn's ProxyHeadersMiddleware): never a header a client set itself.
+        address = request.client.host if request.client else "unknown"
+        wait = callers.take(f"{tenant}\x1f{address}")
         if wait > 0:
             return slow_down(wait)
         try:

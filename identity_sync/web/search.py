@@ -26,15 +26,17 @@ from identity_sync.config import Settings
 from identity_sync.errors import BadRequest
 from identity_sync.scim.registry import ResourceType
 from identity_sync.storage.listing import ListRequest
-from identity_sync.storage.resources import StoredResource
 from identity_sync.web import discovery
-from identity_sync.web.render import LIST_SCHEMA, Projection, list_response, render
+from identity_sync.web.render import LIST_SCHEMA, Projection, check_name_count, list_response, render
 from identity_sync.web.responses import ScimResponse
 
 if TYPE_CHECKING:
     from identity_sync.web.app import Handlers
 
 SEARCH_REQUEST = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
+#: The largest ``startIndex`` honoured (2^53 - 1: exact in every JSON parser); larger ones give the
+#: same empty page.
+MAX_START_INDEX = 2**53 - 1
 
 
 class Query:
@@ -42,14 +44,18 @@ class Query:
 
     def __init__(self, params: Mapping[str, Any], settings: Settings) -> None:
         self.filter = _text(params, "filter")
-        self.attributes = _names(params, "attributes")
-        self.excluded = _names(params, "excludedAttributes")
+        self.max_names = settings.attribute_list_max_names
+        self.attributes = _names(params, "attributes", self.max_names)
+        self.excluded = _names(params, "excludedAttributes", self.max_names)
         self.sort_by = _text(params, "sortBy") or None
         order = (_text(params, "sortOrder") or "ascending").lower()
         if order not in ("ascending", "descending"):
             raise BadRequest("sortOrder is 'ascending' or 'descending'.", "invalidValue")
         self.descending = order == "descending"
-        self.start_index = max(1, _int(params, "startIndex", 1))
+        # Clamped, not refused: RFC 7644 §3.4.2.4 answers a startIndex past the results with an
+        # empty page and a count past the maximum with the maximum. The bound keeps the offset a
+        # 64-bit integer for the database and a JSON-safe integer in the response.
+        self.start_index = min(max(1, _int(params, "startIndex", 1)), MAX_START_INDEX)
         count = _int(params, "count", settings.default_page_size)
         self.count = min(max(0, count), settings.max_page_size)
         cursor = params.get("cursor")
@@ -67,7 +73,7 @@ class Query:
             include, exclude = _known(rt, include), _known(rt, exclude)
             if self.attributes and not include:
                 include = "id"
-        return Projection(rt, include, exclude)
+        return Projection(rt, include, exclude, max_names=self.max_names)
 
 
 async def list_resources(h: Handlers, request: Request, rt: ResourceType) -> Response:
@@ -97,14 +103,16 @@ async def search(h: Handlers, request: Request, rt: ResourceType | None) -> Resp
 async def _search(h: Handlers, request: Request, rt: ResourceType, query: Query) -> Response:
     projection = query.projection(rt)
     list_request = query.list_request()
-
-    def action(principal: Principal) -> tuple[int | None, list[StoredResource], str | None]:
-        page = h.resources.search(principal, rt, query.filter, list_request)
-        return page.total, h.with_related(principal, rt, page.resources, projection), page.next_cursor
-
-    total, page, next_cursor = await h.call(request, action)
     tenant_url = h.tenant_url(request)
-    docs = [render(rt, stored, tenant_url, projection) for stored in page]
+
+    def action(principal: Principal) -> tuple[int | None, list[dict[str, Any]], str | None]:
+        page = h.resources.search(principal, rt, query.filter, list_request)
+        related = h.with_related(principal, rt, page.resources, projection)
+        # Rendered here, in the worker thread under the tenant's concurrency slot, not on the
+        # event loop that every tenant's requests share.
+        return page.total, [render(rt, stored, tenant_url, projection) for stored in related], page.next_cursor
+
+    total, docs, next_cursor = await h.call(request, action)
     if query.cursor is None:
         return ScimResponse(list_response(docs, total or 0, query.start_index))
     body: dict[str, Any] = {"schemas": [LIST_SCHEMA]}
@@ -123,7 +131,9 @@ async def _root_search(h: Handlers, request: Request, query: Query) -> Response:
                          "invalidValue")
     projections = {rt.name: query.projection(rt, lenient=True) for rt in discovery.SERVED}
 
-    def action(principal: Principal) -> tuple[int, list[tuple[ResourceType, StoredResource]]]:
+    tenant_url = h.tenant_url(request)
+
+    def action(principal: Principal) -> tuple[int, list[dict[str, Any]]]:
         totals: list[tuple[ResourceType, int]] = []
         refusals = []
         for rt in discovery.SERVED:
@@ -135,7 +145,7 @@ async def _root_search(h: Handlers, request: Request, query: Query) -> Response:
                 refusals.append(error)
         if refusals and not totals:
             raise refusals[0]
-        found: list[tuple[ResourceType, StoredResource]] = []
+        found: list[dict[str, Any]] = []
         skip, wanted = query.start_index - 1, query.count
         for rt, total in totals:
             if wanted <= 0:
@@ -145,14 +155,12 @@ async def _root_search(h: Handlers, request: Request, query: Query) -> Response:
                 continue
             page = h.resources.search(principal, rt, query.filter, ListRequest(start_index=skip + 1, count=wanted))
             related = h.with_related(principal, rt, page.resources, projections[rt.name])
-            found += [(rt, stored) for stored in related]
+            found += [render(rt, stored, tenant_url, projections[rt.name]) for stored in related]
             wanted -= len(page.resources)
             skip = 0
         return sum(total for _, total in totals), found
 
-    total, found = await h.call(request, action)
-    tenant_url = h.tenant_url(request)
-    docs = [render(rt, stored, tenant_url, projections[rt.name]) for rt, stored in found]
+    total, docs = await h.call(request, action)
     return ScimResponse(list_response(docs, total, query.start_index))
 
 
@@ -163,12 +171,19 @@ def _text(params: Mapping[str, Any], name: str) -> str | None:
     return value
 
 
-def _names(params: Mapping[str, Any], name: str) -> str | None:
-    """``attributes`` as a comma-separated string (query) or an array of strings (SearchRequest)."""
+def _names(params: Mapping[str, Any], name: str, max_names: int) -> str | None:
+    """``attributes`` as a comma-separated string (query) or an array of strings (SearchRequest),
+    refused past ``max_names`` names before any is resolved."""
     value = params.get(name)
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
-        return ",".join(value)
-    return _text(params, name)
+        if len(value) > max_names:
+            raise BadRequest(f"'{name}' names at most {max_names} attributes; {len(value)} were given.",
+                             "invalidValue")
+        text: str | None = ",".join(value)
+    else:
+        text = _text(params, name)
+    check_name_count(text, max_names, name)
+    return text
 
 
 def _int(params: Mapping[str, Any], name: str, default: int) -> int:

@@ -162,3 +162,18 @@ def test_serve_refuses_half_a_tls_configuration(cli: Any, tmp_path: Path) -> Non
     cert, _ = _self_signed(tmp_path)
     result = cli("serve", "--ssl-certfile", str(cert), ok=False)
     assert "go together" in result.output
+
+
+def test_the_cli_refuses_a_jwks_file_with_private_members_with_one_error_line(cli: Any, tmp_path: Path) -> None:
+    from tests.auth import jwt_helpers as jh
+    from tests.auth.test_jwks_at_rest import with_private_key
+
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps({"keys": [with_private_key()]}))
+
+    result = cli("entra", "set", "--tenant", "acme", "--entra-tenant-id", jh.ENTRA_TID, "--jwks-file", str(keys),
+                 ok=False)
+
+    assert "error: The JWKS holds private key material (leaked: d, dp, dq, p, q, qi)" in result.output
+    assert with_private_key()["d"] not in result.output and "Traceback" not in result.output
+    assert cli("entra", "show", "--tenant", "acme").stdout.strip() == "{}"  # nothing was stored

@@ -46,9 +46,11 @@ class Server:
 
     def start(self, timeout: float = 30) -> Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("IDSYNC_")}
-        # The per-tenant request limiter is off: these tests fire bursts at one tenant on purpose.
+        # The per-tenant request limits (rate, concurrent requests, CPU budget) are off: these
+        # tests fire bursts of up to 50 concurrent requests at one tenant on purpose.
         env.update(IDSYNC_DATABASE_URL=self.db_url, IDSYNC_DATA_DIR=str(self.data_dir), IDSYNC_LOG_LEVEL="WARNING",
-                   IDSYNC_RATE_LIMIT_PER_SECOND="0", PYTHONUNBUFFERED="1")
+                   IDSYNC_RATE_LIMIT_PER_SECOND="0", IDSYNC_TENANT_MAX_CONCURRENT_REQUESTS="0",
+                   IDSYNC_TENANT_CPU_SECONDS_PER_SECOND="0", PYTHONUNBUFFERED="1")
         env.update(self.env)  # e.g. a small rate limit, for the tests of the limit itself
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = (self.data_dir / f"serve-{self.port}.log").open("ab")

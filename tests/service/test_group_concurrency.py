@@ -16,6 +16,7 @@ import pytest
 
 from identity_sync.auth.tokens import Principal
 from identity_sync.clock import now_text
+from identity_sync.config import Settings
 from identity_sync.ids import new_id
 from identity_sync.scim.registry import GROUP, USER, canonical_key
 from identity_sync.scim.resource import normalize
@@ -109,6 +110,14 @@ def test_concurrent_adds_and_removes_end_in_exactly_the_expected_set(service: Re
 
 
 # -- through the HTTP app, with concurrent requests --------------------------------------------
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """These tests fire 50 concurrent requests at one tenant on purpose: the per-tenant caps on
+    concurrent requests and CPU (429 past them, tests/web/test_fairness.py) are not what they test."""
+    return settings.model_copy(update={"tenant_max_concurrent_requests": 0, "tenant_cpu_seconds_per_second": 0})
+
 
 
 async def _concurrently(app: Any, issued: Any, bodies: list[dict[str, Any]], group_id: str) -> list[int]:
