@@ -7,7 +7,7 @@ key never verified anything (``auth/jwt.public_jwk`` refuses it), so what is acc
 change. Not reversible: the removed private members are not kept anywhere.
 
 Revision ID: 0011
-Revises: 0009 (the lead re-chains it after the engine's 0010)
+Revises: 0010
 Create Date: 2026-12-05
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
