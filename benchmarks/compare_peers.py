@@ -6,16 +6,16 @@ Set-up:
 * identity-sync: the harness (``_harness.py``): a throw-away SQLite DB, a tenant, ``identity-sync
   serve`` on a free loopback port;
 * scim2-server: ``python3 -m venv`` + ``pip install scim2-server==0.8.3`` into a throw-away venv
-  under /tmp (``--peer-venv DIR`` reuses one), started as in /work/shared/bench/peers/
+  under /tmp (``--peer-venv DIR`` reuses one), started as in ../shared/bench/peers/
   setup_and_run.sh (``--hostname 127.0.0.1 --bearer-token peertoken``) with the GlobalRelay schema
-  and resource-type files of /work/shared/bench/peers/ registered (peers.md §5), so both servers
+  and resource-type files of ../shared/bench/peers/ registered (peers.md §5), so both servers
   get the full Entra body.
 
 Workload, each on a fresh server, identity-sync first, then scim2-server:
-1. ``/work/shared/bench/scimload.py --users N --concurrency 8 --patch-mode entra_core`` with the
+1. ``../shared/bench/scimload.py --users N --concurrency 8 --patch-mode entra_core`` with the
    group phase ``d`` (fill one group to N members, 100 per PATCH, sequential; at the checkpoints,
    single-member add and remove samples and ``GET /Groups?filter=…&excludedAttributes=members``);
-2. ``/work/shared/bench/wrk/run.sh`` (preload N core users, then wrk lookup / PATCH / create,
+2. ``../shared/bench/wrk/run.sh`` (preload N core users, then wrk lookup / PATCH / create,
    one thread, 8 connections, D s each).
 
   .venv/bin/python benchmarks/compare_peers.py                       # N=10,000, about 12 min
@@ -49,7 +49,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import DEFAULT_CLI, REPO, ManagedProcess, Server, free_port
 
-SHARED = Path("/work/shared/bench")
+SHARED = REPO.parent / "shared" / "bench"  # the shared tools beside the repository
 SCIMLOAD = SHARED / "scimload.py"
 RUN_SH = SHARED / "wrk" / "run.sh"
 PEERS = SHARED / "peers"

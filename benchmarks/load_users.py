@@ -3,7 +3,7 @@
 
 One command: throw-away SQLite DB under /tmp (or --database-url), a tenant, ``identity-sync
 serve`` on a free loopback port (always stopped at the end, also on Ctrl-C / errors), then
-``/work/shared/bench/scimload.py`` against the tenant with N users, skipping the group phase
+``../shared/bench/scimload.py`` against the tenant with N users, skipping the group phase
 (Groups are not implemented yet). Prints a summary table and writes the full JSON.
 
   .venv/bin/python benchmarks/load_users.py                      # N=10,000, concurrency 8
@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import DEFAULT_CLI, REPO, Server
 
-SCIMLOAD = Path("/work/shared/bench/scimload.py")
+SCIMLOAD = REPO.parent / "shared" / "bench" / "scimload.py"  # the shared tools beside the repository
 PHASE_NAMES = {"a_create": "create", "b_lookup": "lookup (userName eq)", "c_patch": "PATCH 3x Replace",
                "e_paginate": "paginate (count=100)", "f_delete": "DELETE"}
 

@@ -7,7 +7,7 @@
    only the transport is COPY instead of one POST each;
 3. a group with G members (default 100,000), members loaded the same way;
 4. for 1, 2 and 4 workers (`identity-sync serve --workers W`): wrk (the shared lookup / patch /
-   create scripts of /work/shared/bench/wrk) for D seconds each, the one-member PATCH p50 on the
+   create scripts of ../shared/bench/wrk) for D seconds each, the one-member PATCH p50 on the
    big group, and the RSS of each worker process afterwards.
 
   .venv/bin/python benchmarks/pg_scale.py                       # 1,000,000 users, 100,000 members
@@ -45,7 +45,7 @@ from identity_sync.storage.db import Database  # noqa: E402
 from tests import pg  # noqa: E402
 from tests.reliability.servers import Client, Server  # noqa: E402
 
-WRK = Path("/work/shared/bench/wrk")
+WRK = REPO.parent / "shared" / "bench" / "wrk"
 
 
 def _user(i: int) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # wrk throughput of identity-sync's Users endpoint (lookup `userName eq`, PATCH 3x Replace, create),
-# using the shared /work/shared/bench/wrk/run.sh and its Lua scripts.
+# using the shared ../shared/bench/wrk/run.sh (beside the repository) and its Lua scripts.
 #
 # usage: benchmarks/wrk_users.sh [N=10000] [D=10 seconds per wrk phase] [CONNS=8] [--keep]
 #
@@ -13,7 +13,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 PY=${PY:-$REPO/.venv/bin/python}
-RUN_SH=${RUN_SH:-/work/shared/bench/wrk/run.sh}
+RUN_SH=${RUN_SH:-$REPO/../shared/bench/wrk/run.sh}
 KEEP=""
 ARGS=()
 for a in "$@"; do [[ $a == --keep ]] && KEEP=--keep || ARGS+=("$a"); done

@@ -273,11 +273,11 @@ class Cycle:
         if self.allow_deletes:
             return
         for object_type, present in (("user", snapshot.users), ("group", snapshot.groups)):
-            index = self.store.index(object_type)
-            gone = sum(1 for anchor in index if anchor not in present)
-            if gone > DELETE_GUARD_COUNT and gone > DELETE_GUARD_SHARE * len(index):
+            linked = self.store.anchors(object_type)
+            gone = sum(1 for anchor in linked if anchor not in present)
+            if gone > DELETE_GUARD_COUNT and gone > DELETE_GUARD_SHARE * len(linked):
                 raise CycleAborted(
-                    f"source: {gone} of the {len(index)} {object_type}s provisioned are missing from "
+                    f"source: {gone} of the {len(linked)} {object_type}s provisioned are missing from "
                     f"{snapshot.description or 'the source'}; refusing to delete them (a truncated export?). If "
                     "they are really gone: identity-sync job restart JOB --reset force-deletes", "TooManyDeletes")
 
@@ -569,11 +569,11 @@ class Cycle:
         the ones it no longer wants, in batches (§1.5). A member is wanted when it is a user that
         is provisioned and active, or a group that is provisioned. Several groups are updated at
         once (one group's batches one after the other: targets lock a group per PATCH)."""
-        exported = self.store.memberships()
-        groups = [g for g in snapshot.groups.values() if g.anchor in self.live_groups and g.anchor in self.targets]
-        self.progress.begin("memberships", len(groups))
-        for start in range(0, len(groups), GROUPS_AT_ONCE):
-            chunk = groups[start:start + GROUPS_AT_ONCE]
+        anchors = [a for a in snapshot.groups if a in self.live_groups and a in self.targets]
+        self.progress.begin("memberships", len(anchors))
+        for start in range(0, len(anchors), GROUPS_AT_ONCE):
+            chunk = [snapshot.groups[a] for a in anchors[start:start + GROUPS_AT_ONCE]]
+            exported = self.store.memberships(g.anchor for g in chunk)
             results = await asyncio.gather(*(self._sync_group(target, g, exported.get(g.anchor, set()))
                                              for g in chunk), return_exceptions=True)
             done = [r for r in results if isinstance(r, _MemberChange)]

@@ -55,6 +55,13 @@ class ConnectorStore:
         with self.db.read() as conn:
             return {row.anchor: LinkIndex(row.target_id, row.digest) for row in conn.execute(query)}
 
+    def anchors(self, object_type: ObjectType) -> list[str]:
+        """The anchors of every link of one type (no more: the deletion guard counts with them)."""
+        query = sa.select(engine_links.c.anchor).where(engine_links.c.job_id == self.job_id,
+                                                       engine_links.c.object_type == object_type)
+        with self.db.read() as conn:
+            return list(conn.execute(query).scalars())
+
     def exported(self, object_type: ObjectType, anchors: Iterable[str]) -> dict[str, dict[str, Value]]:
         """The values last exported to each of these objects (fetched only for objects that changed)."""
         result: dict[str, dict[str, Value]] = {}
@@ -106,13 +113,19 @@ class ConnectorStore:
 
     # -- memberships ----------------------------------------------------------------------------
 
-    def memberships(self) -> dict[str, set[str]]:
-        query = sa.select(engine_memberships.c.group_anchor, engine_memberships.c.member_anchor).where(
-            engine_memberships.c.job_id == self.job_id)
+    def memberships(self, groups: Iterable[str] | None = None) -> dict[str, set[str]]:
+        """Exported members by group anchor: of these groups, or of all (a few groups at a time
+        keep 500,000 memberships out of memory)."""
+        t = engine_memberships.c
         result: dict[str, set[str]] = {}
+        chunks: Iterable[list[str] | None] = [None] if groups is None else _chunks(list(groups))
         with self.db.read() as conn:
-            for group, member in conn.execute(query):
-                result.setdefault(group, set()).add(member)
+            for chunk in chunks:
+                query = sa.select(t.group_anchor, t.member_anchor).where(t.job_id == self.job_id)
+                if chunk is not None:
+                    query = query.where(t.group_anchor.in_(chunk))
+                for group, member in conn.execute(query):
+                    result.setdefault(group, set()).add(member)
         return result
 
     def add_memberships(self, conn: Connection, group: str, members: Iterable[str]) -> None:
