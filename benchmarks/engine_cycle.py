@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _harness import Server
-from make_directory import make_directory, mutate
 
 from identity_sync.config import Settings
 from identity_sync.engine.jobs import Credentials
@@ -34,6 +34,8 @@ from identity_sync.engine.progress import Progress
 from identity_sync.engine.service import EngineService
 from identity_sync.engine.tables import engine_events
 from identity_sync.storage.db import Database
+
+HERE = Path(__file__).resolve().parent
 
 
 def _rss_mb() -> float:
@@ -97,7 +99,10 @@ def main() -> int:
             Server(log_level="WARNING") as server:
         work = Path(scratch)
         started = time.monotonic()
-        make_directory(work / "export", args.users, args.groups, args.memberships, args.seed)
+        # In a process of its own: the generator's memory must not count as the engine's peak RSS.
+        subprocess.run([sys.executable, str(HERE / "make_directory.py"), str(work / "export"), "--users",
+                        str(args.users), "--groups", str(args.groups), "--memberships", str(args.memberships),
+                        "--seed", str(args.seed)], check=True, stdout=subprocess.DEVNULL)
         generated = round(time.monotonic() - started, 1)
         settings = Settings(database_url=f"sqlite:///{work / 'engine.db'}", data_dir=work / "data")
         db = Database(settings.resolved_database_url())
@@ -115,8 +120,9 @@ def main() -> int:
         initial["target_users"] = _total(server, "Users")
         initial["target_groups"] = _total(server, "Groups")
         report["initial"] = initial
-        changed = mutate(work / "export", args.mutate, args.seed + 1)
-        report["mutated_users"] = changed
+        subprocess.run([sys.executable, str(HERE / "make_directory.py"), str(work / "export"), "--mutate",
+                        str(args.mutate), "--seed", str(args.seed + 1)], check=True, stdout=subprocess.DEVNULL)
+        report["mutated_percent"] = args.mutate
         report["incremental"] = _cycle(engine, "incremental")
         report["unchanged"] = _cycle(engine, "no change")
         server.sample_memory()
