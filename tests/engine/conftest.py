@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import fresh_database_url
+from tests.engine.readback import Readback
 from tests.engine.targets import Target, start_our_target, start_scim2_target
 
 
@@ -43,6 +44,14 @@ def scim2_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
         yield target
     finally:
         target.stop()
+
+
+@pytest.fixture
+def readback(our_target: Target) -> Iterator[Readback]:
+    """Our service read back over SCIM, as the end-to-end tests check it."""
+    reader = Readback(our_target)
+    yield reader
+    reader.close()
 
 
 def unique(prefix: str) -> str:

@@ -3,7 +3,6 @@ deletions or disables in the target (invariant 1 of docs/engine.md)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,13 +19,6 @@ from tests.engine.directory import group, user, write_directory
 from tests.engine.readback import Readback
 from tests.engine.targets import Target
 from tests.pg import free_port
-
-
-@pytest.fixture
-def readback(our_target: Target) -> Iterator[Readback]:
-    reader = Readback(our_target)
-    yield reader
-    reader.close()
 
 
 def _directory(path: Path, prefix: str, count: int = 5) -> Path:

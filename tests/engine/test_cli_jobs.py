@@ -4,7 +4,6 @@ service started by the tests. Target credentials never appear in any output or i
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,13 +24,6 @@ RUN_KEYS = {"job", "cycle", "kind", "created", "updated", "disabled", "deleted",
 @pytest.fixture
 def cli(db_url: str, tmp_path: Path) -> Cli:
     return Cli(db_url, tmp_path / "engine-data")
-
-
-@pytest.fixture
-def readback(our_target: Target) -> Iterator[Readback]:
-    reader = Readback(our_target)
-    yield reader
-    reader.close()
 
 
 @pytest.fixture

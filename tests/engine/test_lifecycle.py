@@ -7,7 +7,6 @@ a scoping-filter change. After each cycle the target, read back over SCIM, is wh
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +24,6 @@ from tests.engine.readback import Readback
 from tests.engine.targets import Target
 
 WRITES = ("POST", "PATCH", "PUT", "DELETE")
-
-
-@pytest.fixture
-def readback(our_target: Target) -> Iterator[Readback]:
-    reader = Readback(our_target)
-    yield reader
-    reader.close()
 
 
 class Directory:

@@ -5,11 +5,8 @@ create-only values flow into creates only; a removed manager is removed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from identity_sync.config import Settings
 from identity_sync.engine.client import documents
@@ -24,13 +21,6 @@ from tests.engine.readback import Readback
 from tests.engine.targets import Target
 
 MANAGER = f"{ENTERPRISE}:manager"
-
-
-@pytest.fixture
-def readback(our_target: Target) -> Iterator[Readback]:
-    reader = Readback(our_target)
-    yield reader
-    reader.close()
 
 
 class Export:
