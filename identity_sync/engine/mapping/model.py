@@ -24,7 +24,7 @@ get theirs without saying). ``multiValued`` marks a list-valued target such as `
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -130,7 +130,6 @@ class MappingConfig:
     groups: ObjectMapping
     #: §4.2: objects leaving scope are not disabled (hard deletes still follow the Delete action).
     skip_out_of_scope_deletions: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def for_type(self, object_type: ObjectType) -> ObjectMapping:
         return self.users if object_type == "user" else self.groups
