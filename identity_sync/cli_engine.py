@@ -176,6 +176,9 @@ def job_show(name: str, as_json: JsonFlag = False) -> None:
             typer.echo(f"{key + ':':24}{'-' if value is None else value}")
     typer.echo(f"{'linked:':24}{data['linked']['users']} users, {data['linked']['groups']} groups")
     for cycle in data["cycles"]:
+        if cycle["state"] == "running" and cycle.get("progress"):
+            p = cycle["progress"]
+            typer.echo(f"  running: {p['phase']} {p['done']}/{p['total']} after {p['seconds']:.0f} s")
         typer.echo(f"  {cycle['started_at']}  {cycle['kind']:<11} {cycle['state']:<9} created {cycle.get('created', 0)}"
                    f" updated {cycle.get('updated', 0)} disabled {cycle.get('disabled', 0)} deleted"
                    f" {cycle.get('deleted', 0)} failed {cycle.get('failed', 0)}"

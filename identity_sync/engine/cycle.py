@@ -55,6 +55,8 @@ GROUPS_AT_ONCE = 16
 #: this share of those provisioned, missing from the source stop the cycle.
 DELETE_GUARD_COUNT = 10
 DELETE_GUARD_SHARE = 0.2
+#: How often a running cycle writes its progress into its row (at the end of a batch).
+PROGRESS_EVERY_SECONDS = 2.0
 COUNT_KEYS = ("created", "updated", "disabled", "deleted", "skipped", "failed")
 
 
@@ -139,6 +141,7 @@ class Cycle:
         #: Per object type: target id → the source anchor linked to it.
         self.owners: dict[str, dict[str, str]] = {"user": {}, "group": {}}
         self.snapshot: SourceSnapshot | None = None
+        self._progress_saved = 0.0
 
     # -- the cycle ---------------------------------------------------------------------------
 
@@ -686,6 +689,12 @@ class Cycle:
             self.store.forget_memberships(conn, void)
             self.store.save_links(conn, links)
             write_events(conn, self.job_id, self.cycle_id, events)
+            now = time.monotonic()
+            if now - self._progress_saved >= PROGRESS_EVERY_SECONDS:
+                # The running cycle's numbers, for `job show` and the console of another process.
+                self._progress_saved = now
+                conn.execute(sa.update(engine_cycles).where(engine_cycles.c.id == self.cycle_id).values(
+                    counts={**self._counts(self.counts), "progress": self.progress.as_dict()}))
 
     def _record_start(self) -> None:
         if self.preview:
@@ -697,11 +706,14 @@ class Cycle:
     def _record_end(self, result: CycleResult) -> None:
         if self.preview:
             return
-        counts = {key: result.counts.get(key, 0) for key in (*COUNT_KEYS, "unchanged", "members_added",
-                                                              "members_removed")}
+        counts = self._counts(result.counts)
         with self.db.write() as conn:
             conn.execute(sa.update(engine_cycles).where(engine_cycles.c.id == self.cycle_id).values(
                 state=result.state, ended_at=now_text(), counts=counts, error=result.error))
+
+    @staticmethod
+    def _counts(counts: Counter[str]) -> dict[str, int]:
+        return {key: counts.get(key, 0) for key in (*COUNT_KEYS, "unchanged", "members_added", "members_removed")}
 
     def _result(self, started: float, target: Target, state: str, error: str | None) -> CycleResult:
         requests = dict(getattr(target.client, "requests_sent", {}) or {})

@@ -275,3 +275,27 @@ def test_an_initial_cycle_lists_the_target_once_instead_of_querying_every_new_ob
     # groups' reads: far fewer than one query per object.
     assert first.requests["GET"] <= 2 + 2 + 1 + 2, first.requests
     reader.close()
+
+
+def test_a_running_cycle_shows_its_progress_to_other_readers(
+        db: Database, settings: Settings, our_target: Target, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cycle's row carries its phase and numbers while it runs (`job show`, the console)."""
+    import identity_sync.engine.cycle as cycle_module
+    from identity_sync.engine.progress import Progress
+
+    monkeypatch.setattr(cycle_module, "PROGRESS_EVERY_SECONDS", 0.0)
+    d = Directory(tmp_path / "export")
+    _seed(d)
+    engine = _engine(db, settings, our_target, d.path)
+    job = engine.jobs.get("lifecycle")
+    seen: list[dict[str, Any]] = []
+
+    def look(progress: Progress) -> None:
+        running = [c for c in engine.jobs.cycles(job) if c["state"] == "running"]
+        if running and "progress" in running[0]:
+            seen.append(running[0]["progress"])
+
+    engine.run("lifecycle", progress=Progress(listener=look))
+    assert {p["phase"] for p in seen} >= {"users", "groups"}
+    assert all(0 <= p["done"] <= p["total"] for p in seen)
+    assert engine.jobs.cycles(job)[0]["state"] == "completed"
