@@ -11,7 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
-from identity_sync.engine.cycle import CycleAborted, CycleResult
+from identity_sync.engine.cycle import CycleResult
+from identity_sync.engine.errors import CycleAborted
 from identity_sync.engine.jobs import DEFAULT_RESETS, RESETS, Credentials, JobError
 from identity_sync.engine.jsonfile import ConfigError, load_json_file
 from identity_sync.engine.logs import ACTIONS, STATUSES, query_events, summary, to_csv

@@ -18,8 +18,6 @@ references after the objects they point at, §1.6).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import difflib
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -30,13 +28,16 @@ from typing import Any
 import sqlalchemy as sa
 
 from identity_sync.clock import now_text
+from identity_sync.engine import guards
 from identity_sync.engine.client import ScimClient, TargetError
+from identity_sync.engine.errors import CycleAborted
 from identity_sync.engine.export import Target, current_values
 from identity_sync.engine.logs import ProvisioningEvent, write_events
 from identity_sync.engine.mapping.compute import MappingEvaluationError, diff, shown, stored_form
 from identity_sync.engine.mapping.expressions import EvaluationContext
 from identity_sync.engine.mapping.model import MappingConfig, ObjectMapping
 from identity_sync.engine.model import ObjectType, SourceError, SourceObject, SourceSnapshot, Value
+from identity_sync.engine.ordering import managers_first
 from identity_sync.engine.pipeline import DISABLED_DIGEST, Evaluation, Evaluator
 from identity_sync.engine.progress import Progress
 from identity_sync.engine.scoping import effective_assignments
@@ -51,22 +52,9 @@ BATCH = 256
 INDEX_THRESHOLD = 500
 #: Groups whose memberships are updated at the same time (the client bounds requests in flight).
 GROUPS_AT_ONCE = 16
-#: The deletion guard (Cycle._check_deletions): more than this many objects of a type, and more than
-#: this share of those provisioned, missing from the source stop the cycle.
-DELETE_GUARD_COUNT = 10
-DELETE_GUARD_SHARE = 0.2
 #: How often a running cycle writes its progress into its row (at the end of a batch).
 PROGRESS_EVERY_SECONDS = 2.0
 COUNT_KEYS = ("created", "updated", "disabled", "deleted", "skipped", "failed")
-
-
-class CycleAborted(Exception):
-    """The cycle could not run or had to stop: the source could not be read completely, or the
-    target refused the job as a whole (unreachable, 401/403, not SCIM). One line."""
-
-    def __init__(self, message: str, error_code: str) -> None:
-        super().__init__(message)
-        self.error_code = error_code
 
 
 @dataclass
@@ -190,7 +178,7 @@ class Cycle:
                                + ("" if self.mapping.groups.enabled else " (group provisioning is off)"),
                                "ObjectNotFound")
         self.snapshot = snapshot
-        self._check_scoping(snapshot)
+        self.mapping = guards.canonical_scoping(self.mapping, snapshot)
         assignments = effective_assignments(snapshot)
         users = Evaluator(self.mapping.users, self.scope_mode, assignments, self.context)
         self._record_start()
@@ -217,9 +205,10 @@ class Cycle:
 
     async def _run(self, snapshot: SourceSnapshot, target: Target) -> None:
         self.snapshot = snapshot
-        self._check_scoping(snapshot)
-        self._check_assignments(snapshot)
-        self._check_deletions(snapshot)
+        self.mapping = guards.canonical_scoping(self.mapping, snapshot)
+        self.warnings += guards.check_assignments(self.scope_mode, snapshot, self.store)
+        if not self.allow_deletes:
+            guards.check_deletions(snapshot, self.store)
         assignments = effective_assignments(snapshot)
         users = Evaluator(self.mapping.users, self.scope_mode, assignments, self.context)
         deferred = await self._sync(target, users, snapshot.users)
@@ -237,66 +226,6 @@ class Cycle:
         await self._delete_missing(target, "user", snapshot.users, self.mapping.users)
         if self.mapping.groups.enabled:
             await self._delete_missing(target, "group", snapshot.groups, self.mapping.groups)
-
-    def _check_scoping(self, snapshot: SourceSnapshot) -> None:
-        """Scoping filters name source attributes as the source spells them (case-insensitively,
-        as Direct mappings do); an attribute the source does not have is a typo that would put
-        every object out of scope — disable every user, delete every group — so it stops the
-        cycle before anything is sent (invariant 1)."""
-        known = {"user": snapshot.user_attributes, "group": snapshot.group_attributes}
-        mappings = {}
-        for object_type in ("user", "group"):
-            mapping = self.mapping.for_type(object_type)
-            columns = known[object_type]
-            if columns is None or not mapping.scoping:
-                mappings[object_type] = mapping
-                continue
-            spelled = {name.casefold(): name for name in (*columns, "IsSoftDeleted", "objectId")}
-            filters = []
-            for scoping_filter in mapping.scoping:
-                clauses = []
-                for clause in scoping_filter.clauses:
-                    actual = spelled.get(clause.attribute.casefold())
-                    if actual is None:
-                        hint = difflib.get_close_matches(clause.attribute, list(spelled.values()), n=1)
-                        raise CycleAborted(
-                            f"mapping: the {object_type}s' scoping filter '{scoping_filter.title}' names "
-                            f"'{clause.attribute}', which {snapshot.description or 'the source'} does not have"
-                            + (f" (did you mean '{hint[0]}'?)" if hint else ""), "InvalidScopingFilter")
-                    clauses.append(dataclasses.replace(clause, attribute=actual))
-                filters.append(dataclasses.replace(scoping_filter, clauses=tuple(clauses)))
-            mappings[object_type] = dataclasses.replace(mapping, scoping=tuple(filters))
-        self.mapping = dataclasses.replace(self.mapping, users=mappings["user"], groups=mappings["group"])
-
-    def _check_deletions(self, snapshot: SourceSnapshot) -> None:
-        """A complete read that lacks many provisioned objects is more likely a truncated or wrong
-        export than a wave of departures: past the guard (more than DELETE_GUARD_COUNT objects and
-        DELETE_GUARD_SHARE of those provisioned), nothing is deleted until the operator says so
-        (``job restart --reset force-deletes``, Entra's "Allow deletes", §4.1)."""
-        if self.allow_deletes:
-            return
-        for object_type, present in (("user", snapshot.users), ("group", snapshot.groups)):
-            linked = self.store.anchors(object_type)
-            gone = sum(1 for anchor in linked if anchor not in present)
-            if gone > DELETE_GUARD_COUNT and gone > DELETE_GUARD_SHARE * len(linked):
-                raise CycleAborted(
-                    f"source: {gone} of the {len(linked)} {object_type}s provisioned are missing from "
-                    f"{snapshot.description or 'the source'}; refusing to delete them (a truncated export?). If "
-                    "they are really gone: identity-sync job restart JOB --reset force-deletes", "TooManyDeletes")
-
-    def _check_assignments(self, snapshot: SourceSnapshot) -> None:
-        """An export that assigns nobody, under the "assigned" scope, would disable every user the
-        job provisioned: a lost ``assignments.csv`` must not become mass disables (invariant 1).
-        Refused while the job has linked users; only a warning before its first cycle."""
-        if self.scope_mode != "assigned" or snapshot.assigned:
-            return
-        linked = self.store.counts()
-        message = "the scope is 'assigned' but the source assigns nobody (no or an empty assignments.csv)"
-        if linked["users"] or linked["groups"]:
-            raise CycleAborted(f"source: {message}; refusing to disable {linked['users']} provisioned user(s) and "
-                               f"delete {linked['groups']} group(s): restore the assignments, or use --scope all",
-                               "NoAssignments")
-        self.warnings.append(f"{message}: nothing is in scope")
 
     def _resolvable(self, obj: SourceObject, path: str) -> bool:
         """Whether a reference left unset in the first pass can be set now: its object was linked
@@ -740,27 +669,3 @@ def _count_key(action: str) -> str:
 def _duplicate_source(path: str, value: str, first: str) -> MappingEvaluationError:
     return MappingEvaluationError(path, f"{value!r} is also the value of source object {first}",
                                   error_code="DuplicateSourceEntries")
-
-
-def managers_first(objects: Mapping[str, SourceObject]) -> list[tuple[int, str]]:
-    """User anchors ordered so that a manager comes before the people who report to them, with
-    their depth in the management chain: exported level by level, a report's manager already has
-    its target id and the reference needs no second request (§1.6). A loop of managers is cut.
-    Anchors, not objects: a source may build its objects on lookup, and 100,000 of them held at
-    once would not fit the engine's memory budget."""
-    manager_of: dict[str, str] = {}
-    for anchor, obj in objects.items():
-        manager = obj.attributes.get("manager")
-        if isinstance(manager, str) and manager in objects:
-            manager_of[anchor] = manager
-    depth: dict[str, int] = {}
-    for anchor in objects:
-        chain: list[str] = []
-        current: str | None = anchor
-        while current is not None and current not in depth and current not in chain:
-            chain.append(current)
-            current = manager_of.get(current)
-        base = depth.get(current, -1) if current is not None else -1
-        for level, member in enumerate(reversed(chain), start=base + 1):
-            depth[member] = level
-    return sorted(((depth[a], a) for a in objects), key=lambda pair: pair[0])

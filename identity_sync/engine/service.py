@@ -10,7 +10,8 @@ from contextlib import asynccontextmanager
 
 from identity_sync.config import Settings
 from identity_sync.engine.client import BearerToken, ClientCredentials, ConnectionProblem, ScimClient
-from identity_sync.engine.cycle import Cycle, CycleAborted, CycleResult
+from identity_sync.engine.cycle import Cycle, CycleResult
+from identity_sync.engine.errors import CycleAborted
 from identity_sync.engine.jobs import Job, JobService
 from identity_sync.engine.logs import prune_events
 from identity_sync.engine.mapping.expressions import EvaluationContext

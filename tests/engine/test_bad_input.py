@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from identity_sync.config import Settings
-from identity_sync.engine.cycle import CycleAborted
+from identity_sync.engine.errors import CycleAborted
 from identity_sync.engine.jobs import Credentials, JobError
 from identity_sync.engine.mapping.model import MappingError, load_mapping_file
 from identity_sync.engine.service import EngineService

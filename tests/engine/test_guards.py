@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from identity_sync.config import Settings
-from identity_sync.engine.cycle import CycleAborted
+from identity_sync.engine.errors import CycleAborted
 from identity_sync.engine.jobs import Credentials
 from identity_sync.engine.mapping.model import default_mapping_document
 from identity_sync.engine.service import EngineService

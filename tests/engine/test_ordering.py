@@ -3,8 +3,8 @@ needs no second request; a loop of managers cannot hang the cycle."""
 
 from __future__ import annotations
 
-from identity_sync.engine.cycle import managers_first
 from identity_sync.engine.model import SourceObject
+from identity_sync.engine.ordering import managers_first
 
 
 def _users(managers: dict[str, str | None]) -> dict[str, SourceObject]:
