@@ -32,6 +32,7 @@ from identity_sync.engine import guards
 from identity_sync.engine.client import ScimClient, TargetError
 from identity_sync.engine.errors import CycleAborted
 from identity_sync.engine.export import Target, current_values
+from identity_sync.engine.lease import Lease
 from identity_sync.engine.logs import ProvisioningEvent, write_events
 from identity_sync.engine.mapping.compute import MappingEvaluationError, diff, shown, stored_form
 from identity_sync.engine.mapping.expressions import EvaluationContext
@@ -105,7 +106,8 @@ class Cycle:
 
     def __init__(self, db: Database, job_id: str, mapping: MappingConfig, scope_mode: str, watermark: str | None,
                  *, preview: bool = False, progress: Progress | None = None,
-                 context: EvaluationContext | None = None, allow_deletes: bool = False) -> None:
+                 context: EvaluationContext | None = None, allow_deletes: bool = False,
+                 lease: Lease | None = None) -> None:
         self.db = db
         self.job_id = job_id
         self.mapping = mapping
@@ -113,6 +115,8 @@ class Cycle:
         self.kind = "initial" if watermark is None else "incremental"
         self.preview = preview
         self.allow_deletes = allow_deletes
+        #: Renewed with every write: a cycle whose job was taken over stops before writing (lease.py).
+        self.lease = lease
         self.progress = progress or Progress()
         self.context = context or EvaluationContext()
         self.store = ConnectorStore(db, job_id)
@@ -511,6 +515,8 @@ class Cycle:
             done = [r for r in results if isinstance(r, _MemberChange)]
             if not self.preview:
                 with self.db.write() as conn:
+                    if self.lease is not None:
+                        self.lease.renew(conn)
                     for change in done:
                         if change.gone:
                             self.store.remove_links(conn, "group", [change.group])
@@ -612,6 +618,8 @@ class Cycle:
         void = [o.event.source_id for o in outcomes if o.unlink and o.event is not None]
         void += [o.takes_over for o in outcomes if o.takes_over is not None]
         with self.db.write() as conn:
+            if self.lease is not None:
+                self.lease.renew(conn)
             self.store.remove_links(conn, object_type, void)
             # Memberships exported with a void link were exported to an object that is gone (or now
             # someone else's): forget them, so that the memberships phase adds them again.

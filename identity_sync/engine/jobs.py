@@ -19,6 +19,7 @@ from identity_sync.clock import now_text
 from identity_sync.config import Settings
 from identity_sync.engine import secrets
 from identity_sync.engine.client import DIALECTS
+from identity_sync.engine.lease import Lease
 from identity_sync.engine.mapping.model import MappingConfig, default_mapping_document, load_mapping_document
 from identity_sync.engine.sources import open_source
 from identity_sync.engine.state import ConnectorStore
@@ -81,6 +82,15 @@ class Job:
     watermark: str | None
     created_at: str
     updated_at: str
+    lease_owner: str | None = None
+    lease_expires_at: str | None = None
+
+    @property
+    def running_by(self) -> str | None:
+        """The process that runs a cycle of this job now (its lease has not expired), if any."""
+        if self.lease_owner and self.lease_expires_at and self.lease_expires_at > now_text():
+            return self.lease_owner
+        return None
 
     @property
     def scope(self) -> str:
@@ -109,7 +119,7 @@ class Job:
                 "credentials_sealed_with": secrets.sealed_with(self.sealed_credentials),
                 "scope": self.scope, "dialect": self.dialect, "notify": self.notify,
                 "concurrency": self.concurrency, "state": self.state,
-                "next_cycle": "incremental" if self.watermark else "initial",
+                "next_cycle": "incremental" if self.watermark else "initial", "running_by": self.running_by,
                 "created_at": self.created_at, "updated_at": self.updated_at}
 
 
@@ -223,10 +233,13 @@ class JobService:
             "incremental" if job.watermark else "initial")
         return done
 
-    def cycle_completed(self, job: Job, watermark: str | None) -> None:
-        """Keep the source position of a completed cycle; a one-time "allow deletes" is used up."""
+    def cycle_completed(self, job: Job, watermark: str | None, lease: Lease | None = None) -> None:
+        """Keep the source position of a completed cycle; a one-time "allow deletes" is used up.
+        Under the cycle's lease: a cycle whose job was taken over records nothing."""
         settings = {k: v for k, v in job.settings.items() if k != "force_deletes"}
         with self.db.write() as conn:
+            if lease is not None:
+                lease.renew(conn)
             conn.execute(sa.update(engine_jobs).where(engine_jobs.c.id == job.id).values(
                 watermark=watermark, settings=settings))
 
@@ -293,4 +306,5 @@ def _secret_part(credentials: Credentials) -> dict[str, str]:
 def _job(row: Any) -> Job:
     return Job(id=row.id, name=row.name, source=row.source, target_url=row.target_url,
                sealed_credentials=row.credentials, settings=dict(row.settings), mapping_document=row.mapping,
-               state=row.state, watermark=row.watermark, created_at=row.created_at, updated_at=row.updated_at)
+               state=row.state, watermark=row.watermark, created_at=row.created_at, updated_at=row.updated_at,
+               lease_owner=row.lease_owner, lease_expires_at=row.lease_expires_at)

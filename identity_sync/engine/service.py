@@ -13,6 +13,7 @@ from identity_sync.engine.client import BearerToken, ClientCredentials, Connecti
 from identity_sync.engine.cycle import Cycle, CycleResult
 from identity_sync.engine.errors import CycleAborted
 from identity_sync.engine.jobs import Job, JobService
+from identity_sync.engine.lease import Lease
 from identity_sync.engine.logs import prune_events
 from identity_sync.engine.mapping.expressions import EvaluationContext
 from identity_sync.engine.progress import Progress
@@ -31,9 +32,14 @@ class EngineService:
         """One cycle now: initial without a watermark, else incremental. Raises CycleAborted when
         the cycle could not run; per-object failures are counted and logged, not raised."""
         job = self.jobs.get(name)
-        cycle = self._cycle(job, preview=False, progress=progress)
-        result = asyncio.run(self._run(job, cycle))
-        self.jobs.cycle_completed(job, result.watermark)
+        lease = Lease(self.db, job.id, job.name)
+        lease.acquire()  # one cycle of a job at a time (JobBusy otherwise)
+        try:
+            cycle = self._cycle(job, preview=False, progress=progress, lease=lease)
+            result = asyncio.run(self._run(job, cycle))
+            self.jobs.cycle_completed(job, result.watermark, lease)
+        finally:
+            lease.release()
         prune_events(self.db, self.settings.engine_log_retention_days)
         return result
 
@@ -45,7 +51,8 @@ class EngineService:
     def provision(self, name: str, anchor: str) -> CycleResult:
         """Provision one object on demand (§4.6); its events are also in the job's logs."""
         job = self.jobs.get(name)
-        cycle = self._cycle(job, preview=False, progress=None)
+        lease = Lease(self.db, job.id, job.name)
+        cycle = self._cycle(job, preview=False, progress=None, lease=lease)
         source = self._source(job)
 
         async def go() -> CycleResult:
@@ -53,7 +60,11 @@ class EngineService:
                 await self._check_connection(client, job)
                 return await cycle.run_one(source.read, client, anchor)
 
-        return asyncio.run(go())
+        lease.acquire()
+        try:
+            return asyncio.run(go())
+        finally:
+            lease.release()
 
     def test_connection(self, name: str) -> None:
         """What Entra's Test Connection sends (§4.7); raises ConnectionProblem."""
@@ -73,9 +84,9 @@ class EngineService:
             await self._check_connection(client, job)
             return await cycle.run(source.read, client)
 
-    def _cycle(self, job: Job, *, preview: bool, progress: Progress | None) -> Cycle:
+    def _cycle(self, job: Job, *, preview: bool, progress: Progress | None, lease: Lease | None = None) -> Cycle:
         return Cycle(self.db, job.id, job.mapping(), job.scope, job.watermark, preview=preview, progress=progress,
-                     context=EvaluationContext(), allow_deletes=bool(job.settings.get("force_deletes")))
+                     context=EvaluationContext(), allow_deletes=bool(job.settings.get("force_deletes")), lease=lease)
 
     def _source(self, job: Job) -> Source:
         try:

@@ -33,6 +33,9 @@ engine_jobs = sa.Table(
     sa.Column("watermark", sa.Text),
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Column("updated_at", sa.String(32), nullable=False),
+    # Who runs the job's cycle, until when (engine/lease.py; migration 0012).
+    sa.Column("lease_owner", sa.String(128)),
+    sa.Column("lease_expires_at", sa.String(32)),
 )
 
 engine_links = sa.Table(
