@@ -143,19 +143,11 @@ def job_set(name: str, source: Source = None, target_url: TargetUrl = None, targ
 @job_app.command("list")
 def job_list(as_json: JsonFlag = False) -> None:
     """List jobs."""
+    from identity_sync.cli import _print_rows
+
     engine = _open()
-    jobs = [job.describe() for job in engine.jobs.list()]
-    if as_json:
-        typer.echo(json.dumps({"jobs": jobs}))
-        return
-    if not jobs:
-        typer.echo("No jobs.")
-        return
-    columns = ("job", "source", "target_url", "scope", "dialect", "state", "next_cycle")
-    widths = {c: max(len(c), *(len(str(j[c] or "-")) for j in jobs)) for c in columns}
-    typer.echo("  ".join(c.ljust(widths[c]) for c in columns))
-    for j in jobs:
-        typer.echo("  ".join(str(j[c] or "-").ljust(widths[c]) for c in columns))
+    _print_rows([job.describe() for job in engine.jobs.list()], as_json, "jobs",
+                ("job", "source", "target_url", "scope", "dialect", "state", "next_cycle"))
 
 
 @job_app.command("show")

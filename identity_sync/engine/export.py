@@ -82,12 +82,17 @@ class Target:
                 return MatchResult(found[0], details)
         return MatchResult(None, details, no_value=not tried)
 
+    def _withheld(self, method: str) -> bool:
+        """In a preview, count the write instead of sending it."""
+        if self.preview:
+            self.withheld[method] += 1
+        return self.preview
+
     async def get(self, resource_type: str, target_id: str) -> dict[str, Any] | None:
         return await self.client.get(resource_type, target_id)
 
     async def create(self, resource_type: str, values: dict[str, Value]) -> str:
-        if self.preview:
-            self.withheld["POST"] += 1
+        if self._withheld("POST"):
             return PREVIEW_ID
         created = await self.client.create(resource_type, values)
         target_id = created.get("id")
@@ -99,30 +104,26 @@ class Target:
     async def update(self, resource_type: str, target_id: str, changes: list[Change]) -> None:
         if not changes:
             return
-        if self.preview:
-            self.withheld["PATCH"] += 1
+        if self._withheld("PATCH"):
             return
         await self.client.update(resource_type, target_id, changes)
 
     async def delete(self, resource_type: str, target_id: str) -> None:
-        if self.preview:
-            self.withheld["DELETE"] += 1
+        if self._withheld("DELETE"):
             return
         await self.client.delete(resource_type, target_id)
 
     async def add_members(self, group_id: str, member_ids: list[str]) -> None:
         if not member_ids:
             return
-        if self.preview:
-            self.withheld["PATCH"] += 1
+        if self._withheld("PATCH"):
             return
         await self.client.add_members(group_id, member_ids)
 
     async def remove_members(self, group_id: str, member_ids: list[str]) -> None:
         if not member_ids:
             return
-        if self.preview:
-            self.withheld["PATCH"] += 1
+        if self._withheld("PATCH"):
             return
         await self.client.remove_members(group_id, member_ids)
 

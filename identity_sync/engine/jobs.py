@@ -9,7 +9,7 @@ out of this module except to build the job's SCIM client.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,7 +23,7 @@ from identity_sync.engine.lease import Lease
 from identity_sync.engine.mapping.model import MappingConfig, default_mapping_document, load_mapping_document
 from identity_sync.engine.sources import open_source
 from identity_sync.engine.state import ConnectorStore
-from identity_sync.engine.tables import engine_cycles, engine_jobs
+from identity_sync.engine.tables import engine_cycles, engine_events, engine_jobs, engine_links, engine_memberships
 from identity_sync.ids import new_id
 from identity_sync.storage.db import Database
 
@@ -44,9 +44,9 @@ class JobError(Exception):
 class Credentials:
     """The Entra "Admin Credentials": a Secret Token, or OAuth 2.0 client credentials."""
 
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)  # secrets never in a repr, a log or a traceback
     client_id: str | None = None
-    client_secret: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
     token_endpoint: str | None = None
 
     def __post_init__(self) -> None:
@@ -199,8 +199,6 @@ class JobService:
         """Stop managing the target: the job and all its state go; the target's objects stay."""
         job = self.get(name)
         with self.db.write() as conn:
-            from identity_sync.engine.tables import engine_events, engine_links, engine_memberships
-
             for table in (engine_events, engine_links, engine_memberships, engine_cycles):
                 conn.execute(sa.delete(table).where(table.c.job_id == job.id))
             conn.execute(sa.delete(engine_jobs).where(engine_jobs.c.id == job.id))

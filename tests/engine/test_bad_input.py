@@ -184,3 +184,9 @@ def test_a_new_target_url_forgets_the_old_targets_links(db: Database, settings: 
     assert job.watermark is None and ConnectorStore(db, job.id).counts() == {"users": 0, "groups": 0}
     again = engine.run("job")  # an initial cycle that finds every object by matching
     assert (again.kind, again.counts["created"], again.counts["failed"]) == ("initial", 0, 0)
+
+
+def test_credentials_never_show_their_secrets_in_a_repr() -> None:
+    shown = repr(Credentials(token="idsync_tok3n")) + repr(
+        Credentials(client_id="c", client_secret="s3cret", token_endpoint="https://x.test/t"))
+    assert "idsync_tok3n" not in shown and "s3cret" not in shown and "client_id='c'" in shown

@@ -17,6 +17,7 @@ import orjson
 
 from identity_sync.engine.mapping.expressions import (
     IGNORE_FLOW,
+    CaseInsensitiveAttributes,
     EvaluationContext,
     ExpressionError,
 )
@@ -63,7 +64,10 @@ def compute_values(mapping: ObjectMapping, attributes: Mapping[str, Value], cont
     values: dict[str, Value] = {}
     redacted: set[str] = set()
     references: set[str] = set()
-    lowered: dict[str, str] | None = None
+    # One case-insensitive index per object, shared by Direct mappings and expressions: Entra's
+    # attribute names ignore case, and the default mapping names columns most exports lack.
+    if not isinstance(attributes, CaseInsensitiveAttributes):
+        attributes = CaseInsensitiveAttributes(attributes)
     for item in mapping.mappings:
         if item.flow == "create" and not creating:
             continue
@@ -79,12 +83,8 @@ def compute_values(mapping: ObjectMapping, attributes: Mapping[str, Value], cont
         else:
             assert item.source is not None
             value = attributes.get(item.source)
-            if value is None and item.source not in attributes:
-                # Attribute names are case-insensitive in Entra's schema editor.
-                if lowered is None:
-                    lowered = {k.lower(): k for k in attributes}
-                key = lowered.get(item.source.lower())
-                value = attributes.get(key) if key else None
+            if value is None:
+                value = attributes.folded(item.source.casefold())
         if item.is_reference:
             references.add(item.target)  # also when null: a removed manager must be removed (§1.6)
         value = coerce(item, value)
