@@ -49,6 +49,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from identity_sync.engine.model import ObjectType, SourceError, SourceObject, SourceSnapshot, Value
+from identity_sync.engine.sources.base import SourceDelta
 from identity_sync.engine.sources.csv_records import (
     CsvFormatError,
     cell_offset,
@@ -218,6 +219,13 @@ class CsvSource:
         watermark = hashlib.sha256("".join(file_digests).encode()).hexdigest()
         return SourceSnapshot(_Objects(users), _Objects(groups), assigned, watermark, self.description,
                               user_attributes=frozenset(users.columns), group_attributes=frozenset(groups.columns))
+
+    def read_changes(self, cursor: str, previous: SourceSnapshot) -> SourceDelta | None:
+        """An export is a complete picture each time: no change tracking, always a complete read."""
+        return None
+
+    def close(self) -> None:
+        """Nothing held open between reads."""
 
     def get(self, anchor: str) -> SourceObject | None:
         """One user or group by anchor, from a fresh complete read (validated as :meth:`read`)."""
