@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     # -- the provisioning engine (docs/engine.md) --
     #: How long provisioning logs are kept (Entra: 30 days on premium tiers, 7 on free).
     engine_log_retention_days: int = Field(default=30, ge=0, le=36_500)
+    #: Where a ``graph:`` source finds Microsoft Graph and its login (tests point them at a local server).
+    graph_url: str = "https://graph.microsoft.com/v1.0"
+    login_url: str = "https://login.microsoftonline.com"
 
     def resolved_database_url(self) -> str:
         if self.database_url:

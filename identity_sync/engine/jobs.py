@@ -8,6 +8,7 @@ out of this module except to build the job's SCIM client.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +22,8 @@ from identity_sync.engine import secrets
 from identity_sync.engine.client import DIALECTS
 from identity_sync.engine.lease import Lease
 from identity_sync.engine.mapping.model import MappingConfig, default_mapping_document, load_mapping_document
-from identity_sync.engine.sources import open_source
+from identity_sync.engine.sources import SourceSpecError, open_source
+from identity_sync.engine.sources.base import SourceOptions
 from identity_sync.engine.state import ConnectorStore
 from identity_sync.engine.tables import engine_cycles, engine_events, engine_jobs, engine_links, engine_memberships
 from identity_sync.ids import new_id
@@ -130,51 +132,58 @@ class JobService:
 
     def create(self, name: str, *, source: str, target_url: str, credentials: Credentials,
                mapping: dict[str, Any] | None = None, scope: str = "assigned", dialect: str = "entra",
-               notify: str | None = None, concurrency: int = 8) -> Job:
+               notify: str | None = None, concurrency: int = 8, source_options: SourceOptions | None = None) -> Job:
         if not _NAME.fullmatch(name):
             raise JobError(f"job name {name!r}: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
         if self._find(name) is not None:
             raise JobError(f"job '{name}' already exists")
         options = self._options(source=source, target_url=target_url, scope=scope, dialect=dialect, notify=notify,
-                                concurrency=concurrency)
+                                concurrency=concurrency, source_options=source_options or SourceOptions())
         document = mapping if mapping is not None else default_mapping_document()
         load_mapping_document(document)  # validated before anything is stored
         job_id, now = new_id(), now_text()
         settings = {**options["settings"], **_credential_settings(credentials)}
+        sealed = {**_secret_part(credentials), **_source_secrets(source_options or SourceOptions())}
         with self.db.write() as conn:
             conn.execute(sa.insert(engine_jobs).values(
                 id=job_id, name=name, source=source, target_url=target_url,
-                credentials=secrets.seal(self.settings, job_id, _secret_part(credentials)), settings=settings,
+                credentials=secrets.seal(self.settings, job_id, sealed), settings=settings,
                 mapping=document, state="active", watermark=None, created_at=now, updated_at=now))
         return self.get(name)
 
     def update(self, name: str, *, source: str | None = None, target_url: str | None = None,
                credentials: Credentials | None = None, mapping: dict[str, Any] | None = None,
                scope: str | None = None, dialect: str | None = None, notify: str | None = None,
-               concurrency: int | None = None) -> Job:
+               concurrency: int | None = None, source_options: SourceOptions | None = None) -> Job:
         """``job set``: changes what is given. A new mapping, scope or source makes the next cycle
         an initial one (§1.2: configuration changes re-evaluate every object)."""
         job = self.get(name)
         settings = dict(job.settings)
-        options = self._options(source=source, target_url=target_url, scope=scope, dialect=dialect, notify=notify,
-                                concurrency=concurrency)
+        options = self._options(source=source if source is not None or source_options is None else job.source,
+                                target_url=target_url, scope=scope, dialect=dialect, notify=notify,
+                                concurrency=concurrency, source_options=source_options)
         settings.update(options["settings"])
         values: dict[str, Any] = {"updated_at": now_text()}
         if source is not None:
             values["source"] = source
         if target_url is not None:
             values["target_url"] = target_url
-        if credentials is not None:
-            for key in ("auth", "client_id", "token_endpoint"):
-                settings.pop(key, None)
-            settings.update(_credential_settings(credentials))
-            values["credentials"] = secrets.seal(self.settings, job.id, _secret_part(credentials))
+        if credentials is not None or source_options is not None:
+            sealed = secrets.unseal(self.settings, job.id, job.sealed_credentials)
+            if credentials is not None:
+                for key in ("auth", "client_id", "token_endpoint"):
+                    settings.pop(key, None)
+                settings.update(_credential_settings(credentials))
+                sealed = {**{k: v for k, v in sealed.items() if k == "source"}, **_secret_part(credentials)}
+            if source_options is not None:
+                sealed = {**{k: v for k, v in sealed.items() if k != "source"}, **_source_secrets(source_options)}
+            values["credentials"] = secrets.seal(self.settings, job.id, sealed)
         if mapping is not None:
             load_mapping_document(mapping)
             values["mapping"] = mapping
         new_target = target_url is not None and target_url != job.target_url
         if (mapping is not None or (scope is not None and scope != job.scope) or (source not in (None, job.source))
-                or new_target):
+                or source_options is not None or new_target):
             values["watermark"] = None
         values["settings"] = settings
         with self.db.write() as conn:
@@ -209,6 +218,16 @@ class JobService:
             return Credentials(client_id=job.settings.get("client_id"), client_secret=data["client_secret"],
                                token_endpoint=job.settings.get("token_endpoint"))
         return Credentials(token=data["token"])
+
+    def source_options(self, job: Job) -> SourceOptions:
+        """The job's source settings with its secrets unsealed, Graph's URLs from Settings and the
+        source attributes the mapping uses (so a source can ask its server for no more)."""
+        stored = dict(job.settings.get("source") or {})
+        secret = secrets.unseal(self.settings, job.id, job.sealed_credentials).get("source") or {}
+        mapping = job.mapping()
+        return SourceOptions(**stored, **secret, graph_url=self.settings.graph_url, login_url=self.settings.login_url,
+                             user_attributes=mapping.users.source_attributes(),
+                             group_attributes=mapping.groups.source_attributes())
 
     def restart(self, name: str, resets: frozenset[str] = DEFAULT_RESETS) -> dict[str, Any]:
         """``job restart``: forget what ``resets`` names (§1.3); returns what was done."""
@@ -254,10 +273,17 @@ class JobService:
         return None if row is None else _job(row)
 
     def _options(self, *, source: str | None, target_url: str | None, scope: str | None, dialect: str | None,
-                 notify: str | None, concurrency: int | None) -> dict[str, Any]:
+                 notify: str | None, concurrency: int | None,
+                 source_options: SourceOptions | None = None) -> dict[str, Any]:
         settings: dict[str, Any] = {}
         if source is not None:
-            open_source(source)  # a bad source specification fails here, not at the first cycle
+            try:
+                # A bad source specification fails here, not at the first cycle.
+                open_source(source, source_options)
+            except SourceSpecError as exc:
+                raise JobError(str(exc)) from None
+        if source_options is not None:
+            settings["source"] = _source_settings(source_options)
         if target_url is not None:
             _check_url(target_url, "--target-url")
         if scope is not None:
@@ -299,6 +325,22 @@ def _secret_part(credentials: Credentials) -> dict[str, str]:
         return {"token": credentials.token}
     assert credentials.client_secret is not None
     return {"client_secret": credentials.client_secret}
+
+
+#: SourceOptions fields sealed with the credentials; the others are plain job settings. Graph's URLs
+#: and the attribute lists are not stored: they come from Settings and the mapping at each cycle.
+_SOURCE_SECRETS = ("password", "client_secret", "certificate_pem", "token")
+_SOURCE_NOT_STORED = ("graph_url", "login_url", "user_attributes", "group_attributes")
+
+
+def _source_settings(options: SourceOptions) -> dict[str, Any]:
+    return {f.name: getattr(options, f.name) for f in dataclasses.fields(options)
+            if f.name not in _SOURCE_SECRETS + _SOURCE_NOT_STORED and getattr(options, f.name) not in (None, False)}
+
+
+def _source_secrets(options: SourceOptions) -> dict[str, Any]:
+    secret = {name: getattr(options, name) for name in _SOURCE_SECRETS if getattr(options, name) is not None}
+    return {"source": secret} if secret else {}
 
 
 def _job(row: Any) -> Job:

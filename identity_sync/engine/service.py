@@ -90,7 +90,7 @@ class EngineService:
 
     def _source(self, job: Job) -> Source:
         try:
-            return open_source(job.source)
+            return open_source(job.source, self.jobs.source_options(job))
         except SourceSpecError as exc:
             raise CycleAborted(str(exc), "SourceUnreadable") from None
 

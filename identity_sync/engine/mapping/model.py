@@ -119,6 +119,16 @@ class ObjectMapping:
     def mapping_for(self, target: str) -> AttributeMapping | None:
         return next((m for m in self.mappings if m.target == target), None)
 
+    def source_attributes(self) -> frozenset[str]:
+        """Every source attribute the mappings and scoping filters read, plus those the engine itself
+        reads (state, references): what a source must fetch for this mapping."""
+        names = {"accountEnabled", "deletedDateTime", "manager" if self.object_type == "user" else "members"}
+        for item in self.mappings:
+            names |= item.source_attributes
+        for scoping_filter in self.scoping:
+            names |= {clause.attribute for clause in scoping_filter.clauses}
+        return frozenset(names)
+
     def to_json(self) -> dict[str, Any]:
         return {"enabled": self.enabled, "actions": [a for a in ACTIONS if a in self.actions],
                 "scoping": [f.to_json() for f in self.scoping], "mappings": [m.to_json() for m in self.mappings]}
