@@ -4,6 +4,7 @@ extend them, don't change them. Target credentials are never printed."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -18,12 +19,38 @@ from identity_sync.engine.jsonfile import ConfigError, load_json_file
 from identity_sync.engine.logs import ACTIONS, STATUSES, query_events, summary, to_csv
 from identity_sync.engine.secrets import CredentialsError
 from identity_sync.engine.sources import SourceSpecError
+from identity_sync.engine.sources.base import SourceOptions
 
 job_app = typer.Typer(help="Provisioning jobs: push users and groups from a source into any SCIM 2.0 target.",
                       no_args_is_help=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
-Source = Annotated[str | None, typer.Option("--source", help="Where users and groups come from: csv:DIR.")]
+Source = Annotated[str | None, typer.Option("--source", help="Where users and groups come from: csv:DIR, "
+                                            "ldap://HOST:PORT/BASE_DN, ldaps://…, graph:TENANT_ID or scim:URL.")]
+BindDn = Annotated[str | None, typer.Option("--source-bind-dn", help="LDAP: the DN to bind as.")]
+PasswordFile = Annotated[Path | None, typer.Option("--source-password-file", help="LDAP: a file holding the bind "
+                                                   "password (never on the command line).")]
+Preset = Annotated[str | None, typer.Option("--source-preset", help="LDAP: ad or openldap (default: detected).")]
+CaFile = Annotated[Path | None, typer.Option("--source-ca-file", help="LDAP: CA certificates (PEM) to verify "
+                                             "the server with.")]
+StartTls = Annotated[bool | None, typer.Option("--source-start-tls/--no-source-start-tls",
+                                               help="LDAP: StartTLS on an ldap:// URL.")]
+UserFilter = Annotated[str | None, typer.Option("--source-user-filter", help="LDAP: the filter users match.")]
+GroupFilter = Annotated[str | None, typer.Option("--source-group-filter", help="LDAP: the filter groups match.")]
+SourceClientId = Annotated[str | None, typer.Option("--source-client-id", help="Graph or SCIM: OAuth client id.")]
+SourceSecretFile = Annotated[Path | None, typer.Option("--source-client-secret-file",
+                                                       help="Graph or SCIM: a file holding the client secret.")]
+CertificateFile = Annotated[Path | None, typer.Option("--source-certificate-file", help="Graph: a PEM with the "
+                                                      "app registration's certificate and private key.")]
+SourceTokenFile = Annotated[Path | None, typer.Option("--source-token-file", help="SCIM: a file holding the "
+                                                      "bearer token.")]
+SourceTokenUrl = Annotated[str | None, typer.Option("--source-token-url", help="SCIM: the OAuth token endpoint.")]
+ServicePrincipal = Annotated[str | None, typer.Option("--source-service-principal", help="Graph: the object id of "
+                                                      "the application's service principal (assigned scope).")]
+NestedGroups = Annotated[str | None, typer.Option("--nested-groups", help="direct (default, as Entra) or "
+                                                  "flatten: a group's members are the users of its nested groups.")]
+NestedScope = Annotated[str | None, typer.Option("--nested-scope", help="on: members of nested groups of an "
+                                                 "assigned group are assigned too (default off, as Entra).")]
 TargetUrl = Annotated[str | None, typer.Option("--target-url", help="The SCIM base URL (Entra's Tenant URL).")]
 TargetToken = Annotated[str | None, typer.Option("--target-token", help="Secret Token (prefer --target-token-file).")]
 TargetTokenFile = Annotated[Path | None, typer.Option("--target-token-file", help="A file holding the Secret Token.")]
@@ -90,6 +117,34 @@ def _credentials(token: str | None, token_file: Path | None, client_id: str | No
         return Credentials(token=token, client_id=client_id, client_secret=secret, token_endpoint=token_endpoint)
 
 
+def _source_options(current: SourceOptions, bind_dn: str | None, password_file: Path | None, preset: str | None,
+                    ca_file: Path | None, start_tls: bool | None, user_filter: str | None,
+                    group_filter: str | None, client_id: str | None, secret_file: Path | None,
+                    certificate_file: Path | None, token_file: Path | None, token_url: str | None,
+                    service_principal: str | None) -> SourceOptions | None:
+    """The job's source options with what the command line gives changed; ``None`` when it gives
+    nothing. Secrets come from files only, so they never appear in a process list or a history."""
+    given = {"bind_dn": bind_dn, "password": _secret_file(password_file, "--source-password-file"),
+             "preset": preset, "ca_file": str(ca_file.resolve()) if ca_file else None, "start_tls": start_tls,
+             "user_filter": user_filter, "group_filter": group_filter, "client_id": client_id,
+             "client_secret": _secret_file(secret_file, "--source-client-secret-file"),
+             "certificate_pem": _secret_file(certificate_file, "--source-certificate-file"),
+             "token": _secret_file(token_file, "--source-token-file"), "token_url": token_url,
+             "service_principal_id": service_principal}
+    given = {key: value for key, value in given.items() if value is not None}
+    if preset is not None and preset not in ("ad", "openldap"):
+        _fail("--source-preset must be ad or openldap")
+    return dataclasses.replace(current, **given) if given else None
+
+
+def _on_off(value: str | None, option: str) -> bool | None:
+    if value is None:
+        return None
+    if value not in ("on", "off"):
+        _fail(f"{option} must be on or off")
+    return value == "on"
+
+
 def _mapping(path: Path | None) -> dict[str, Any] | None:
     if path is None:
         return None
@@ -106,18 +161,29 @@ def job_create(name: str, source: Source = None, target_url: TargetUrl = None, t
                client_secret: ClientSecret = None, client_secret_file: ClientSecretFile = None,
                token_endpoint: TokenEndpoint = None, mapping: MappingFile = None, scope: Scope = None,
                dialect: Dialect = None, notify: Notify = None, concurrency: Concurrency = None,
-               as_json: JsonFlag = False) -> None:
+               source_bind_dn: BindDn = None, source_password_file: PasswordFile = None, source_preset: Preset = None,
+               source_ca_file: CaFile = None, source_start_tls: StartTls = None, source_user_filter: UserFilter = None,
+               source_group_filter: GroupFilter = None, source_client_id: SourceClientId = None,
+               source_client_secret_file: SourceSecretFile = None, source_certificate_file: CertificateFile = None,
+               source_token_file: SourceTokenFile = None, source_token_url: SourceTokenUrl = None,
+               source_service_principal: ServicePrincipal = None, nested_groups: NestedGroups = None,
+               nested_scope: NestedScope = None, as_json: JsonFlag = False) -> None:
     """Create a job: a source, a SCIM target with its credentials, mappings and scope."""
     if not source or not target_url:
         _fail("--source and --target-url are required")
     credentials = _credentials(target_token, target_token_file, client_id, client_secret, client_secret_file,
                                token_endpoint, required=True)
+    options = _source_options(SourceOptions(), source_bind_dn, source_password_file, source_preset, source_ca_file,
+                              source_start_tls, source_user_filter, source_group_filter, source_client_id,
+                              source_client_secret_file, source_certificate_file, source_token_file,
+                              source_token_url, source_service_principal)
     document = _mapping(mapping)
     engine = _open()
     with _reported():
         job = engine.jobs.create(name, source=source or "", target_url=target_url or "", credentials=credentials,
                                  mapping=document, scope=scope or "assigned", dialect=dialect or "entra",
-                                 notify=notify, concurrency=concurrency or 8)
+                                 notify=notify, concurrency=concurrency or 8, source_options=options,
+                                 nested_groups=nested_groups, nested_scope=_on_off(nested_scope, "--nested-scope"))
     _print_job(job.describe(), as_json, f"Job '{name}' created; the next cycle (job run {name}) is an initial one.")
 
 
@@ -127,16 +193,30 @@ def job_set(name: str, source: Source = None, target_url: TargetUrl = None, targ
             client_secret: ClientSecret = None, client_secret_file: ClientSecretFile = None,
             token_endpoint: TokenEndpoint = None, mapping: MappingFile = None, scope: Scope = None,
             dialect: Dialect = None, notify: Notify = None, concurrency: Concurrency = None,
-            as_json: JsonFlag = False) -> None:
-    """Change a job. New mappings, scope or source make the next cycle an initial one."""
+            source_bind_dn: BindDn = None, source_password_file: PasswordFile = None, source_preset: Preset = None,
+            source_ca_file: CaFile = None, source_start_tls: StartTls = None, source_user_filter: UserFilter = None,
+            source_group_filter: GroupFilter = None, source_client_id: SourceClientId = None,
+            source_client_secret_file: SourceSecretFile = None, source_certificate_file: CertificateFile = None,
+            source_token_file: SourceTokenFile = None, source_token_url: SourceTokenUrl = None,
+            source_service_principal: ServicePrincipal = None, nested_groups: NestedGroups = None,
+            nested_scope: NestedScope = None, as_json: JsonFlag = False) -> None:
+    """Change a job. New mappings, scope, source or nesting make the next cycle an initial one."""
     credentials = _credentials(target_token, target_token_file, client_id, client_secret, client_secret_file,
                                token_endpoint, required=False)
     document = _mapping(mapping)
     engine = _open()
     with _reported():
+        current = engine.jobs.source_options(engine.jobs.get(name))
+        # Only what the job stores: Graph's URLs and the attribute lists are not the job's own.
+        current = dataclasses.replace(current, user_attributes=None, group_attributes=None)
+        options = _source_options(current, source_bind_dn, source_password_file, source_preset, source_ca_file,
+                                  source_start_tls, source_user_filter, source_group_filter, source_client_id,
+                                  source_client_secret_file, source_certificate_file, source_token_file,
+                                  source_token_url, source_service_principal)
         job = engine.jobs.update(name, source=source, target_url=target_url, credentials=credentials,
                                  mapping=document, scope=scope, dialect=dialect, notify=notify,
-                                 concurrency=concurrency)
+                                 concurrency=concurrency, source_options=options, nested_groups=nested_groups,
+                                 nested_scope=_on_off(nested_scope, "--nested-scope"))
     _print_job(job.describe(), as_json, f"Job '{name}' updated.")
 
 

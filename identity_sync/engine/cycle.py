@@ -4,9 +4,11 @@ references after the objects they point at, §1.6).
 
 * **Initial** cycle (no watermark): every object in scope is evaluated and compared with the
   *target itself* — linked objects are read back, unlinked ones matched — so drift is repaired.
-* **Incremental** cycle: every object is evaluated, but only objects whose computed values differ
-  from the digest in the connector data store reach the target: an unchanged object costs no
-  request (invariant 4 of docs/engine.md).
+* **Incremental** cycle: the objects the engine's copy of the source says changed (or are still
+  pending from an earlier cycle: engine/mirror.py) are evaluated, and only those whose computed
+  values differ from the digest in the connector data store reach the target: an unchanged object
+  costs no request (invariant 4 of docs/engine.md). A snapshot that does not say what changed
+  (``changed`` is ``None``) has every object evaluated.
 * Disable (``active`` false) when an object leaves scope, is disabled or soft-deleted; ``DELETE``
   when it is gone from a complete read. A source that cannot be read completely raises before
   anything is exported (invariant 1): a truncated export never becomes deletions.
@@ -72,13 +74,18 @@ class CycleResult:
     #: The source's position after this cycle (kept as the job's watermark when it completed).
     watermark: str | None = None
     warnings: list[str] = field(default_factory=list)
+    #: Source anchors the next cycle must look at again: a failure, a reference not resolvable yet.
+    again: set[str] = field(default_factory=set)
+    #: How the source was read: ``{"mode": "complete"|"changes", "entries": N}`` (engine/mirror.py).
+    source_read: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self, job: str) -> dict[str, Any]:
         data: dict[str, Any] = {"job": job, "cycle": self.cycle_id, "kind": self.kind, "state": self.state}
         data.update({key: self.counts.get(key, 0) for key in COUNT_KEYS})
         data.update({"unchanged": self.counts.get("unchanged", 0), "members_added": self.counts.get("members_added", 0),
                      "members_removed": self.counts.get("members_removed", 0), "requests": self.requests,
-                     "seconds": round(self.seconds, 3), "error": self.error, "warnings": self.warnings})
+                     "seconds": round(self.seconds, 3), "error": self.error, "warnings": self.warnings,
+                     "source_read": self.source_read})
         return data
 
 
@@ -107,8 +114,10 @@ class Cycle:
     def __init__(self, db: Database, job_id: str, mapping: MappingConfig, scope_mode: str, watermark: str | None,
                  *, preview: bool = False, progress: Progress | None = None,
                  context: EvaluationContext | None = None, allow_deletes: bool = False,
-                 lease: Lease | None = None) -> None:
+                 lease: Lease | None = None, nested_scope: bool = False) -> None:
         self.db = db
+        #: Members of nested groups of an assigned group are assigned too (engine/nesting.py).
+        self.nested_scope = nested_scope
         self.job_id = job_id
         self.mapping = mapping
         self.scope_mode = scope_mode
@@ -133,6 +142,10 @@ class Cycle:
         #: Per object type: target id → the source anchor linked to it.
         self.owners: dict[str, dict[str, str]] = {"user": {}, "group": {}}
         self.snapshot: SourceSnapshot | None = None
+        #: What an incremental cycle evaluates (the snapshot's ``changed``); ``None``: everything.
+        self.changed: frozenset[str] | None = None
+        self.again: set[str] = set()
+        self.source_read: dict[str, Any] = {}
         self._progress_saved = 0.0
 
     # -- the cycle ---------------------------------------------------------------------------
@@ -183,7 +196,7 @@ class Cycle:
                                "ObjectNotFound")
         self.snapshot = snapshot
         self.mapping = guards.canonical_scoping(self.mapping, snapshot)
-        assignments = effective_assignments(snapshot)
+        assignments = effective_assignments(snapshot, nested=self.nested_scope)
         users = Evaluator(self.mapping.users, self.scope_mode, assignments, self.context)
         self._record_start()
         try:
@@ -209,13 +222,16 @@ class Cycle:
 
     async def _run(self, snapshot: SourceSnapshot, target: Target) -> None:
         self.snapshot = snapshot
+        self.changed = snapshot.changed if self.kind == "incremental" else None
         self.mapping = guards.canonical_scoping(self.mapping, snapshot)
         self.warnings += guards.check_assignments(self.scope_mode, snapshot, self.store)
         if not self.allow_deletes:
             guards.check_deletions(snapshot, self.store)
-        assignments = effective_assignments(snapshot)
+        assignments = effective_assignments(snapshot, nested=self.nested_scope)
         users = Evaluator(self.mapping.users, self.scope_mode, assignments, self.context)
-        deferred = await self._sync(target, users, snapshot.users)
+        deferred = await self._sync(target, users, self._to_evaluate(snapshot.users))
+        # Evaluated again next cycle until resolved (an incremental cycle would not look otherwise).
+        self.again.update(deferred)
         if deferred:
             # References to objects created in this cycle: a second pass once they exist (§1.6).
             # A reference to an object that is not provisioned at all (a manager out of scope) stays
@@ -225,11 +241,19 @@ class Cycle:
             await self._sync(target, users, ready, reference_pass=True)
         if self.mapping.groups.enabled:
             groups = Evaluator(self.mapping.groups, self.scope_mode, assignments, self.context)
-            await self._sync(target, groups, snapshot.groups)
+            await self._sync(target, groups, self._to_evaluate(snapshot.groups))
             await self._sync_memberships(target, snapshot)
         await self._delete_missing(target, "user", snapshot.users, self.mapping.users)
         if self.mapping.groups.enabled:
             await self._delete_missing(target, "group", snapshot.groups, self.mapping.groups)
+
+    def _to_evaluate(self, objects: Mapping[str, SourceObject]) -> Mapping[str, SourceObject]:
+        """Everything, or in an incremental cycle that knows what changed, only that."""
+        if self.changed is None:
+            return objects
+        subset = {anchor: objects[anchor] for anchor in self.changed if anchor in objects}
+        self.counts["unchanged"] += len(objects) - len(subset)
+        return subset
 
     def _resolvable(self, obj: SourceObject, path: str) -> bool:
         """Whether a reference left unset in the first pass can be set now: its object was linked
@@ -248,6 +272,11 @@ class Cycle:
         index = self.store.index(object_type)
         self.targets.update({anchor: link.target_id for anchor, link in index.items()})
         self.owners[object_type] = {link.target_id: anchor for anchor, link in index.items()}
+        if self.changed is not None and not reference_pass:
+            # Objects not evaluated are as the last cycle left them: provisioned and active unless
+            # disabled (the memberships phase counts on knowing which members are live).
+            live = self.active_users if object_type == "user" else self.live_groups
+            live.update(a for a, link in index.items() if a not in self.changed and link.digest != DISABLED_DIGEST)
         self.progress.begin("users" if object_type == "user" else "groups", len(objects))
         if self.kind == "initial" and not reference_pass and len(objects) - len(index) >= INDEX_THRESHOLD:
             await target.read_index(mapping)
@@ -506,6 +535,11 @@ class Cycle:
         is provisioned and active, or a group that is provisioned. Several groups are updated at
         once (one group's batches one after the other: targets lock a group per PATCH)."""
         anchors = [a for a in snapshot.groups if a in self.live_groups and a in self.targets]
+        if self.changed is not None:
+            # Only groups that changed, or have a member that did (it may have come or gone).
+            changed = self.changed
+            anchors = [a for a in anchors
+                       if a in changed or any(m in changed for m in snapshot.groups[a].attributes.get("members") or ())]
         self.progress.begin("memberships", len(anchors))
         for start in range(0, len(anchors), GROUPS_AT_ONCE):
             chunk = [snapshot.groups[a] for a in anchors[start:start + GROUPS_AT_ONCE]]
@@ -614,6 +648,7 @@ class Cycle:
             self.events.extend(events)  # what the preview and on-demand provisioning report
         if self.preview:
             return
+        self.again.update(e.source_id for e in events if e.status == "failure")
         links = [o.link for o in outcomes if o.link is not None]
         void = [o.event.source_id for o in outcomes if o.unlink and o.event is not None]
         void += [o.takes_over for o in outcomes if o.takes_over is not None]
@@ -655,7 +690,8 @@ class Cycle:
     def _result(self, started: float, target: Target, state: str, error: str | None) -> CycleResult:
         requests = dict(getattr(target.client, "requests_sent", {}) or {})
         return CycleResult(self.cycle_id, self.kind, self.counts, time.monotonic() - started, state, error,
-                           list(self.events), requests, self.watermark, list(self.warnings))
+                           list(self.events), requests, self.watermark, list(self.warnings), set(self.again),
+                           dict(self.source_read))
 
 
 @contextmanager

@@ -22,10 +22,19 @@ from identity_sync.engine import secrets
 from identity_sync.engine.client import DIALECTS
 from identity_sync.engine.lease import Lease
 from identity_sync.engine.mapping.model import MappingConfig, default_mapping_document, load_mapping_document
+from identity_sync.engine.mirror import SourceMirror, SourceView
+from identity_sync.engine.nesting import NESTED_GROUPS
 from identity_sync.engine.sources import SourceSpecError, open_source
 from identity_sync.engine.sources.base import SourceOptions
 from identity_sync.engine.state import ConnectorStore
-from identity_sync.engine.tables import engine_cycles, engine_events, engine_jobs, engine_links, engine_memberships
+from identity_sync.engine.tables import (
+    engine_cycles,
+    engine_events,
+    engine_jobs,
+    engine_links,
+    engine_memberships,
+    engine_source_objects,
+)
 from identity_sync.ids import new_id
 from identity_sync.storage.db import Database
 
@@ -110,6 +119,11 @@ class Job:
     def concurrency(self) -> int:
         return int(self.settings.get("concurrency", 8))
 
+    @property
+    def view(self) -> SourceView:
+        """How the job looks at nested groups (engine/nesting.py)."""
+        return _view(self.settings)
+
     def mapping(self) -> MappingConfig:
         return load_mapping_document(self.mapping_document, f"job {self.name} mapping")
 
@@ -120,7 +134,9 @@ class Job:
                 "token_endpoint": self.settings.get("token_endpoint"),
                 "credentials_sealed_with": secrets.sealed_with(self.sealed_credentials),
                 "scope": self.scope, "dialect": self.dialect, "notify": self.notify,
-                "concurrency": self.concurrency, "state": self.state,
+                "concurrency": self.concurrency, "nested_groups": self.settings.get("nested_groups", "direct"),
+                "nested_scope": bool(self.settings.get("nested_scope")),
+                "source_options": dict(self.settings.get("source") or {}), "state": self.state,
                 "next_cycle": "incremental" if self.watermark else "initial", "running_by": self.running_by,
                 "created_at": self.created_at, "updated_at": self.updated_at}
 
@@ -132,13 +148,15 @@ class JobService:
 
     def create(self, name: str, *, source: str, target_url: str, credentials: Credentials,
                mapping: dict[str, Any] | None = None, scope: str = "assigned", dialect: str = "entra",
-               notify: str | None = None, concurrency: int = 8, source_options: SourceOptions | None = None) -> Job:
+               notify: str | None = None, concurrency: int = 8, source_options: SourceOptions | None = None,
+               nested_groups: str | None = None, nested_scope: bool | None = None) -> Job:
         if not _NAME.fullmatch(name):
             raise JobError(f"job name {name!r}: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
         if self._find(name) is not None:
             raise JobError(f"job '{name}' already exists")
         options = self._options(source=source, target_url=target_url, scope=scope, dialect=dialect, notify=notify,
-                                concurrency=concurrency, source_options=source_options or SourceOptions())
+                                concurrency=concurrency, source_options=source_options or SourceOptions(),
+                                nested_groups=nested_groups, nested_scope=nested_scope)
         document = mapping if mapping is not None else default_mapping_document()
         load_mapping_document(document)  # validated before anything is stored
         job_id, now = new_id(), now_text()
@@ -154,14 +172,17 @@ class JobService:
     def update(self, name: str, *, source: str | None = None, target_url: str | None = None,
                credentials: Credentials | None = None, mapping: dict[str, Any] | None = None,
                scope: str | None = None, dialect: str | None = None, notify: str | None = None,
-               concurrency: int | None = None, source_options: SourceOptions | None = None) -> Job:
+               concurrency: int | None = None, source_options: SourceOptions | None = None,
+               nested_groups: str | None = None, nested_scope: bool | None = None) -> Job:
         """``job set``: changes what is given. A new mapping, scope or source makes the next cycle
         an initial one (§1.2: configuration changes re-evaluate every object)."""
         job = self.get(name)
         settings = dict(job.settings)
         options = self._options(source=source if source is not None or source_options is None else job.source,
                                 target_url=target_url, scope=scope, dialect=dialect, notify=notify,
-                                concurrency=concurrency, source_options=source_options)
+                                concurrency=concurrency, source_options=source_options,
+                                nested_groups=nested_groups, nested_scope=nested_scope)
+        view = job.view
         settings.update(options["settings"])
         values: dict[str, Any] = {"updated_at": now_text()}
         if source is not None:
@@ -183,7 +204,7 @@ class JobService:
             values["mapping"] = mapping
         new_target = target_url is not None and target_url != job.target_url
         if (mapping is not None or (scope is not None and scope != job.scope) or (source not in (None, job.source))
-                or source_options is not None or new_target):
+                or source_options is not None or new_target or _view(settings) != view):
             values["watermark"] = None
         values["settings"] = settings
         with self.db.write() as conn:
@@ -191,6 +212,10 @@ class JobService:
             if new_target:
                 # Links name objects of the old target: against a new one, everything is matched again.
                 ConnectorStore(self.db, job.id).clear(conn)
+            if values.get("watermark", job.watermark) is None:
+                # Everything is evaluated again, from a complete read (the attributes a source must
+                # fetch may have changed with the mapping).
+                SourceMirror(self.db, job.id).clear(conn)
         return self.get(name)
 
     def get(self, name: str) -> Job:
@@ -208,7 +233,7 @@ class JobService:
         """Stop managing the target: the job and all its state go; the target's objects stay."""
         job = self.get(name)
         with self.db.write() as conn:
-            for table in (engine_events, engine_links, engine_memberships, engine_cycles):
+            for table in (engine_events, engine_links, engine_memberships, engine_cycles, engine_source_objects):
                 conn.execute(sa.delete(table).where(table.c.job_id == job.id))
             conn.execute(sa.delete(engine_jobs).where(engine_jobs.c.id == job.id))
 
@@ -240,6 +265,7 @@ class JobService:
             if "watermark" in resets or "connector-data-store" in resets:
                 conn.execute(sa.update(engine_jobs).where(engine_jobs.c.id == job.id).values(
                     watermark=None, updated_at=now_text()))
+                SourceMirror(self.db, job.id).clear(conn)  # the next read is a complete one
             if "connector-data-store" in resets:
                 ConnectorStore(self.db, job.id).clear(conn)
             if "force-deletes" in resets:
@@ -274,8 +300,15 @@ class JobService:
 
     def _options(self, *, source: str | None, target_url: str | None, scope: str | None, dialect: str | None,
                  notify: str | None, concurrency: int | None,
-                 source_options: SourceOptions | None = None) -> dict[str, Any]:
+                 source_options: SourceOptions | None = None, nested_groups: str | None = None,
+                 nested_scope: bool | None = None) -> dict[str, Any]:
         settings: dict[str, Any] = {}
+        if nested_groups is not None:
+            if nested_groups not in NESTED_GROUPS:
+                raise JobError(f"--nested-groups must be one of {', '.join(NESTED_GROUPS)}")
+            settings["nested_groups"] = nested_groups
+        if nested_scope is not None:
+            settings["nested_scope"] = nested_scope
         if source is not None:
             try:
                 # A bad source specification fails here, not at the first cycle.
@@ -341,6 +374,11 @@ def _source_settings(options: SourceOptions) -> dict[str, Any]:
 def _source_secrets(options: SourceOptions) -> dict[str, Any]:
     secret = {name: getattr(options, name) for name in _SOURCE_SECRETS if getattr(options, name) is not None}
     return {"source": secret} if secret else {}
+
+
+def _view(settings: dict[str, Any]) -> SourceView:
+    return SourceView(flatten_groups=settings.get("nested_groups") == "flatten",
+                      nested_scope=bool(settings.get("nested_scope")))
 
 
 def _job(row: Any) -> Job:

@@ -60,6 +60,10 @@ class SourceSnapshot:
     #: scope. ``None``: not known.
     user_attributes: frozenset[str] | None = None
     group_attributes: frozenset[str] | None = None
+    #: Anchors of the objects that may differ from what the last completed cycle saw (changed in
+    #: the source, assigned or unassigned, a failure to try again): an incremental cycle looks at
+    #: no other (engine/mirror.py). ``None``: unknown, every object is evaluated.
+    changed: frozenset[str] | None = None
 
 
 class SourceError(Exception):

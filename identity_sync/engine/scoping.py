@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from identity_sync.engine.model import ScopeDecision, SourceObject, SourceSnapshot, Value
+from identity_sync.engine.nesting import transitive_members
 
 
 class ScopingError(ValueError):
@@ -419,20 +420,27 @@ class Assignments:
         return obj.anchor in (self.users if obj.object_type == "user" else self.groups)
 
 
-def effective_assignments(snapshot: SourceSnapshot) -> Assignments:
+def effective_assignments(snapshot: SourceSnapshot, *, nested: bool = False) -> Assignments:
     """The users and groups in the "assigned" scope (§1.5).
 
     Assigning a group brings its *direct* members into scope. Members of a nested group are not
     (the nested group itself is neither): Entra does not read nested groups, which is the most
     complained-about limitation of its provisioning (§1.5: MicrosoftDocs/azure-docs #13819, #18016,
-    #46480, #65060). We follow Entra for now, so that a job behaves as it would there. Principals
-    that name no object of the snapshot are ignored.
+    #46480, #65060). That is the default, so that a job behaves as it would there; ``nested``
+    (the job's ``--nested-scope on``) brings the users and groups of nested groups, at any depth,
+    into scope too (engine/nesting.py). Principals that name no object of the snapshot are ignored.
     """
     if snapshot.assigned is None:
         return Assignments(frozenset(), frozenset(), known=False)
     users = {principal for principal in snapshot.assigned if principal in snapshot.users}
-    groups = frozenset(principal for principal in snapshot.assigned if principal in snapshot.groups)
+    groups = {principal for principal in snapshot.assigned if principal in snapshot.groups}
+    if nested and groups:
+        user_sets, group_sets = transitive_members(snapshot.groups, snapshot.users)
+        for anchor in list(groups):
+            users |= user_sets[anchor]
+            groups |= group_sets[anchor]
+        return Assignments(frozenset(users), frozenset(groups))
     for anchor in groups:
         members = snapshot.groups[anchor].attributes.get("members") or ()
         users.update(member for member in members if member in snapshot.users)
-    return Assignments(frozenset(users), groups)
+    return Assignments(frozenset(users), frozenset(groups))

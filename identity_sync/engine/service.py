@@ -16,6 +16,8 @@ from identity_sync.engine.jobs import Job, JobService
 from identity_sync.engine.lease import Lease
 from identity_sync.engine.logs import prune_events
 from identity_sync.engine.mapping.expressions import EvaluationContext
+from identity_sync.engine.mirror import SourceMirror
+from identity_sync.engine.model import SourceSnapshot
 from identity_sync.engine.progress import Progress
 from identity_sync.engine.sources import SourceSpecError, open_source
 from identity_sync.engine.sources.base import Source
@@ -38,6 +40,8 @@ class EngineService:
             cycle = self._cycle(job, preview=False, progress=progress, lease=lease)
             result = asyncio.run(self._run(job, cycle))
             self.jobs.cycle_completed(job, result.watermark, lease)
+            # After the watermark: a crash in between leaves objects pending, looked at once more.
+            SourceMirror(self.db, job.id).settle(result.again)
         finally:
             lease.release()
         prune_events(self.db, self.settings.engine_log_retention_days)
@@ -55,10 +59,13 @@ class EngineService:
         cycle = self._cycle(job, preview=False, progress=None, lease=lease)
         source = self._source(job)
 
+        def read() -> SourceSnapshot:
+            return job.view.apply(source.read())
+
         async def go() -> CycleResult:
             async with self._client(job) as client:
                 await self._check_connection(client, job)
-                return await cycle.run_one(source.read, client, anchor)
+                return await cycle.run_one(read, client, anchor)
 
         lease.acquire()
         try:
@@ -80,13 +87,26 @@ class EngineService:
 
     async def _run(self, job: Job, cycle: Cycle) -> CycleResult:
         source = self._source(job)
-        async with self._client(job) as client:
-            await self._check_connection(client, job)
-            return await cycle.run(source.read, client)
+        mirror = SourceMirror(self.db, job.id)
+
+        def read() -> SourceSnapshot:
+            # Changes only when the source can and the cycle is incremental; a preview keeps nothing.
+            refreshed = mirror.refresh(source, incremental=job.watermark is not None, view=job.view,
+                                       persist=not cycle.preview)
+            cycle.source_read = {"mode": refreshed.mode, "entries": refreshed.entries_read}
+            return refreshed.snapshot
+
+        try:
+            async with self._client(job) as client:
+                await self._check_connection(client, job)
+                return await cycle.run(read, client)
+        finally:
+            source.close()
 
     def _cycle(self, job: Job, *, preview: bool, progress: Progress | None, lease: Lease | None = None) -> Cycle:
         return Cycle(self.db, job.id, job.mapping(), job.scope, job.watermark, preview=preview, progress=progress,
-                     context=EvaluationContext(), allow_deletes=bool(job.settings.get("force_deletes")), lease=lease)
+                     context=EvaluationContext(), allow_deletes=bool(job.settings.get("force_deletes")), lease=lease,
+                     nested_scope=job.view.nested_scope)
 
     def _source(self, job: Job) -> Source:
         try:

@@ -10,6 +10,12 @@
 * ``engine_memberships`` — the group memberships the engine has exported, by source anchors.
 * ``engine_cycles`` — one row per cycle: kind, state, counts, the error that stopped it.
 * ``engine_events`` — the provisioning logs, one row per object per cycle (§4.4).
+* ``engine_source_objects`` — the engine's copy of the source (engine/mirror.py, migration 0013):
+  each object's attributes as last read, the digest of what the cycle sees of it, and whether a
+  cycle still has to look at it (``pending``). With it, a source that reports only changes (LDAP
+  content synchronisation, Graph delta) still gives the cycle a complete picture, and an
+  incremental cycle evaluates only the objects that changed. ``engine_jobs.source_cursor`` is the
+  source's position that copy is at.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ engine_jobs = sa.Table(
     # Who runs the job's cycle, until when (engine/lease.py; migration 0012).
     sa.Column("lease_owner", sa.String(128)),
     sa.Column("lease_expires_at", sa.String(32)),
+    # The source's own position (a delta link, a sync cookie) the mirror is at (migration 0013).
+    sa.Column("source_cursor", sa.Text),
 )
 
 engine_links = sa.Table(
@@ -96,4 +104,18 @@ engine_events = sa.Table(
     sa.Index("ix_engine_events_cycle", "job_id", "cycle_id"),
     sa.Index("ix_engine_events_object", "job_id", "source_id"),
     sa.Index("ix_engine_events_at", "at"),
+)
+
+engine_source_objects = sa.Table(
+    "engine_source_objects",
+    metadata,
+    sa.Column("job_id", sa.String(36), sa.ForeignKey("engine_jobs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("object_type", sa.String(8), primary_key=True),
+    sa.Column("anchor", sa.String(255), primary_key=True),
+    # JSON text, decoded only when the cycle looks at the object (100k users stay cheap to hold).
+    sa.Column("attributes", sa.Text, nullable=False),
+    sa.Column("assigned", sa.Boolean, nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("pending", sa.Boolean, nullable=False),
+    sqlite_with_rowid=False,
 )

@@ -77,6 +77,9 @@ class Source(Protocol):
 
     #: ``csv:DIR``, ``ldap://host:389/dc=example,dc=com``…: how logs name the source (no secret in it).
     description: str
+    #: Whether ``read_changes`` can ever return a delta. The engine keeps a copy of the attributes
+    #: of a source that can (``previous``); of one that cannot, only digests.
+    incremental: bool
 
     def read(self) -> SourceSnapshot: ...
 

@@ -201,6 +201,7 @@ class CsvSource:
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
         self.description = f"csv:{directory}"
+        self.incremental = False
 
     def read(self) -> SourceSnapshot:
         """Read and validate the three files; raise :class:`SourceError` on the first problem."""
