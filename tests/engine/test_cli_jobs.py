@@ -43,6 +43,15 @@ def _token_file(tmp_path: Path, token: str) -> Path:
     return path
 
 
+def _stored_job(db_url: str) -> str:
+    """The job's database row, every column as text."""
+    database = Database(db_url)
+    with database.read() as conn:
+        row = conn.execute(sa.select(engine_jobs)).one()
+    database.dispose()
+    return json.dumps([str(v) for v in row])
+
+
 def _create(cli: Cli, tmp_path: Path, target: Target, source: Path, *extra: str) -> dict[str, object]:
     return cli.json("job", "create", "hr", "--source", f"csv:{source}", "--target-url", target.base_url,
                     "--target-token-file", str(_token_file(tmp_path, target.token)), *extra, "--json")
@@ -76,11 +85,7 @@ def test_create_run_show_and_logs_without_ever_showing_the_token(cli: Cli, db_ur
     assert outputs[4].stdout.splitlines()[0].startswith("id,activityDateTime,cycleId,changeId")
 
     # Stored sealed: the token is nowhere in the job's row.
-    database = Database(db_url)
-    with database.read() as conn:
-        row = conn.execute(sa.select(engine_jobs)).one()
-    database.dispose()
-    assert our_target.token not in json.dumps([str(v) for v in row])
+    assert our_target.token not in _stored_job(db_url)
 
 
 def test_preview_lists_every_action_and_writes_nothing(cli: Cli, tmp_path: Path, our_target: Target,
@@ -172,3 +177,25 @@ def test_export_and_import_round_trip_and_make_the_next_cycle_initial(cli: Cli, 
     assert cli.json("job", "show", "hr", "--json")["linked"] == {"users": 0, "groups": 0}
     assert cli("job", "delete", "hr").returncode == 0
     assert cli.json("job", "list", "--json") == {"jobs": []}
+
+
+def test_source_options_and_nesting_from_the_command_line(cli: Cli, db_url: str, tmp_path: Path,
+                                                          our_target: Target, export: tuple[Path, str]) -> None:
+    """Source secrets come from files, are sealed, and never shown; ``job set`` changes one source
+    option and keeps the others; nesting options are shown and make the next cycle initial."""
+    source, _ = export
+    password = tmp_path / "bind-password"
+    password.write_text("ldap-bind-secret\n")
+    created = _create(cli, tmp_path, our_target, source, "--source-bind-dn", "cn=reader,dc=example,dc=com",
+                      "--source-password-file", str(password), "--nested-groups", "flatten")
+    assert created["source_options"] == {"bind_dn": "cn=reader,dc=example,dc=com"}
+    assert (created["nested_groups"], created["nested_scope"]) == ("flatten", False)
+    cli.json("job", "run", "hr", "--json")
+    changed = cli.json("job", "set", "hr", "--source-preset", "openldap", "--nested-scope", "on", "--json")
+    assert changed["source_options"] == {"bind_dn": "cn=reader,dc=example,dc=com", "preset": "openldap"}
+    assert changed["nested_scope"] is True and changed["next_cycle"] == "initial"
+    shown = cli("job", "show", "hr", "--json").stdout + cli("job", "list", "--json").stdout
+    assert "ldap-bind-secret" not in shown
+    assert "ldap-bind-secret" not in _stored_job(db_url)
+    refused = cli("job", "set", "hr", "--nested-groups", "deep")
+    assert refused.returncode != 0 and "--nested-groups must be one of direct, flatten" in refused.stderr
