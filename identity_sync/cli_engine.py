@@ -14,7 +14,7 @@ import typer
 
 from identity_sync.engine.cycle import CycleResult
 from identity_sync.engine.errors import CycleAborted
-from identity_sync.engine.jobs import DEFAULT_RESETS, RESETS, Credentials, JobError
+from identity_sync.engine.jobs import DEFAULT_RESETS, OFF, RESETS, Credentials, JobError
 from identity_sync.engine.jsonfile import ConfigError, load_json_file
 from identity_sync.engine.logs import ACTIONS, STATUSES, query_events, summary, to_csv
 from identity_sync.engine.secrets import CredentialsError
@@ -49,6 +49,11 @@ ServicePrincipal = Annotated[str | None, typer.Option("--source-service-principa
                                                       "the application's service principal (assigned scope).")]
 NestedGroups = Annotated[str | None, typer.Option("--nested-groups", help="direct (default, as Entra) or "
                                                   "flatten: a group's members are the users of its nested groups.")]
+Interval = Annotated[int | None, typer.Option("--interval", help="Minutes between scheduled cycles (default 40).")]
+DeletionThreshold = Annotated[str | None, typer.Option("--deletion-threshold", help="Hold back a cycle that would "
+                                                       "disable or delete more than N objects (off by default).")]
+NotifyOnFailure = Annotated[str | None, typer.Option("--notify-on-failure", help="on (default) or off: e-mail "
+                                                     "--notify when the job enters quarantine.")]
 NestedScope = Annotated[str | None, typer.Option("--nested-scope", help="on: members of nested groups of an "
                                                  "assigned group are assigned too (default off, as Entra).")]
 TargetUrl = Annotated[str | None, typer.Option("--target-url", help="The SCIM base URL (Entra's Tenant URL).")]
@@ -67,7 +72,10 @@ Concurrency = Annotated[int | None, typer.Option("--concurrency", help="Target r
 
 
 def register(app: typer.Typer) -> None:
+    from identity_sync import cli_operations
+
     app.add_typer(job_app, name="job")
+    cli_operations.register(app, job_app)
 
 
 def _open() -> Any:
@@ -145,6 +153,17 @@ def _on_off(value: str | None, option: str) -> bool | None:
     return value == "on"
 
 
+def _threshold(value: str | None) -> int | None:
+    """``--deletion-threshold N`` or ``off``."""
+    if value is None:
+        return None
+    if value.strip().lower() == "off":
+        return OFF
+    if not value.strip().isdigit():
+        _fail("--deletion-threshold must be a number of objects, or off")
+    return int(value)
+
+
 def _mapping(path: Path | None) -> dict[str, Any] | None:
     if path is None:
         return None
@@ -167,7 +186,9 @@ def job_create(name: str, source: Source = None, target_url: TargetUrl = None, t
                source_client_secret_file: SourceSecretFile = None, source_certificate_file: CertificateFile = None,
                source_token_file: SourceTokenFile = None, source_token_url: SourceTokenUrl = None,
                source_service_principal: ServicePrincipal = None, nested_groups: NestedGroups = None,
-               nested_scope: NestedScope = None, as_json: JsonFlag = False) -> None:
+               nested_scope: NestedScope = None, interval: Interval = None,
+               deletion_threshold: DeletionThreshold = None, notify_on_failure: NotifyOnFailure = None,
+               as_json: JsonFlag = False) -> None:
     """Create a job: a source, a SCIM target with its credentials, mappings and scope."""
     if not source or not target_url:
         _fail("--source and --target-url are required")
@@ -183,7 +204,9 @@ def job_create(name: str, source: Source = None, target_url: TargetUrl = None, t
         job = engine.jobs.create(name, source=source or "", target_url=target_url or "", credentials=credentials,
                                  mapping=document, scope=scope or "assigned", dialect=dialect or "entra",
                                  notify=notify, concurrency=concurrency or 8, source_options=options,
-                                 nested_groups=nested_groups, nested_scope=_on_off(nested_scope, "--nested-scope"))
+                                 nested_groups=nested_groups, nested_scope=_on_off(nested_scope, "--nested-scope"),
+                                 interval=interval, deletion_threshold=_threshold(deletion_threshold),
+                                 notify_on_failure=_on_off(notify_on_failure, "--notify-on-failure"))
     _print_job(job.describe(), as_json, f"Job '{name}' created; the next cycle (job run {name}) is an initial one.")
 
 
@@ -199,7 +222,9 @@ def job_set(name: str, source: Source = None, target_url: TargetUrl = None, targ
             source_client_secret_file: SourceSecretFile = None, source_certificate_file: CertificateFile = None,
             source_token_file: SourceTokenFile = None, source_token_url: SourceTokenUrl = None,
             source_service_principal: ServicePrincipal = None, nested_groups: NestedGroups = None,
-            nested_scope: NestedScope = None, as_json: JsonFlag = False) -> None:
+            nested_scope: NestedScope = None, interval: Interval = None,
+            deletion_threshold: DeletionThreshold = None, notify_on_failure: NotifyOnFailure = None,
+            as_json: JsonFlag = False) -> None:
     """Change a job. New mappings, scope, source or nesting make the next cycle an initial one."""
     credentials = _credentials(target_token, target_token_file, client_id, client_secret, client_secret_file,
                                token_endpoint, required=False)
@@ -216,7 +241,9 @@ def job_set(name: str, source: Source = None, target_url: TargetUrl = None, targ
         job = engine.jobs.update(name, source=source, target_url=target_url, credentials=credentials,
                                  mapping=document, scope=scope, dialect=dialect, notify=notify,
                                  concurrency=concurrency, source_options=options, nested_groups=nested_groups,
-                                 nested_scope=_on_off(nested_scope, "--nested-scope"))
+                                 nested_scope=_on_off(nested_scope, "--nested-scope"), interval=interval,
+                                 deletion_threshold=_threshold(deletion_threshold),
+                                 notify_on_failure=_on_off(notify_on_failure, "--notify-on-failure"))
     _print_job(job.describe(), as_json, f"Job '{name}' updated.")
 
 
@@ -241,11 +268,14 @@ def job_show(name: str, as_json: JsonFlag = False) -> None:
     data = job.describe()
     data["linked"] = ConnectorStore(engine.db, job.id).counts()
     data["cycles"] = engine.jobs.cycles(job, limit=10)
+    # What the console draws: the last cycle, and the running one's progress (units done and total).
+    data["last_cycle"] = next((c for c in data["cycles"] if c["state"] != "running"), None)
+    data["progress"] = next((c.get("progress") for c in data["cycles"] if c["state"] == "running"), None)
     if as_json:
         typer.echo(json.dumps(data))
         return
     for key, value in data.items():
-        if key not in ("cycles", "linked"):
+        if key not in ("cycles", "linked", "last_cycle", "progress"):
             typer.echo(f"{key + ':':24}{'-' if value is None else value}")
     typer.echo(f"{'linked:':24}{data['linked']['users']} users, {data['linked']['groups']} groups")
     for cycle in data["cycles"]:

@@ -88,6 +88,13 @@ class Settings(BaseSettings):
     #: Where a ``graph:`` source finds Microsoft Graph and its login (tests point them at a local server).
     graph_url: str = "https://graph.microsoft.com/v1.0"
     login_url: str = "https://login.microsoftonline.com"
+    #: Quarantine for failed objects (engine/quarantine.py; Entra's values): at least this many failed
+    #: in a cycle, and more than this share of its events or more than the maximum.
+    engine_quarantine_min_failures: int = Field(default=5000, ge=1)
+    engine_quarantine_failure_ratio: float = Field(default=0.4, gt=0, le=1)
+    engine_quarantine_max_failures: int = Field(default=40000, ge=1)
+    #: Cycles in a row that could not run (target unreachable, source unreadable) before quarantine.
+    engine_quarantine_after_failed_cycles: int = Field(default=3, ge=1)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,6 +34,7 @@ from identity_sync.clock import now_text
 from identity_sync.engine import guards
 from identity_sync.engine.client import ScimClient, TargetError
 from identity_sync.engine.errors import CycleAborted
+from identity_sync.engine.escrow import Escrows, waiting
 from identity_sync.engine.export import Target, current_values
 from identity_sync.engine.lease import Lease
 from identity_sync.engine.logs import ProvisioningEvent, write_events
@@ -58,6 +60,9 @@ GROUPS_AT_ONCE = 16
 #: How often a running cycle writes its progress into its row (at the end of a batch).
 PROGRESS_EVERY_SECONDS = 2.0
 COUNT_KEYS = ("created", "updated", "disabled", "deleted", "skipped", "failed")
+#: Also in a cycle's record: objects not looked at (unchanged, escrowed and not due), removals held
+#: back by the deletion threshold, memberships changed.
+EXTRA_COUNT_KEYS = ("unchanged", "escrowed", "staged", "members_added", "members_removed")
 
 
 @dataclass
@@ -82,8 +87,8 @@ class CycleResult:
     def as_dict(self, job: str) -> dict[str, Any]:
         data: dict[str, Any] = {"job": job, "cycle": self.cycle_id, "kind": self.kind, "state": self.state}
         data.update({key: self.counts.get(key, 0) for key in COUNT_KEYS})
-        data.update({"unchanged": self.counts.get("unchanged", 0), "members_added": self.counts.get("members_added", 0),
-                     "members_removed": self.counts.get("members_removed", 0), "requests": self.requests,
+        data.update({key: self.counts.get(key, 0) for key in EXTRA_COUNT_KEYS})
+        data.update({"requests": self.requests,
                      "seconds": round(self.seconds, 3), "error": self.error, "warnings": self.warnings,
                      "source_read": self.source_read})
         return data
@@ -114,8 +119,19 @@ class Cycle:
     def __init__(self, db: Database, job_id: str, mapping: MappingConfig, scope_mode: str, watermark: str | None,
                  *, preview: bool = False, progress: Progress | None = None,
                  context: EvaluationContext | None = None, allow_deletes: bool = False,
-                 lease: Lease | None = None, nested_scope: bool = False) -> None:
+                 lease: Lease | None = None, nested_scope: bool = False, deletion_threshold: int | None = None,
+                 should_stop: Callable[[], bool] | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.db = db
+        #: The job's accidental-deletion threshold (§4.1; ``None``: off, as Entra's default).
+        self.deletion_threshold = deletion_threshold
+        #: Asked at object boundaries: a scheduler shutting down stops the cycle there (SIGTERM).
+        self.should_stop = should_stop
+        self.clock = clock
+        self.escrows = Escrows(db, job_id)
+        #: Escrowed anchors → (attempts, next attempt); those not due are skipped this cycle.
+        self.escrowed: dict[str, tuple[int, str]] = {}
+        self.waiting: set[str] = set()
         #: Members of nested groups of an assigned group are assigned too (engine/nesting.py).
         self.nested_scope = nested_scope
         self.job_id = job_id
@@ -223,12 +239,23 @@ class Cycle:
     async def _run(self, snapshot: SourceSnapshot, target: Target) -> None:
         self.snapshot = snapshot
         self.changed = snapshot.changed if self.kind == "incremental" else None
+        self.escrowed = self.escrows.load()
+        if self.kind == "incremental":
+            # An initial cycle (a restart, a new mapping) tries everything at once.
+            self.waiting = waiting(self.escrowed, self.clock())
+            self.again |= self.waiting  # still to be looked at, when due
         self.mapping = guards.canonical_scoping(self.mapping, snapshot)
         self.warnings += guards.check_assignments(self.scope_mode, snapshot, self.store)
         if not self.allow_deletes:
             guards.check_deletions(snapshot, self.store)
         assignments = effective_assignments(snapshot, nested=self.nested_scope)
         users = Evaluator(self.mapping.users, self.scope_mode, assignments, self.context)
+        if self.deletion_threshold is not None and not self.allow_deletes:
+            groups_evaluator = Evaluator(self.mapping.groups, self.scope_mode, assignments, self.context)
+            removals = guards.pending_removals(snapshot, self.store, users, groups_evaluator, self.changed,
+                                               self.mapping)
+            if len(removals) > self.deletion_threshold:
+                self._stage(removals)
         deferred = await self._sync(target, users, self._to_evaluate(snapshot.users))
         # Evaluated again next cycle until resolved (an incremental cycle would not look otherwise).
         self.again.update(deferred)
@@ -249,11 +276,35 @@ class Cycle:
 
     def _to_evaluate(self, objects: Mapping[str, SourceObject]) -> Mapping[str, SourceObject]:
         """Everything, or in an incremental cycle that knows what changed, only that."""
-        if self.changed is None:
+        if self.changed is None and not self.waiting:
             return objects
-        subset = {anchor: objects[anchor] for anchor in self.changed if anchor in objects}
-        self.counts["unchanged"] += len(objects) - len(subset)
+        pool = objects if self.changed is None else (a for a in self.changed if a in objects)
+        subset = {anchor: objects[anchor] for anchor in pool if anchor not in self.waiting}
+        escrowed = sum(1 for anchor in self.waiting if anchor in objects)
+        self.counts["escrowed"] += escrowed
+        self.counts["unchanged"] += len(objects) - len(subset) - escrowed
         return subset
+
+    def _stage(self, removals: list[guards.Removal]) -> None:
+        """Past the job's deletion threshold: nothing is sent, every would-be removal is logged as a
+        staged action (Entra's ``StagedDelete``), and the cycle stops with ``TooManyDeletes``."""
+        events = guards.staged_events(removals)
+        if not self.preview:
+            with self.db.write() as conn:
+                write_events(conn, self.job_id, self.cycle_id, events)
+        else:
+            self.events.extend(events)
+        self.counts["staged"] += len(events)
+        raise CycleAborted(
+            f"deletion threshold: this cycle would disable or delete {len(removals)} objects, more than the job's "
+            f"threshold of {self.deletion_threshold}; nothing was removed. If that is right: identity-sync job "
+            "restart JOB --reset force-deletes; if not, fix the source or the scoping and run again",
+            "TooManyDeletes")
+
+    def _check_stop(self) -> None:
+        """An object boundary: stop here if the scheduler is shutting down (resumed next cycle)."""
+        if self.should_stop is not None and self.should_stop():
+            raise CycleAborted("interrupted: the engine is shutting down; the next cycle resumes", "Interrupted")
 
     def _resolvable(self, obj: SourceObject, path: str) -> bool:
         """Whether a reference left unset in the first pass can be set now: its object was linked
@@ -303,6 +354,7 @@ class Cycle:
                 continue
             batch.append(evaluation)
             if len(batch) >= BATCH:
+                self._check_stop()
                 await self._export_batch(target, mapping, batch, index)
                 batch = []
         if batch:
@@ -542,6 +594,7 @@ class Cycle:
                        if a in changed or any(m in changed for m in snapshot.groups[a].attributes.get("members") or ())]
         self.progress.begin("memberships", len(anchors))
         for start in range(0, len(anchors), GROUPS_AT_ONCE):
+            self._check_stop()
             chunk = [snapshot.groups[a] for a in anchors[start:start + GROUPS_AT_ONCE]]
             exported = self.store.memberships(g.anchor for g in chunk)
             results = await asyncio.gather(*(self._sync_group(target, g, exported.get(g.anchor, set()))
@@ -606,6 +659,7 @@ class Cycle:
             self.progress.advance(len(gone))
             return
         for start in range(0, len(gone), BATCH):
+            self._check_stop()
             chunk = gone[start:start + BATCH]
             outcomes = await asyncio.gather(*(self._delete_one(target, mapping, objects.get(a), a, index[a])
                                               for a in chunk), return_exceptions=True)
@@ -648,7 +702,8 @@ class Cycle:
             self.events.extend(events)  # what the preview and on-demand provisioning report
         if self.preview:
             return
-        self.again.update(e.source_id for e in events if e.status == "failure")
+        failed = {e.source_id: e.error_code or "Unknown" for e in events if e.status == "failure"}
+        self.again.update(failed)
         links = [o.link for o in outcomes if o.link is not None]
         void = [o.event.source_id for o in outcomes if o.unlink and o.event is not None]
         void += [o.takes_over for o in outcomes if o.takes_over is not None]
@@ -661,6 +716,8 @@ class Cycle:
             self.store.forget_memberships(conn, void)
             self.store.save_links(conn, links)
             write_events(conn, self.job_id, self.cycle_id, events)
+            self.escrows.record(conn, self.escrowed, failed, (e.source_id for e in events if e.status != "failure"),
+                                self.clock())
             now = time.monotonic()
             if now - self._progress_saved >= PROGRESS_EVERY_SECONDS:
                 # The running cycle's numbers, for `job show` and the console of another process.
@@ -678,14 +735,14 @@ class Cycle:
     def _record_end(self, result: CycleResult) -> None:
         if self.preview:
             return
-        counts = self._counts(result.counts)
+        counts = {**self._counts(result.counts), "imported": int(self.source_read.get("entries", 0))}
         with self.db.write() as conn:
             conn.execute(sa.update(engine_cycles).where(engine_cycles.c.id == self.cycle_id).values(
                 state=result.state, ended_at=now_text(), counts=counts, error=result.error))
 
     @staticmethod
     def _counts(counts: Counter[str]) -> dict[str, int]:
-        return {key: counts.get(key, 0) for key in (*COUNT_KEYS, "unchanged", "members_added", "members_removed")}
+        return {key: counts.get(key, 0) for key in (*COUNT_KEYS, *EXTRA_COUNT_KEYS)}
 
     def _result(self, started: float, target: Target, state: str, error: str | None) -> CycleResult:
         requests = dict(getattr(target.client, "requests_sent", {}) or {})

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from dataclasses import dataclass
 
 from identity_sync.engine.errors import CycleAborted
+from identity_sync.engine.logs import ProvisioningEvent
 from identity_sync.engine.mapping.model import MappingConfig
-from identity_sync.engine.model import SourceSnapshot
+from identity_sync.engine.model import ObjectType, SourceSnapshot
+from identity_sync.engine.pipeline import DISABLED_DIGEST, Evaluator
 from identity_sync.engine.state import ConnectorStore
 
 #: The deletion guard: more than this many objects of a type, and more than this share of those
@@ -76,3 +79,55 @@ def check_deletions(snapshot: SourceSnapshot, store: ConnectorStore) -> None:
                 f"source: {gone} of the {len(linked)} {object_type}s provisioned are missing from "
                 f"{snapshot.description or 'the source'}; refusing to delete them (a truncated export?). If "
                 "they are really gone: identity-sync job restart JOB --reset force-deletes", "TooManyDeletes")
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """One disable or delete a cycle would send (the job's deletion threshold counts them)."""
+
+    object_type: ObjectType
+    anchor: str
+    display: str
+    target_id: str
+    action: str  # "disable" | "delete"
+    why: str
+
+
+def pending_removals(snapshot: SourceSnapshot, store: ConnectorStore, users: Evaluator, groups: Evaluator,
+                     changed: frozenset[str] | None, mapping: MappingConfig) -> list[Removal]:
+    """Every disable and delete this cycle would send, before it sends anything (Entra's accidental
+    deletions prevention counts both, users and groups: §4.1). Objects an incremental cycle will not
+    look at cannot be removed by it, so only ``changed`` ones are decided."""
+    removals: list[Removal] = []
+    kinds = (("user", snapshot.users, users), ("group", snapshot.groups, groups))
+    for object_type, present, evaluator in kinds:
+        if object_type == "group" and not mapping.groups.enabled:
+            continue
+        for anchor, link in store.index(object_type).items():  # type: ignore[arg-type]
+            if anchor not in present:
+                if "delete" in evaluator.mapping.actions:
+                    removals.append(Removal(object_type, anchor, anchor, link.target_id, "delete",  # type: ignore[arg-type]
+                                            "gone from the source"))
+                continue
+            if link.digest == DISABLED_DIGEST or (changed is not None and anchor not in changed):
+                continue
+            obj = present[anchor]
+            _, soft_deleted, scope_lost = evaluator.decide(obj)
+            if not soft_deleted or (scope_lost and mapping.skip_out_of_scope_deletions):
+                continue
+            action = "disable" if object_type == "user" else "delete"
+            removals.append(Removal(object_type, anchor, obj.display, link.target_id, action,  # type: ignore[arg-type]
+                                    "out of scope, disabled or soft-deleted"))
+    return removals
+
+
+def staged_events(removals: list[Removal]) -> list[ProvisioningEvent]:
+    """The removals held back by the deletion threshold, as Entra logs them (``StagedDelete``)."""
+    events = []
+    for removal in removals:
+        event = ProvisioningEvent(removal.object_type, removal.anchor, removal.display, action="stageddelete",
+                                  target_id=removal.target_id)
+        event.status, event.reason = "skipped", f"held back by the deletion threshold ({removal.action})"
+        event.step("processing", "skipped", f"would {removal.action}: {removal.why}")
+        events.append(event)
+    return events

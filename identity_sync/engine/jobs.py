@@ -20,15 +20,17 @@ from identity_sync.clock import now_text
 from identity_sync.config import Settings
 from identity_sync.engine import secrets
 from identity_sync.engine.client import DIALECTS
-from identity_sync.engine.lease import Lease
+from identity_sync.engine.escrow import Escrows
 from identity_sync.engine.mapping.model import MappingConfig, default_mapping_document, load_mapping_document
 from identity_sync.engine.mirror import SourceMirror, SourceView
 from identity_sync.engine.nesting import NESTED_GROUPS
+from identity_sync.engine.quarantine import Quarantine
 from identity_sync.engine.sources import SourceSpecError, open_source
 from identity_sync.engine.sources.base import SourceOptions
 from identity_sync.engine.state import ConnectorStore
 from identity_sync.engine.tables import (
     engine_cycles,
+    engine_escrows,
     engine_events,
     engine_jobs,
     engine_links,
@@ -39,6 +41,9 @@ from identity_sync.ids import new_id
 from identity_sync.storage.db import Database
 
 SCOPES = ("assigned", "all")
+DEFAULT_INTERVAL = 40
+#: ``deletion_threshold=OFF`` turns the guard off again.
+OFF = -1
 #: What ``job restart --reset`` accepts (provisioning-engine.md §1.3, Graph ``resetScope``).
 RESETS = ("watermark", "escrows", "quarantine", "connector-data-store", "force-deletes")
 #: Entra's "Restart provisioning" button: QuarantineState + Watermark + Escrows (§1.3).
@@ -95,6 +100,9 @@ class Job:
     updated_at: str
     lease_owner: str | None = None
     lease_expires_at: str | None = None
+    next_run_at: str | None = None
+    quarantine_data: dict[str, Any] | None = None
+    failures_in_a_row: int = 0
 
     @property
     def running_by(self) -> str | None:
@@ -120,6 +128,25 @@ class Job:
         return int(self.settings.get("concurrency", 8))
 
     @property
+    def interval(self) -> int:
+        """Minutes between cycles (Entra: about 40, not configurable; here per job)."""
+        return int(self.settings.get("interval", DEFAULT_INTERVAL))
+
+    @property
+    def deletion_threshold(self) -> int | None:
+        """Accidental-deletion prevention (§4.1): off (``None``) unless set, as in Entra."""
+        value = self.settings.get("deletion_threshold")
+        return None if value is None else int(value)
+
+    @property
+    def notify_on_failure(self) -> bool:
+        return bool(self.settings.get("notify_on_failure", True))
+
+    @property
+    def quarantine(self) -> Quarantine | None:
+        return Quarantine.from_dict(self.quarantine_data)
+
+    @property
     def view(self) -> SourceView:
         """How the job looks at nested groups (engine/nesting.py)."""
         return _view(self.settings)
@@ -137,6 +164,8 @@ class Job:
                 "concurrency": self.concurrency, "nested_groups": self.settings.get("nested_groups", "direct"),
                 "nested_scope": bool(self.settings.get("nested_scope")),
                 "source_options": dict(self.settings.get("source") or {}), "state": self.state,
+                "quarantine": self.quarantine_data, "next_run_at": self.next_run_at, "interval": self.interval,
+                "deletion_threshold": self.deletion_threshold, "notify_on_failure": self.notify_on_failure,
                 "next_cycle": "incremental" if self.watermark else "initial", "running_by": self.running_by,
                 "created_at": self.created_at, "updated_at": self.updated_at}
 
@@ -149,14 +178,16 @@ class JobService:
     def create(self, name: str, *, source: str, target_url: str, credentials: Credentials,
                mapping: dict[str, Any] | None = None, scope: str = "assigned", dialect: str = "entra",
                notify: str | None = None, concurrency: int = 8, source_options: SourceOptions | None = None,
-               nested_groups: str | None = None, nested_scope: bool | None = None) -> Job:
+               nested_groups: str | None = None, nested_scope: bool | None = None, interval: int | None = None,
+               deletion_threshold: int | None = None, notify_on_failure: bool | None = None) -> Job:
         if not _NAME.fullmatch(name):
             raise JobError(f"job name {name!r}: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
         if self._find(name) is not None:
             raise JobError(f"job '{name}' already exists")
         options = self._options(source=source, target_url=target_url, scope=scope, dialect=dialect, notify=notify,
                                 concurrency=concurrency, source_options=source_options or SourceOptions(),
-                                nested_groups=nested_groups, nested_scope=nested_scope)
+                                nested_groups=nested_groups, nested_scope=nested_scope, interval=interval,
+                                deletion_threshold=deletion_threshold, notify_on_failure=notify_on_failure)
         document = mapping if mapping is not None else default_mapping_document()
         load_mapping_document(document)  # validated before anything is stored
         job_id, now = new_id(), now_text()
@@ -173,7 +204,8 @@ class JobService:
                credentials: Credentials | None = None, mapping: dict[str, Any] | None = None,
                scope: str | None = None, dialect: str | None = None, notify: str | None = None,
                concurrency: int | None = None, source_options: SourceOptions | None = None,
-               nested_groups: str | None = None, nested_scope: bool | None = None) -> Job:
+               nested_groups: str | None = None, nested_scope: bool | None = None, interval: int | None = None,
+               deletion_threshold: int | None = None, notify_on_failure: bool | None = None) -> Job:
         """``job set``: changes what is given. A new mapping, scope or source makes the next cycle
         an initial one (§1.2: configuration changes re-evaluate every object)."""
         job = self.get(name)
@@ -181,7 +213,10 @@ class JobService:
         options = self._options(source=source if source is not None or source_options is None else job.source,
                                 target_url=target_url, scope=scope, dialect=dialect, notify=notify,
                                 concurrency=concurrency, source_options=source_options,
-                                nested_groups=nested_groups, nested_scope=nested_scope)
+                                nested_groups=nested_groups, nested_scope=nested_scope, interval=interval,
+                                deletion_threshold=deletion_threshold, notify_on_failure=notify_on_failure,
+                                stored=self.source_options(job) if source is not None and source_options is None
+                                else None)
         view = job.view
         settings.update(options["settings"])
         values: dict[str, Any] = {"updated_at": now_text()}
@@ -233,7 +268,8 @@ class JobService:
         """Stop managing the target: the job and all its state go; the target's objects stay."""
         job = self.get(name)
         with self.db.write() as conn:
-            for table in (engine_events, engine_links, engine_memberships, engine_cycles, engine_source_objects):
+            for table in (engine_events, engine_links, engine_memberships, engine_cycles, engine_source_objects,
+                          engine_escrows):
                 conn.execute(sa.delete(table).where(table.c.job_id == job.id))
             conn.execute(sa.delete(engine_jobs).where(engine_jobs.c.id == job.id))
 
@@ -268,6 +304,12 @@ class JobService:
                 SourceMirror(self.db, job.id).clear(conn)  # the next read is a complete one
             if "connector-data-store" in resets:
                 ConnectorStore(self.db, job.id).clear(conn)
+            if "escrows" in resets:
+                Escrows(self.db, job.id).clear(conn)  # every failed object is tried at once
+            if "quarantine" in resets:
+                conn.execute(sa.update(engine_jobs).where(engine_jobs.c.id == job.id).values(
+                    state="paused" if job.state == "paused" else "active", quarantine=None, failures_in_a_row=0,
+                    next_run_at=now_text()))
             if "force-deletes" in resets:
                 # The next completed cycle may delete past the deletion guard (§4.1 "Allow deletes").
                 conn.execute(sa.update(engine_jobs).where(engine_jobs.c.id == job.id).values(
@@ -275,16 +317,6 @@ class JobService:
         done["next_cycle"] = "initial" if resets & {"watermark", "connector-data-store"} else (
             "incremental" if job.watermark else "initial")
         return done
-
-    def cycle_completed(self, job: Job, watermark: str | None, lease: Lease | None = None) -> None:
-        """Keep the source position of a completed cycle; a one-time "allow deletes" is used up.
-        Under the cycle's lease: a cycle whose job was taken over records nothing."""
-        settings = {k: v for k, v in job.settings.items() if k != "force_deletes"}
-        with self.db.write() as conn:
-            if lease is not None:
-                lease.renew(conn)
-            conn.execute(sa.update(engine_jobs).where(engine_jobs.c.id == job.id).values(
-                watermark=watermark, settings=settings))
 
     def cycles(self, job: Job, limit: int = 20) -> list[dict[str, Any]]:
         t = engine_cycles.c
@@ -301,8 +333,21 @@ class JobService:
     def _options(self, *, source: str | None, target_url: str | None, scope: str | None, dialect: str | None,
                  notify: str | None, concurrency: int | None,
                  source_options: SourceOptions | None = None, nested_groups: str | None = None,
-                 nested_scope: bool | None = None) -> dict[str, Any]:
+                 nested_scope: bool | None = None, interval: int | None = None,
+                 deletion_threshold: int | None = None, notify_on_failure: bool | None = None,
+                 stored: SourceOptions | None = None) -> dict[str, Any]:
         settings: dict[str, Any] = {}
+        if interval is not None:
+            if not 1 <= interval <= 10_080:
+                raise JobError("--interval must be between 1 and 10080 minutes (a week)")
+            settings["interval"] = interval
+        if deletion_threshold is not None:
+            if deletion_threshold < 0 and deletion_threshold != OFF:
+                raise JobError("--deletion-threshold must be 0 or more (off: --deletion-threshold off)")
+            # -1 is how "off" travels from the command line: the guard is opt-in, as in Entra.
+            settings["deletion_threshold"] = None if deletion_threshold == OFF else deletion_threshold
+        if notify_on_failure is not None:
+            settings["notify_on_failure"] = notify_on_failure
         if nested_groups is not None:
             if nested_groups not in NESTED_GROUPS:
                 raise JobError(f"--nested-groups must be one of {', '.join(NESTED_GROUPS)}")
@@ -312,7 +357,7 @@ class JobService:
         if source is not None:
             try:
                 # A bad source specification fails here, not at the first cycle.
-                open_source(source, source_options)
+                open_source(source, source_options or stored)
             except SourceSpecError as exc:
                 raise JobError(str(exc)) from None
         if source_options is not None:
@@ -385,4 +430,5 @@ def _job(row: Any) -> Job:
     return Job(id=row.id, name=row.name, source=row.source, target_url=row.target_url,
                sealed_credentials=row.credentials, settings=dict(row.settings), mapping_document=row.mapping,
                state=row.state, watermark=row.watermark, created_at=row.created_at, updated_at=row.updated_at,
-               lease_owner=row.lease_owner, lease_expires_at=row.lease_expires_at)
+               lease_owner=row.lease_owner, lease_expires_at=row.lease_expires_at, next_run_at=row.next_run_at,
+               quarantine_data=row.quarantine, failures_in_a_row=row.failures_in_a_row or 0)

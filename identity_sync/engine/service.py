@@ -5,8 +5,9 @@ cycle, and keeps the job's watermark; no engine logic lives in the callers."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 from identity_sync.config import Settings
 from identity_sync.engine.client import BearerToken, ClientCredentials, ConnectionProblem, ScimClient
@@ -18,6 +19,7 @@ from identity_sync.engine.logs import prune_events
 from identity_sync.engine.mapping.expressions import EvaluationContext
 from identity_sync.engine.mirror import SourceMirror
 from identity_sync.engine.model import SourceSnapshot
+from identity_sync.engine.operations import JobOperations, Transition
 from identity_sync.engine.progress import Progress
 from identity_sync.engine.sources import SourceSpecError, open_source
 from identity_sync.engine.sources.base import Source
@@ -25,27 +27,41 @@ from identity_sync.storage.db import Database
 
 
 class EngineService:
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: Settings, *,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.db = db
         self.settings = settings
         self.jobs = JobService(db, settings)
+        self.operations = JobOperations(self.jobs)
+        #: Injected by tests of quarantine and escrow back-off (no sleeps).
+        self.clock = clock
 
-    def run(self, name: str, *, progress: Progress | None = None) -> CycleResult:
+    def run(self, name: str, *, progress: Progress | None = None,
+            should_stop: Callable[[], bool] | None = None) -> CycleResult:
         """One cycle now: initial without a watermark, else incremental. Raises CycleAborted when
-        the cycle could not run; per-object failures are counted and logged, not raised."""
+        the cycle could not run; per-object failures are counted and logged, not raised. Either
+        way the job's state, next run and quarantine follow (engine/operations.py)."""
         job = self.jobs.get(name)
         lease = Lease(self.db, job.id, job.name)
         lease.acquire()  # one cycle of a job at a time (JobBusy otherwise)
         try:
-            cycle = self._cycle(job, preview=False, progress=progress, lease=lease)
-            result = asyncio.run(self._run(job, cycle))
-            self.jobs.cycle_completed(job, result.watermark, lease)
+            cycle = self._cycle(job, preview=False, progress=progress, lease=lease, should_stop=should_stop)
+            try:
+                result = asyncio.run(self._run(job, cycle))
+            except CycleAborted as exc:
+                self._after(job, self.operations.failed(job, exc.error_code, str(exc), self.clock()))
+                raise
+            counts = {**result.counts, "imported": result.source_read.get("entries", 0)}
+            self._after(job, self.operations.completed(job, result.watermark, counts, self.clock(), lease))
             # After the watermark: a crash in between leaves objects pending, looked at once more.
             SourceMirror(self.db, job.id).settle(result.again)
         finally:
             lease.release()
         prune_events(self.db, self.settings.engine_log_retention_days)
         return result
+
+    def _after(self, job: Job, transition: Transition) -> None:
+        """Tell a person when the job entered quarantine or its reason changed (once per event)."""
 
     def preview(self, name: str, *, progress: Progress | None = None) -> CycleResult:
         """Every action a cycle would take, with the attribute changes; writes nothing anywhere."""
@@ -103,10 +119,12 @@ class EngineService:
         finally:
             source.close()
 
-    def _cycle(self, job: Job, *, preview: bool, progress: Progress | None, lease: Lease | None = None) -> Cycle:
+    def _cycle(self, job: Job, *, preview: bool, progress: Progress | None, lease: Lease | None = None,
+               should_stop: Callable[[], bool] | None = None) -> Cycle:
         return Cycle(self.db, job.id, job.mapping(), job.scope, job.watermark, preview=preview, progress=progress,
                      context=EvaluationContext(), allow_deletes=bool(job.settings.get("force_deletes")), lease=lease,
-                     nested_scope=job.view.nested_scope)
+                     nested_scope=job.view.nested_scope, deletion_threshold=job.deletion_threshold,
+                     should_stop=should_stop, clock=self.clock)
 
     def _source(self, job: Job) -> Source:
         try:

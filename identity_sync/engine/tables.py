@@ -10,6 +10,7 @@
 * ``engine_memberships`` — the group memberships the engine has exported, by source anchors.
 * ``engine_cycles`` — one row per cycle: kind, state, counts, the error that stopped it.
 * ``engine_events`` — the provisioning logs, one row per object per cycle (§4.4).
+* ``engine_escrows`` — objects that failed, retried with back-off (engine/escrow.py).
 * ``engine_source_objects`` — the engine's copy of the source (engine/mirror.py, migration 0013):
   each object's attributes as last read, the digest of what the cycle sees of it, and whether a
   cycle still has to look at it (``pending``). With it, a source that reports only changes (LDAP
@@ -44,6 +45,11 @@ engine_jobs = sa.Table(
     sa.Column("lease_expires_at", sa.String(32)),
     # The source's own position (a delta link, a sync cookie) the mirror is at (migration 0013).
     sa.Column("source_cursor", sa.Text),
+    # Operations (migration 0013, engine/scheduler.py, engine/quarantine.py): when the scheduler runs
+    # the job next, its quarantine (NULL: none), and how many cycles in a row could not run.
+    sa.Column("next_run_at", sa.String(32)),
+    sa.Column("quarantine", JSON_DOC),
+    sa.Column("failures_in_a_row", sa.Integer, nullable=False, server_default="0"),
 )
 
 engine_links = sa.Table(
@@ -117,5 +123,17 @@ engine_source_objects = sa.Table(
     sa.Column("assigned", sa.Boolean, nullable=False),
     sa.Column("digest", sa.String(64), nullable=False),
     sa.Column("pending", sa.Boolean, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+engine_escrows = sa.Table(
+    "engine_escrows",
+    metadata,
+    sa.Column("job_id", sa.String(36), sa.ForeignKey("engine_jobs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("anchor", sa.String(255), primary_key=True),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("first_failed_at", sa.String(32), nullable=False),
+    sa.Column("next_attempt_at", sa.String(32), nullable=False),
+    sa.Column("error_code", sa.String(64), nullable=False),
     sqlite_with_rowid=False,
 )
