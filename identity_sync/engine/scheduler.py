@@ -31,7 +31,6 @@ import structlog
 
 from identity_sync.clock import format_timestamp
 from identity_sync.engine.errors import CycleAborted
-from identity_sync.engine.lease import JobBusy
 from identity_sync.engine.service import EngineService
 from identity_sync.engine.tables import engine_jobs
 
@@ -110,10 +109,9 @@ class Scheduler:
         try:
             result = self.engine.run(name, should_stop=self._stopping.is_set)
             log.info("cycle completed", job=name, kind=result.kind, failed=result.counts.get("failed", 0))
-        except JobBusy:
-            pass  # another engine runs it now
         except CycleAborted as exc:
-            log.warning("cycle stopped", job=name, error_code=exc.error_code)
+            if exc.error_code != "JobBusy":  # JobBusy: another engine runs it now
+                log.warning("cycle stopped", job=name, error_code=exc.error_code)
         except Exception:  # a bug must not stop the other jobs
             log.exception("cycle crashed", job=name)
         finally:

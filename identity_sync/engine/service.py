@@ -51,6 +51,11 @@ class EngineService:
             except CycleAborted as exc:
                 self._after(job, self.operations.failed(job, exc.error_code, str(exc), self.clock()))
                 raise
+            except Exception as exc:
+                # A bug: counted like a cycle that could not run, so a scheduler does not spin on it.
+                self._after(job, self.operations.failed(job, "InternalError", f"{type(exc).__name__}: {exc}",
+                                                        self.clock()))
+                raise
             counts = {**result.counts, "imported": result.source_read.get("entries", 0)}
             self._after(job, self.operations.completed(job, result.watermark, counts, self.clock(), lease))
             # After the watermark: a crash in between leaves objects pending, looked at once more.

@@ -199,3 +199,32 @@ def test_source_options_and_nesting_from_the_command_line(cli: Cli, db_url: str,
     assert "ldap-bind-secret" not in _stored_job(db_url)
     refused = cli("job", "set", "hr", "--nested-groups", "deep")
     assert refused.returncode != 0 and "--nested-groups must be one of direct, flatten" in refused.stderr
+
+
+def test_operations_from_the_command_line(cli: Cli, tmp_path: Path, our_target: Target,
+                                          export: tuple[Path, str]) -> None:
+    """The contract of issue 13: ``job set --interval --deletion-threshold --notify --notify-on-failure``,
+    ``job show --json`` with ``state``, ``quarantine``, ``last_cycle`` and ``progress``, ``job pause``,
+    ``job start`` and ``job history``."""
+    source, _ = export
+    _create(cli, tmp_path, our_target, source)
+    changed = cli.json("job", "set", "hr", "--interval", "15", "--deletion-threshold", "500", "--notify",
+                       "it@example.com", "--notify-on-failure", "off", "--json")
+    assert (changed["interval"], changed["deletion_threshold"], changed["notify"], changed["notify_on_failure"]) == \
+        (15, 500, "it@example.com", False)
+    assert cli.json("job", "set", "hr", "--deletion-threshold", "off", "--json")["deletion_threshold"] is None
+    before = cli.json("job", "show", "hr", "--json")
+    assert (before["state"], before["quarantine"], before["last_cycle"], before["progress"]) == \
+        ("active", None, None, None)
+    cli.json("job", "run", "hr", "--json")
+    shown = cli.json("job", "show", "hr", "--json")
+    assert shown["last_cycle"]["state"] == "completed" and shown["last_cycle"]["created"] == 3
+    assert cli.json("job", "pause", "hr", "--json")["state"] == "paused"
+    assert cli.json("job", "start", "hr", "--json")["state"] == "active"
+    history = cli.json("job", "history", "hr", "--json")
+    [cycle] = history["cycles"]
+    assert (cycle["kind"], cycle["state"], cycle["imported"], cycle["exported"], cycle["escrowed"]) == \
+        ("initial", "completed", 4, 4, 0)  # 2 users and a group created, its members added
+    assert {"began", "ended", "counts"} <= set(cycle)
+    refused = cli("job", "set", "hr", "--deletion-threshold", "many")
+    assert refused.returncode != 0 and "--deletion-threshold must be a number of objects, or off" in refused.stderr
