@@ -263,7 +263,8 @@ class _Reader:
     async def list(self, object_type: ObjectType, *, filter_text: str | None = None) -> list[Raw]:
         """Every resource of a type (matching ``filter_text``), whole; raises IncompleteListing."""
         params = {"filter": filter_text} if filter_text else {}
-        return [resource async for page in self._pages(_TYPES[object_type], params) for resource in page]
+        endpoint = documents.ENDPOINTS[_TYPES[object_type]]
+        return [resource async for page in self._pages(endpoint, params) for resource in page]
 
     async def ids(self, object_type: ObjectType) -> set[str]:
         """The id of every resource of a type (``attributes=id``: a few bytes each)."""
@@ -325,6 +326,8 @@ class _Reader:
                 return
             if not page:
                 raise IncompleteListing(f"GET /{endpoint}: the listing stopped before totalResults")
+            if not fresh:  # a service that ignores startIndex would be asked the same page forever
+                raise IncompleteListing(f"GET /{endpoint}: startIndex {start} repeated resources already listed")
             start += len(page)
 
 
