@@ -111,6 +111,8 @@ class ScimSource:
                  verify: ssl.SSLContext | bool = True, page_size: int = PAGE_SIZE) -> None:
         self.url = url
         self.description = f"scim:{url}"
+        #: ``read_changes`` may return a delta (when the service filters on meta.lastModified).
+        self.incremental = True
         # Kept across reads: an OAuth token is fetched once and reused while it lives.
         self._auth = auth
         self._verify = verify
