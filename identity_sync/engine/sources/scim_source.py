@@ -164,7 +164,8 @@ class ScimSource:
 
     async def _read(self, reader: _Reader) -> SourceSnapshot:
         raw = {"user": await reader.list("user"), "group": await reader.list("group")}
-        raw["group"] = [await reader.complete_group(group) for group in raw["group"]]
+        # A group deleted between its listing and its own read is simply not there any more.
+        raw["group"] = [whole for group in raw["group"] if (whole := await reader.complete_group(group)) is not None]
         users = _objects("user", raw["user"])
         groups = _objects("group", raw["group"])
         await _resolve_references(reader, users, groups)
@@ -222,10 +223,18 @@ class ScimSource:
             entries += 1
             if resource is not None:
                 changed[(object_type, anchor)] = resource
-        for key, resource in changed.items():
+        for key, resource in list(changed.items()):
             if key[0] == "group" and not has_members_key(resource):
-                changed[key] = await reader.complete_group(resource)
+                whole = await reader.complete_group(resource)
                 entries += 1
+                if whole is not None:
+                    changed[key] = whole
+                else:  # deleted since it was listed
+                    del changed[key]
+                    if key[1] in known["group"] and key not in removed:
+                        removed.append(key)
+        for key in removed:
+            changed.pop(key, None)  # listed as changed, then deleted before the ids were listed
         # The overlap returns again what the last read returned: only what differs from the engine's
         # copy is a change (compared by content, not by timestamp: a service that keeps seconds
         # gives two writes within one second the same meta.lastModified).
@@ -286,14 +295,12 @@ class _Reader:
             raise IncompleteListing(f"GET /{path}: the answer is another resource")
         return resource
 
-    async def complete_group(self, group: Raw) -> Raw:
-        """``group`` with its members: read alone when the listing left ``members`` out."""
+    async def complete_group(self, group: Raw) -> Raw | None:
+        """``group`` with its members: read alone when the listing left ``members`` out; ``None``
+        when it was deleted since it was listed."""
         if has_members_key(group):
             return group
-        whole = await self.get("group", group["id"])
-        if whole is None:
-            raise IncompleteListing(f"group {group['id']} was deleted while the groups were read")
-        return whole
+        return await self.get("group", group["id"])
 
     async def can_filter(self) -> bool:
         """False when the ServiceProviderConfig says that the service does not filter at all; a
@@ -352,9 +359,9 @@ async def _resolve_references(reader: _Reader, users: dict[str, SourceObject],
         if user is not None:
             users[anchor] = to_source_object("user", user)
             continue
-        group = await reader.get("group", anchor)
+        group = await reader.get("group", anchor)  # read alone: with its members
         if group is not None:
-            groups[anchor] = to_source_object("group", await reader.complete_group(group))
+            groups[anchor] = to_source_object("group", group)
         else:
             gone.add(anchor)
     if not gone:

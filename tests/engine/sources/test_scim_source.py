@@ -261,6 +261,7 @@ class FakeScim:
         self.filter_answer = "honour"  # or "400", "ignore"
         self.members_in_lists = True
         self.extra_total = 0  # a totalResults that says more than the service gives
+        self.vanished: set[str] = set()  # listed, but 404 when read alone (deleted in between)
         self.requests: list[str] = []
         fake = self
 
@@ -297,6 +298,7 @@ class FakeScim:
             return 200, {"filter": {"supported": self.filter_supported, "maxResults": 200}}
         if parts[0] in ("Users", "Groups"):  # one resource
             found = (self.users if parts[0] == "Users" else self.groups).get(parts[1])
+            found = None if parts[1] in self.vanished else found
             return (200, found) if found else (404, {"status": "404"})
         resources = list((self.users if parts[-1] == "Users" else self.groups).values())
         text = query.get("filter", [""])[0]
@@ -364,6 +366,28 @@ def test_groups_listed_without_members_are_read_alone(fake: FakeScim) -> None:
     snapshot = fake_source(fake).read()
     assert snapshot.groups["g1"].attributes["members"] == ["u1"]
     assert "/scim/Groups/g1" in fake.requests
+
+
+def test_a_group_deleted_between_its_listing_and_its_own_read_is_not_there(fake: FakeScim) -> None:
+    fake.members_in_lists = False
+    fake.vanished.add("g1")
+    assert "g1" not in fake_source(fake).read().groups
+
+
+def test_what_named_a_deleted_object_is_read_again_though_its_timestamp_did_not_move(fake: FakeScim) -> None:
+    """A service may drop a deleted user from its groups and its reports' manager without touching
+    their meta.lastModified: the source reads them again."""
+    fake.users["u2"][ENTERPRISE] = {"manager": {"value": "u1"}}
+    before = fake_source(fake).read()
+    assert before.users["u2"].attributes["manager"] == "u1"
+    del fake.users["u1"]
+    fake.groups["g1"]["members"] = []
+    fake.users["u2"][ENTERPRISE] = {}
+    delta = fake_source(fake).read_changes(before.watermark, before)
+    assert delta is not None
+    assert list(delta.removed) == [("user", "u1")]
+    changed = {obj.anchor: dict(obj.attributes) for obj in delta.changed}
+    assert changed == {"u2": {"userPrincipalName": "u2@example.com"}, "g1": {"displayName": "g1", "members": []}}
 
 
 def test_a_listing_short_of_its_total_is_an_error_not_a_partial_snapshot(fake: FakeScim) -> None:
