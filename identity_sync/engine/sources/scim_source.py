@@ -163,70 +163,39 @@ class ScimSource:
     # -- the reads -----------------------------------------------------------------------------
 
     async def _read(self, reader: _Reader) -> SourceSnapshot:
-        raw = {"user": await reader.list("user"), "group": await reader.list("group")}
-        # A group deleted between its listing and its own read is simply not there any more.
-        raw["group"] = [whole for group in raw["group"] if (whole := await reader.complete_group(group)) is not None]
-        users = _objects("user", raw["user"])
-        groups = _objects("group", raw["group"])
+        # Translated page by page: 100,000 users are never held twice (as JSON and as objects).
+        objects: dict[ObjectType, dict[str, SourceObject]] = {"user": {}, "group": {}}
+        latest: datetime | None = None
+        for object_type in ("user", "group"):
+            async for page in reader.pages(object_type):
+                for listed in page:
+                    resource = await reader.complete_group(listed) if object_type == "group" else listed
+                    if resource is None:
+                        continue  # a group deleted between its listing and its own read is not there
+                    latest = _latest(latest, [resource])
+                    objects[object_type][resource["id"]] = to_source_object(object_type, resource)
+        users, groups = objects["user"], objects["group"]
         await _resolve_references(reader, users, groups)
-        watermark = _Cursor.after(None, [*raw["user"], *raw["group"]]).text()
-        return SourceSnapshot(users, groups, None, watermark, self.description, user_attributes=USER_ATTRIBUTES,
-                              group_attributes=GROUP_ATTRIBUTES)
+        return SourceSnapshot(users, groups, None, _Cursor(latest).text(), self.description,
+                              user_attributes=USER_ATTRIBUTES, group_attributes=GROUP_ATTRIBUTES)
 
     async def _read_changes(self, reader: _Reader, cursor_text: str, previous: SourceSnapshot) -> SourceDelta | None:
         cursor = _Cursor.parse(cursor_text)
         if cursor is None or cursor.since is None or not await reader.can_filter():
             return None
-        start = cursor.since - OVERLAP
-        query = f'meta.lastModified gt "{_format(start)}"'
-        listed: dict[ObjectType, list[Raw]] = {}
-        for object_type in ("user", "group"):
-            try:
-                listed[object_type] = await reader.list(object_type, filter_text=query)
-            except TargetError as exc:
-                if exc.status in (400, 501):  # the service does not filter on meta.lastModified
-                    return None
-                raise
-        answered = [*listed["user"], *listed["group"]]
-        if any((moment := _parse(last_modified(r))) is not None and moment <= start for r in answered):
-            return None  # the filter was ignored: these were not modified since
-        entries = len(answered)
+        listed = await _modified_since(reader, cursor.since - OVERLAP)
+        if listed is None:
+            return None
+        answered = [resource for resources in listed.values() for resource in resources]
         changed: dict[tuple[ObjectType, str], Raw] = {
             (object_type, resource["id"]): resource for object_type, resources in listed.items()
             for resource in resources}
-
-        # Deletions: every id the service has now, against the engine's copy of the source.
-        present = {object_type: await reader.ids(object_type) for object_type in ("user", "group")}
-        entries += sum(map(len, present.values()))
         known: dict[ObjectType, Mapping[str, SourceObject]] = {"user": previous.users, "group": previous.groups}
-        removed: list[tuple[ObjectType, str]] = []
-        to_read: set[tuple[ObjectType, str]] = set()
-        for object_type in ("user", "group"):
-            for anchor in known[object_type]:
-                if anchor not in present[object_type]:
-                    resource = await reader.get(object_type, anchor)  # skipped by the paging, or gone?
-                    entries += 1
-                    if resource is None:
-                        removed.append((object_type, anchor))
-                    else:
-                        changed.setdefault((object_type, anchor), resource)
-            # New ids the filter did not return (a clock that went back): read them alone.
-            to_read.update((object_type, a) for a in present[object_type]
-                           if a not in known[object_type] and (object_type, a) not in changed)
-        gone = {anchor for _, anchor in removed}
-        if gone:
-            to_read.update(("group", a) for a, group in previous.groups.items()
-                           if gone.intersection(group.attributes.get("members") or ()))
-            to_read.update(("user", a) for a, user in previous.users.items() if user.attributes.get("manager") in gone)
-        for object_type, anchor in sorted(to_read - set(changed) - set(removed)):
-            resource = await reader.get(object_type, anchor)
-            entries += 1
-            if resource is not None:
-                changed[(object_type, anchor)] = resource
+        counter = _Counter(reader, len(answered))
+        removed = await _deletions(counter, known, changed)
         for key, resource in list(changed.items()):
             if key[0] == "group" and not has_members_key(resource):
-                whole = await reader.complete_group(resource)
-                entries += 1
+                whole = await counter.complete_group(resource)
                 if whole is not None:
                     changed[key] = whole
                 else:  # deleted since it was listed
@@ -240,8 +209,80 @@ class ScimSource:
         # gives two writes within one second the same meta.lastModified).
         objects = [obj for (object_type, _), resource in changed.items()
                    if _differs(obj := to_source_object(object_type, resource), known[object_type].get(obj.anchor))]
-        new_cursor = _Cursor.after(cursor, answered).text()
-        return SourceDelta(objects, removed, None, new_cursor, entries_read=entries)
+        new_cursor = _Cursor(_latest(cursor.since, answered)).text()
+        return SourceDelta(objects, removed, None, new_cursor, entries_read=counter.entries)
+
+
+async def _modified_since(reader: _Reader, start: datetime) -> dict[ObjectType, list[Raw]] | None:
+    """The Users and Groups modified after ``start``; ``None`` when the service cannot say."""
+    query = f'meta.lastModified gt "{_format(start)}"'
+    listed: dict[ObjectType, list[Raw]] = {}
+    for object_type in ("user", "group"):
+        try:
+            listed[object_type] = await reader.list(object_type, filter_text=query)
+        except TargetError as exc:
+            if exc.status in (400, 501):  # the service does not filter on meta.lastModified
+                return None
+            raise
+        for resource in listed[object_type]:
+            moment = _parse(last_modified(resource))
+            if moment is not None and moment <= start:
+                return None  # the filter was ignored: this one was not modified since
+    return listed
+
+
+async def _deletions(counter: _Counter, known: Mapping[ObjectType, Mapping[str, SourceObject]],
+                     changed: dict[tuple[ObjectType, str], Raw]) -> list[tuple[ObjectType, str]]:
+    """The anchors of the engine's copy that the service no longer has, from a listing of every id
+    (SCIM reports no deletions). Adds to ``changed`` what that reveals besides: new objects the
+    change query did not return, and what named a deleted object (its groups, its reports)."""
+    present = {object_type: await counter.ids(object_type) for object_type in ("user", "group")}
+    removed: list[tuple[ObjectType, str]] = []
+    to_read: set[tuple[ObjectType, str]] = set()
+    for object_type in ("user", "group"):
+        for anchor in known[object_type]:
+            if anchor not in present[object_type]:
+                resource = await counter.get(object_type, anchor)  # skipped by the paging, or gone?
+                if resource is None:
+                    removed.append((object_type, anchor))
+                else:
+                    changed.setdefault((object_type, anchor), resource)
+        # New ids the change query did not return (written after it, or a clock that went back).
+        to_read.update((object_type, a) for a in present[object_type]
+                       if a not in known[object_type] and (object_type, a) not in changed)
+    gone = {anchor for _, anchor in removed}
+    if gone:
+        # The service may have dropped a deleted object from groups and managers without touching
+        # their meta.lastModified. (Decoding every object of the copy: only when something was deleted.)
+        to_read.update(("group", a) for a, group in known["group"].items()
+                       if gone.intersection(group.attributes.get("members") or ()))
+        to_read.update(("user", a) for a, user in known["user"].items() if user.attributes.get("manager") in gone)
+    for object_type, anchor in sorted(to_read - set(changed) - set(removed)):
+        resource = await counter.get(object_type, anchor)
+        if resource is not None:
+            changed[(object_type, anchor)] = resource
+    return removed
+
+
+class _Counter:
+    """The reads of a change read that count as entries read: ids listed, resources read alone."""
+
+    def __init__(self, reader: _Reader, entries: int) -> None:
+        self.reader = reader
+        self.entries = entries
+
+    async def ids(self, object_type: ObjectType) -> set[str]:
+        found = await self.reader.ids(object_type)
+        self.entries += len(found)
+        return found
+
+    async def get(self, object_type: ObjectType, anchor: str) -> Raw | None:
+        self.entries += 1
+        return await self.reader.get(object_type, anchor)
+
+    async def complete_group(self, group: Raw) -> Raw | None:
+        self.entries += 1
+        return await self.reader.complete_group(group)
 
 
 def run_in_thread(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -273,9 +314,12 @@ class _Reader:
 
     async def list(self, object_type: ObjectType, *, filter_text: str | None = None) -> list[Raw]:
         """Every resource of a type (matching ``filter_text``), whole; raises IncompleteListing."""
+        return [resource async for page in self.pages(object_type, filter_text=filter_text) for resource in page]
+
+    def pages(self, object_type: ObjectType, *, filter_text: str | None = None) -> AsyncIterator[list[Raw]]:
+        """:meth:`list`, page by page."""
         params = {"filter": filter_text} if filter_text else {}
-        endpoint = documents.ENDPOINTS[_TYPES[object_type]]
-        return [resource async for page in self._pages(endpoint, params) for resource in page]
+        return self._pages(documents.ENDPOINTS[_TYPES[object_type]], params)
 
     async def ids(self, object_type: ObjectType) -> set[str]:
         """The id of every resource of a type (``attributes=id``: a few bytes each)."""
@@ -340,10 +384,6 @@ class _Reader:
             start += len(page)
 
 
-def _objects(object_type: ObjectType, resources: Iterable[Raw]) -> dict[str, SourceObject]:
-    return {obj.anchor: obj for obj in (to_source_object(object_type, r) for r in resources)}
-
-
 async def _resolve_references(reader: _Reader, users: dict[str, SourceObject],
                               groups: dict[str, SourceObject]) -> None:
     """Members and managers name objects of the snapshot: one created between the two listings is
@@ -380,9 +420,9 @@ async def _resolve_references(reader: _Reader, users: dict[str, SourceObject],
 class _Cursor:
     """The position of a read: see the module docstring."""
 
-    def __init__(self, since: datetime | None, listed_at: str) -> None:
+    def __init__(self, since: datetime | None, listed_at: str | None = None) -> None:
         self.since = since
-        self.listed_at = listed_at
+        self.listed_at = listed_at if listed_at is not None else _format(datetime.now(UTC))
 
     @classmethod
     def parse(cls, text: str) -> _Cursor | None:
@@ -398,17 +438,15 @@ class _Cursor:
             return None
         return cls(since, str(data.get("listed_at", "")))
 
-    @classmethod
-    def after(cls, previous: _Cursor | None, resources: Iterable[Raw]) -> _Cursor:
-        """The cursor once ``resources`` (with their ``meta.lastModified``) were read."""
-        moments = [m for r in resources if (m := _parse(last_modified(r))) is not None]
-        if previous is not None and previous.since is not None:
-            moments.append(previous.since)
-        return cls(max(moments, default=None), _format(datetime.now(UTC)))
-
     def text(self) -> str:
         since = _format(self.since) if self.since is not None else None
         return json.dumps({"since": since, "listed_at": self.listed_at}, sort_keys=True)
+
+
+def _latest(moment: datetime | None, resources: Iterable[Raw]) -> datetime | None:
+    """The latest of ``moment`` and the resources' ``meta.lastModified``."""
+    stamps = [m for r in resources if (m := _parse(last_modified(r))) is not None]
+    return max([*stamps, *([moment] if moment is not None else [])], default=None)
 
 
 def _differs(obj: SourceObject, before: SourceObject | None) -> bool:
