@@ -12,9 +12,10 @@ changes, so a new ``userName`` is an update. SCIM has no notion of assignment: `
 Full read (``read``): every User, then every Group, page by page (index paging). A listing that
 cannot be shown complete — an error after the retries, no ``totalResults``, a total that moves, a
 page short of it — is a :class:`SourceError`, never a partial snapshot. A Group listed without a
-``members`` attribute (some servers leave members out of list answers) is read alone. A member or
-manager that the listings did not return (created meanwhile) is read alone; one that is gone is
-left out.
+``members`` attribute (some servers leave members out of list answers) is read alone. Then a
+listing of every ``id``: one that the listing skipped (index paging over a changing directory can)
+is read alone. A member or manager that the listings did not return (created meanwhile) is read
+alone; one that is gone is left out.
 
 Changes (``read_changes``): where the service filters on ``meta.lastModified``, the Users and
 Groups modified since the cursor, each complete as the service returns it; hard deletions by
@@ -174,6 +175,13 @@ class ScimSource:
                         continue  # a group deleted between its listing and its own read is not there
                     latest = _latest(latest, [resource])
                     objects[object_type][resource["id"]] = to_source_object(object_type, resource)
+            # Index paging over a changing directory can skip one: a deletion before it and a
+            # creation after it leave totalResults as it was. A listing of ids (a few bytes each)
+            # catches it; whatever it names that the listing lacked is read alone.
+            for anchor in sorted(await reader.ids(object_type) - objects[object_type].keys()):
+                resource = await reader.get(object_type, anchor)
+                if resource is not None:
+                    objects[object_type][anchor] = to_source_object(object_type, resource)
         users, groups = objects["user"], objects["group"]
         await _resolve_references(reader, users, groups)
         return SourceSnapshot(users, groups, None, _Cursor(latest).text(), self.description,

@@ -262,6 +262,7 @@ class FakeScim:
         self.members_in_lists = True
         self.extra_total = 0  # a totalResults that says more than the service gives
         self.vanished: set[str] = set()  # listed, but 404 when read alone (deleted in between)
+        self.skipped: set[str] = set()  # left out of whole listings, totalResults included (paging skipped them)
         self.requests: list[str] = []
         fake = self
 
@@ -309,8 +310,10 @@ class FakeScim:
             resources = [r for r in resources if r["meta"]["lastModified"] > since]
         if query.get("attributes") == ["id"]:
             resources = [{"id": r["id"]} for r in resources]
-        elif not self.members_in_lists:
-            resources = [{k: v for k, v in r.items() if k != "members"} for r in resources]
+        else:
+            resources = [r for r in resources if r["id"] not in self.skipped]
+            if not self.members_in_lists:
+                resources = [{k: v for k, v in r.items() if k != "members"} for r in resources]
         start, count = int(query.get("startIndex", ["1"])[0]), int(query.get("count", ["100"])[0])
         page = resources[start - 1:start - 1 + count]
         return 200, {"totalResults": len(resources) + self.extra_total, "Resources": page}
@@ -388,6 +391,14 @@ def test_what_named_a_deleted_object_is_read_again_though_its_timestamp_did_not_
     assert list(delta.removed) == [("user", "u1")]
     changed = {obj.anchor: dict(obj.attributes) for obj in delta.changed}
     assert changed == {"u2": {"userPrincipalName": "u2@example.com"}, "g1": {"displayName": "g1", "members": []}}
+
+
+def test_an_object_the_paging_skipped_is_read_alone(fake: FakeScim) -> None:
+    """A deletion before it and a creation after it while the pages are read: the totals agree,
+    the object is missing from the listing, and it must not read as deleted."""
+    fake.skipped.add("u2")
+    assert set(fake_source(fake).read().users) == {"u1", "u2"}
+    assert "/scim/Users/u2" in fake.requests
 
 
 def test_a_listing_short_of_its_total_is_an_error_not_a_partial_snapshot(fake: FakeScim) -> None:
