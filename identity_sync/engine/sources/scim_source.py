@@ -44,6 +44,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx2
+import structlog
 
 from identity_sync.engine.client import BearerToken, ClientCredentials, ScimClient, TargetError, documents
 from identity_sync.engine.client.scim_client import IncompleteListing
@@ -69,6 +70,8 @@ PAGE_SIZE = 500
 #: Requests on the wire at once: a source is read page after page; single reads may overlap.
 _IN_FLIGHT = 4
 _TYPES: dict[ObjectType, str] = {"user": "User", "group": "Group"}
+
+log = structlog.get_logger("identity_sync.engine.sources.scim")
 
 T = TypeVar("T")
 Raw = dict[str, Any]
@@ -189,10 +192,15 @@ class ScimSource:
 
     async def _read_changes(self, reader: _Reader, cursor_text: str, previous: SourceSnapshot) -> SourceDelta | None:
         cursor = _Cursor.parse(cursor_text)
-        if cursor is None or cursor.since is None or not await reader.can_filter():
+        if cursor is None or cursor.since is None:
+            return None  # another source's watermark, or nothing had a meta.lastModified
+        if not await reader.can_filter():
+            log.info("scim_source.complete_read", source=self.description, reason="the service does not filter")
             return None
         listed = await _modified_since(reader, cursor.since - OVERLAP)
         if listed is None:
+            log.info("scim_source.complete_read", source=self.description,
+                     reason="the service does not filter on meta.lastModified")
             return None
         answered = [resource for resources in listed.values() for resource in resources]
         changed: dict[tuple[ObjectType, str], Raw] = {
@@ -327,6 +335,10 @@ class _Reader:
     def pages(self, object_type: ObjectType, *, filter_text: str | None = None) -> AsyncIterator[list[Raw]]:
         """:meth:`list`, page by page."""
         params = {"filter": filter_text} if filter_text else {}
+        if object_type == "user":
+            # A User's `groups` (RFC 7643 §4.1.2) says again what the Groups' members say, and costs
+            # the service a lookup per user.
+            params["excludedAttributes"] = "groups"
         return self._pages(documents.ENDPOINTS[_TYPES[object_type]], params)
 
     async def ids(self, object_type: ObjectType) -> set[str]:
