@@ -444,7 +444,7 @@ def test_scim2_server_as_a_source(scim2_target: Target) -> None:
 # -- end to end: one tenant relayed into another ---------------------------------------------------
 
 
-def check_relay(source: Tenant, target: Tenant, disabled: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+def check_relay(source: Tenant, target: Tenant, disabled: frozenset[str] = frozenset()) -> None:
     """The target tenant holds what the default mapping makes of the source tenant: every enabled
     user with the relayed attributes and its manager, the ``disabled`` userNames (provisioned,
     then disabled in the source) inactive, no one else; every group with its members."""
@@ -509,7 +509,7 @@ def test_one_tenant_provisioned_into_another_then_changes_flow(db: Database, set
                  {"op": "add", "path": "members", "value": [{"value": u5}]})
     second = engine.run("relay")
     assert (second.counts["created"], second.counts["deleted"], second.counts["failed"]) == (1, 1, 0)
-    check_relay(source, target, disabled={"u3@example.com"})
+    check_relay(source, target, disabled=frozenset({"u3@example.com"}))
     assert_read_changes(second)
     relayed = {u["userName"]: u["id"] for u in target.all("Users")}
     assert relayed["ada@example.com"] == target_ids["boss@example.com"]  # a rename is an update
@@ -518,7 +518,7 @@ def test_one_tenant_provisioned_into_another_then_changes_flow(db: Database, set
     # No change in the source: no write to the target.
     third = engine.run("relay")
     assert not any(third.requests.get(method, 0) for method in WRITES), third.requests
-    check_relay(source, target, disabled={"u3@example.com"})
+    check_relay(source, target, disabled=frozenset({"u3@example.com"}))
     assert_read_changes(third)
 
 
