@@ -31,7 +31,7 @@ BindDn = Annotated[str | None, typer.Option("--source-bind-dn", help="LDAP: the 
 PasswordFile = Annotated[Path | None, typer.Option("--source-password-file", help="LDAP: a file holding the bind "
                                                    "password (never on the command line).")]
 Preset = Annotated[str | None, typer.Option("--source-preset", help="LDAP: ad or openldap (default: detected).")]
-CaFile = Annotated[Path | None, typer.Option("--source-ca-file", help="LDAP: CA certificates (PEM) to verify "
+CaFile = Annotated[Path | None, typer.Option("--source-ca-file", help="LDAP or SCIM: CA certificates (PEM) to verify "
                                              "the server with.")]
 StartTls = Annotated[bool | None, typer.Option("--source-start-tls/--no-source-start-tls",
                                                help="LDAP: StartTLS on an ldap:// URL.")]

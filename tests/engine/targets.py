@@ -45,6 +45,8 @@ class Target:
     client_id: str | None = None
     client_secret: str | None = field(default=None, repr=False)
     token_endpoint: str | None = None
+    #: The ``identity-sync serve`` process (our service only), for :func:`add_tenant`.
+    server: Server | None = field(default=None, repr=False)
 
     def stop(self) -> None:
         self._stop()
@@ -64,7 +66,16 @@ def start_our_target(db_url: str, data_dir: Path, tenant: str = "engine") -> Tar
         server.stop()
         raise
     return Target("ours", made["tenant_url"], made["token"], server.stop, client_id=oauth["client_id"],
-                  client_secret=oauth["client_secret"], token_endpoint=oauth["token_endpoint"])
+                  client_secret=oauth["client_secret"], token_endpoint=oauth["token_endpoint"], server=server)
+
+
+def add_tenant(target: Target, tenant: str) -> Target:
+    """One more tenant, with its token, on the service ``target`` runs (made by the CLI, like the
+    first); stopping it is a no-op: the service stops with ``target``."""
+    if target.server is None:
+        raise ValueError(f"{target.name}: only our service has tenants")
+    made = _cli(target.server, "tenant", "create", tenant, "--json")
+    return Target("ours", made["tenant_url"], made["token"], lambda: None, server=target.server)
 
 
 def _cli(server: Server, *args: str) -> dict[str, str]:
