@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import re
 import shlex
+import textwrap
 from dataclasses import dataclass, field
 from string import Template
 
@@ -163,7 +164,9 @@ def _one_line(value: str, limit: int) -> str:
 def _text(headline: str, facts: list[tuple[str, str]], counts: list[tuple[str, int]],
           commands: list[tuple[str, str]], inspect: list[str]) -> str:
     lines = [headline, ""]
-    lines += [f"{label}: {value}" for label, value in facts]
+    # Wrapped as plain-text mail is (78 columns); commands below never are, to stay copyable.
+    lines += [textwrap.fill(f"{label}: {value}", width=76, subsequent_indent="  ", break_long_words=False,
+                            break_on_hyphens=False) for label, value in facts]
     if counts:
         lines += ["", "Counts:"] + [f"  {label}: {value}" for label, value in counts]
     if commands:

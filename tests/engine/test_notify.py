@@ -141,7 +141,7 @@ def test_each_kind_of_event_says_what_happened_and_what_to_do() -> None:
     changed = compose(Notice("hr", "reason_changed", "EncounteredEscrowProportionThreshold", since="s"))
     assert changed.subject == ("[identity-sync] Job 'hr' is still in quarantine, now for: "
                                "EncounteredEscrowProportionThreshold")
-    assert "more than 40%" in changed.text and "identity-sync job restart hr\n" in changed.text
+    assert "more than 40%" in changed.html and "identity-sync job restart hr\n" in changed.text
 
     guard = compose(Notice("hr", "deletion_guard", "TooManyDeletes", counts={"would_delete": 3, "threshold": 2}))
     assert guard.subject == "[identity-sync] Job 'hr' held back its deletions: TooManyDeletes"
