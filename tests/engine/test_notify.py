@@ -152,7 +152,7 @@ def test_each_kind_of_event_says_what_happened_and_what_to_do() -> None:
     assert "What to do" not in recovered.text  # nothing left to do
 
     unknown = compose(Notice("hr", "quarantined", "SomethingNew", detail="line one\nSubject: injected"))
-    assert "does not describe" in unknown.text
+    assert "does not describe" in unknown.html
     assert "Detail: line one Subject: injected" in unknown.text  # one line: no header can be smuggled in
     with pytest.raises(ValueError, match="notice kind"):
         Notice("hr", "exploded", "Unknown")
