@@ -114,9 +114,6 @@ class SmtpServer:
     def messages(self) -> list[Received]:
         return self.recorder.messages
 
-    def stop(self) -> None:
-        self.controller.stop()
-
 
 def free_port() -> int:
     """A port nothing listens on now (the kernel's pick; a test binds it right after)."""

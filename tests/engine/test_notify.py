@@ -433,3 +433,17 @@ def test_smtp_settings_are_checked_when_they_are_read(tmp_path: Path) -> None:
         Settings(data_dir=tmp_path, smtp_host="smtp.example.test", smtp_from=SENDER, smtp_security="ssl")
     defaults = Settings(data_dir=tmp_path)
     assert (defaults.smtp_host, defaults.smtp_port, defaults.smtp_security) == (None, 587, "starttls")
+
+
+def test_sent_messages_are_forgotten_with_the_provisioning_logs(
+        db: Database, settings: Settings, job_id: str, clock: Clock) -> None:
+    with smtp_server() as server:
+        notifier = Notifier(db, mail_settings(settings, server.port, engine_log_retention_days=30), clock)
+        notifier.enqueue(None, job_id, OPS, TOO_MANY_DELETES)
+        assert notifier.deliver().sent == 1
+        clock.advance(days=30, seconds=1)
+        later = Notice("hr", "quarantined", "TooManyDeletes", since=format_timestamp(clock.now))
+        notifier.enqueue(None, job_id, OPS, later)
+    # The server is gone: the new message cannot go, and stays, while the old one is forgotten.
+    assert notifier.deliver() == DeliveryReport(failed=1, waiting=1)
+    assert [row.dedupe_key for row in outbox(db)] == [later.dedupe_key]
