@@ -92,6 +92,15 @@ class Recorder:
 
     messages: list[Received] = field(default_factory=list)
     logins: list[tuple[str, str]] = field(default_factory=list)
+    #: Recipients the server answers "550 no such user".
+    unknown: set[str] = field(default_factory=set)
+
+    async def handle_RCPT(self, server: SMTPServer, session: Session, envelope: Envelope, address: str,
+                          options: list[str]) -> str:
+        if address in self.unknown:
+            return "550 5.1.1 No such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""

@@ -366,15 +366,22 @@ def test_a_server_that_never_answers_times_out(
     assert outbox(db)[0].last_error == f"no answer from {HOST}:{silent_port} within 0.3 s"
 
 
-def test_one_refused_recipient_does_not_hold_back_the_others(
+def test_a_message_that_cannot_go_does_not_hold_back_the_others(
         db: Database, settings: Settings, job_id: str, clock: Clock) -> None:
     with smtp_server() as server:
+        server.recorder.unknown.add("left@example.test")
         notifier = Notifier(db, mail_settings(settings, server.port), clock)
-        notifier.enqueue(None, job_id, "bad address@", TOO_MANY_DELETES)  # no longer a valid address
+        notifier.enqueue(None, job_id, "left@example.test", TOO_MANY_DELETES)  # the server refuses it
+        clock.advance(seconds=1)
+        # No message can be built for this one (an event of its own: one event is one message per job).
+        notifier.enqueue(None, job_id, "not an address@", TOO_MANY_DELETES, dedupe_key="another event")
         clock.advance(seconds=1)
         notifier.enqueue(None, job_id, OPS, Notice("hr", "recovered", "TooManyDeletes", since="later"))
-        assert notifier.deliver() == DeliveryReport(sent=1, failed=1, waiting=1)
+        assert notifier.deliver() == DeliveryReport(sent=1, failed=2, waiting=2)
     assert [received.rcpt_tos for received in server.messages] == [[OPS]]
+    errors = {row.recipient: row.last_error for row in outbox(db)}
+    assert errors["left@example.test"] == "recipient refused: 550 5.1.1 No such user here"
+    assert errors["not an address@"].startswith("cannot build the message")
 
 
 def test_without_an_smtp_server_messages_wait_and_that_is_said_once(
