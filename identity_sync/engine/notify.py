@@ -170,35 +170,13 @@ class Notifier:
             return DeliveryReport(waiting=waiting)
         due = self._due(now)
         sent = failed = gave_up = 0
-        broken: str | None = None  # why the server cannot be used in this call: the rest fail alike
-        password: str | None = None
-        if due:
-            try:
-                password = self.settings.resolved_smtp_password()
-            except OSError as exc:
-                broken = f"IDSYNC_SMTP_PASSWORD_FILE cannot be read: {exc.strerror}"
-        session: smtplib.SMTP | None = None
+        session = _Session(self)
         try:
             for row in due:
                 claim = self._claim(row, now)
                 if claim is None:
                     continue  # another process took it
-                error = broken
-                if error is None:
-                    try:
-                        email = self._email(row)
-                    except Exception as exc:  # a stored address or header the e-mail package refuses
-                        error = _one_line(f"cannot build the message: {exc}")
-                if error is None:
-                    try:
-                        if session is None:
-                            session = self._open(password)
-                        session.send_message(email, from_addr=self._sender(), to_addrs=[row.recipient])
-                    except Exception as exc:
-                        error = self._describe(exc, password)
-                        if not isinstance(exc, _ONE_MESSAGE_ERRORS):
-                            _close(session)
-                            broken, session = error, None
+                error = self._attempt(row, session)
                 if error is None:
                     self._record_sent(row, claim, now)
                     sent += 1
@@ -207,8 +185,16 @@ class Notifier:
                 else:
                     gave_up += 1
         finally:
-            _close(session)
+            session.close()
         return DeliveryReport(sent=sent, failed=failed, waiting=self._waiting(), gave_up=gave_up)
+
+    def _attempt(self, row: Any, session: _Session) -> str | None:
+        """Send one message: ``None``, or why it did not go."""
+        try:
+            email = self._email(row)
+        except Exception as exc:  # a stored address or header the e-mail package refuses
+            return _one_line(f"cannot build the message: {exc}")
+        return session.send(email, self._sender(), row.recipient)
 
     def _due(self, now: datetime) -> list[Any]:
         t = engine_notifications.c
@@ -320,6 +306,8 @@ class Notifier:
         """One line about a failed send, for the log and ``last_error``: never the password."""
         s = self.settings
         # smtplib reports a reply that never came as "disconnected", the timeout as its context.
+        if isinstance(exc, _PasswordUnreadable):
+            return str(exc)
         if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
             text = f"no answer from {s.smtp_host}:{s.smtp_port} within {s.smtp_timeout_seconds:g} s"
         elif isinstance(exc, smtplib.SMTPAuthenticationError):
@@ -345,6 +333,48 @@ class Notifier:
             # A server's reply could echo what it was sent; the password must not travel on.
             text = text.replace(password, "[redacted]")
         return _one_line(text)
+
+
+class _Session:
+    """The SMTP session of one :meth:`Notifier.deliver`: opened for the first message, and given
+    up at the first failure of the server itself (unreachable, TLS, login, timeout) — the other
+    messages then fail alike without trying, rather than each waiting for its own timeout."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        self.notifier = notifier
+        self.smtp: smtplib.SMTP | None = None
+        self.broken: str | None = None
+        self.password: str | None = None
+
+    def send(self, email: EmailMessage, sender: str, recipient: str) -> str | None:
+        if self.broken is not None:
+            return self.broken
+        try:
+            if self.smtp is None:
+                self.password = self._read_password()
+                self.smtp = self.notifier._open(self.password)
+            self.smtp.send_message(email, from_addr=sender, to_addrs=[recipient])
+            return None
+        except Exception as exc:
+            error = self.notifier._describe(exc, self.password)
+            if not isinstance(exc, _ONE_MESSAGE_ERRORS):
+                self.close()
+                self.broken = error
+            return error
+
+    def _read_password(self) -> str | None:
+        try:
+            return self.notifier.settings.resolved_smtp_password()
+        except OSError as exc:  # told apart from the server's failures, which are OSErrors too
+            raise _PasswordUnreadable(f"IDSYNC_SMTP_PASSWORD_FILE cannot be read: {exc.strerror}") from None
+
+    def close(self) -> None:
+        _close(self.smtp)
+        self.smtp = None
+
+
+class _PasswordUnreadable(Exception):
+    """The password file could not be read: no message can go until it can."""
 
 
 #: Failures of one message that leave the session usable for the next one.

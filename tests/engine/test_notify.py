@@ -301,6 +301,19 @@ def test_a_refused_login_is_logged_without_the_password_and_retried_with_the_rot
 # -- failures: logged, retried, never raised ------------------------------------------------------
 
 
+def test_an_unreadable_password_file_is_a_failed_send(
+        db: Database, settings: Settings, job_id: str, clock: Clock, certificates: Certificates,
+        tmp_path: Path) -> None:
+    with smtp_server("starttls", certificates=certificates, credentials=("idsync", PASSWORD)) as server:
+        notifier = Notifier(db, mail_settings(settings, server.port, smtp_security="starttls",
+                                              smtp_ca_file=certificates.ca_file, smtp_username="idsync",
+                                              smtp_password_file=tmp_path / "missing"), clock)
+        notifier.enqueue(None, job_id, OPS, TOO_MANY_DELETES)
+        assert notifier.deliver() == DeliveryReport(failed=1, waiting=1)
+    assert server.recorder.logins == [] and server.messages == []
+    assert outbox(db)[0].last_error == "IDSYNC_SMTP_PASSWORD_FILE cannot be read: No such file or directory"
+
+
 def test_a_server_that_is_down_delays_the_message_and_it_is_sent_once_when_it_is_back(
         db: Database, settings: Settings, job_id: str, clock: Clock) -> None:
     port = free_port()
