@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 import structlog
@@ -40,7 +40,8 @@ from identity_sync.engine.tables import engine_notifications
 from identity_sync.ids import new_id
 from identity_sync.storage.db import Database
 
-__all__ = ["BACKOFF", "GIVE_UP_AFTER", "KINDS", "DeliveryReport", "Notice", "Notifier", "OutboxEntry"]
+__all__ = ["BACKOFF", "GIVE_UP_AFTER", "KINDS", "DeliveryReport", "Notice", "Notifier", "OutboxEntry",
+           "QuarantineLike", "notice_for"]
 
 #: The wait after the 1st, 2nd, 3rd failed attempt…; the last one repeats (hourly).
 BACKOFF = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15), timedelta(hours=1))
@@ -85,6 +86,36 @@ class OutboxEntry:
         if self.sent_at is not None:
             return "sent"
         return "waiting" if self.next_attempt_at is not None else "given-up"
+
+
+class QuarantineLike(Protocol):
+    """What :func:`notice_for` reads of a job's quarantine (Graph's ``synchronizationQuarantine``)."""
+
+    reason: str
+    #: When this series of quarantine began.
+    since: str
+    #: When the current reason began.
+    current_began: str
+    next_attempt: str
+    error: str | None
+
+
+def notice_for(job_name: str, before: QuarantineLike | None, after: QuarantineLike | None,
+               counts: dict[str, int] | None = None) -> Notice | None:
+    """The e-mail a cycle's end calls for, from the job's quarantine before and after it: entering
+    quarantine (``deletion_guard`` when the reason is ``TooManyDeletes``), or a new reason; else
+    ``None`` — a quarantine that goes on for the same reason was mailed already, and leaving it is
+    not a failure (Entra mails failures only). The dedupe key of a new series is its start, of a
+    new reason the time that reason began: each is mailed once, however many cycles report it."""
+    if after is None or (before is not None and before.reason == after.reason):
+        return None
+    if before is None:
+        kind = "deletion_guard" if after.reason == "TooManyDeletes" else "quarantined"
+        since = after.since
+    else:
+        kind, since = "reason_changed", after.current_began
+    return Notice(job_name=job_name, kind=kind, reason=after.reason, detail=after.error or "",
+                  counts=dict(counts or {}), since=since, next_attempt=after.next_attempt)
 
 
 def _utcnow() -> datetime:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -21,7 +22,7 @@ import structlog
 from identity_sync.clock import format_timestamp, parse_timestamp
 from identity_sync.config import Settings
 from identity_sync.engine.jobs import Credentials, JobService
-from identity_sync.engine.notify import DeliveryReport, Notice, Notifier
+from identity_sync.engine.notify import DeliveryReport, Notice, Notifier, notice_for
 from identity_sync.engine.notify_messages import compose
 from identity_sync.engine.tables import engine_notifications
 from identity_sync.storage.db import Database
@@ -156,6 +157,41 @@ def test_each_kind_of_event_says_what_happened_and_what_to_do() -> None:
     assert "Detail: line one Subject: injected" in unknown.text  # one line: no header can be smuggled in
     with pytest.raises(ValueError, match="notice kind"):
         Notice("hr", "exploded", "Unknown")
+
+
+@dataclass(frozen=True)
+class Quarantine:
+    """A job's quarantine as the engine keeps it (engine/quarantine.py)."""
+
+    reason: str
+    since: str
+    current_began: str
+    next_attempt: str
+    error: str | None = None
+
+
+def test_a_cycles_end_calls_for_an_e_mail_when_quarantine_begins_or_its_reason_changes() -> None:
+    six, twelve = format_timestamp(T0 + timedelta(hours=6)), format_timestamp(T0 + timedelta(hours=12))
+    began = Quarantine("EncounteredQuarantineException", format_timestamp(T0), format_timestamp(T0), six,
+                       "the target answered 401")
+    entered = notice_for("hr", None, began)
+    assert entered == Notice("hr", "quarantined", "EncounteredQuarantineException", "the target answered 401",
+                             {}, format_timestamp(T0), six)
+
+    retried = Quarantine(began.reason, began.since, began.current_began, twelve, "the target answered 401")
+    assert notice_for("hr", began, retried) is None  # the same event: mailed already
+    assert notice_for("hr", began, None) is None  # out of quarantine: not a failure
+
+    changed = Quarantine("EncounteredEscrowProportionThreshold", began.since, six, twelve, "6000 of 9000 failed")
+    notice = notice_for("hr", retried, changed, {"failed": 6000})
+    assert notice is not None and (notice.kind, notice.since, notice.counts) == ("reason_changed", six,
+                                                                                   {"failed": 6000})
+    assert notice.dedupe_key != entered.dedupe_key
+
+    guard = Quarantine("TooManyDeletes", six, six, twelve, "612 removals, threshold 500")
+    assert notice_for("hr", None, guard, {"would_delete": 612, "threshold": 500}) == Notice(
+        "hr", "deletion_guard", "TooManyDeletes", "612 removals, threshold 500",
+        {"would_delete": 612, "threshold": 500}, six, twelve)
 
 
 # -- once per event ----------------------------------------------------------------------------
