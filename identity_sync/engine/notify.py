@@ -89,15 +89,21 @@ class OutboxEntry:
 
 
 class QuarantineLike(Protocol):
-    """What :func:`notice_for` reads of a job's quarantine (Graph's ``synchronizationQuarantine``)."""
+    """What :func:`notice_for` reads of a job's quarantine (Graph's ``synchronizationQuarantine``);
+    read-only properties, so that a frozen dataclass fits."""
 
-    reason: str
-    #: When this series of quarantine began.
-    since: str
-    #: When the current reason began.
-    current_began: str
-    next_attempt: str
-    error: str | None
+    @property
+    def reason(self) -> str: ...
+    @property
+    def since(self) -> str:  # when this series of quarantine began
+        ...
+    @property
+    def current_began(self) -> str:  # when the current reason began
+        ...
+    @property
+    def next_attempt(self) -> str: ...
+    @property
+    def error(self) -> str | None: ...
 
 
 def notice_for(job_name: str, before: QuarantineLike | None, after: QuarantineLike | None,
