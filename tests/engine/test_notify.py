@@ -1,7 +1,7 @@
 """Failure e-mail (engine/notify.py): what a job's notification address receives, from a real SMTP
 server on loopback (tests/smtp.py) — once per event, whatever the server's security; a failed send
-is logged without the password, retried on schedule, and never raised to the caller. Each test
-runs on SQLite and PostgreSQL (the outbox lives in the database)."""
+is logged without the password, retried on schedule, and never raised to the caller. The tests
+that use the outbox run on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
