@@ -199,12 +199,13 @@ class Notifier:
 
     def _deliver(self, now: datetime) -> DeliveryReport:
         if not self.settings.smtp_host:
+            gave_up = self._expire(now)
             waiting = self._waiting()
             if waiting and not self._said_not_configured:
                 self._said_not_configured = True
                 _log().warning("notify.not_configured", waiting=waiting,
                                hint="set IDSYNC_SMTP_HOST and IDSYNC_SMTP_FROM to send failure e-mail")
-            return DeliveryReport(waiting=waiting)
+            return DeliveryReport(waiting=waiting, gave_up=gave_up)
         due = self._due(now)
         sent = failed = gave_up = 0
         session = _Session(self)
@@ -232,6 +233,20 @@ class Notifier:
         except Exception as exc:  # a stored address or header the e-mail package refuses
             return _one_line(f"cannot build the message: {exc}")
         return session.send(email, self._sender(), row.recipient)
+
+    def _expire(self, now: datetime) -> int:
+        """Without an SMTP server, give up on messages older than :data:`GIVE_UP_AFTER`, as on
+        messages that failed that long: configured weeks later, e-mail starts with what is news."""
+        t = engine_notifications.c
+        error = "e-mail is not configured (IDSYNC_SMTP_HOST)"
+        with self.db.write() as conn:
+            expired = conn.execute(sa.update(engine_notifications).where(
+                t.sent_at.is_(None), t.next_attempt_at.is_not(None),
+                t.created_at <= format_timestamp(now - GIVE_UP_AFTER)).values(
+                next_attempt_at=None, last_error=error)).rowcount or 0
+        if expired:
+            _log().error("notify.gave_up", count=expired, error=error)
+        return expired
 
     def _due(self, now: datetime) -> list[Any]:
         t = engine_notifications.c

@@ -446,6 +446,22 @@ def test_without_an_smtp_server_messages_wait_and_that_is_said_once(
     assert len(server.messages) == 1
 
 
+def test_without_an_smtp_server_a_message_is_given_up_after_a_day(
+        db: Database, settings: Settings, job_id: str, clock: Clock) -> None:
+    notifier = Notifier(db, settings, clock)
+    notifier.enqueue(None, job_id, OPS, TOO_MANY_DELETES)
+    clock.advance(hours=23, minutes=59)
+    assert notifier.deliver() == DeliveryReport(waiting=1)
+    clock.advance(minutes=1)
+    with structlog.testing.capture_logs() as logs:
+        assert notifier.deliver() == DeliveryReport(gave_up=1)
+    assert logs == [{"event": "notify.gave_up", "log_level": "error", "count": 1,
+                     "error": "e-mail is not configured (IDSYNC_SMTP_HOST)"}]
+    with smtp_server() as server:  # configured weeks later: e-mail starts with what is news
+        assert Notifier(db, mail_settings(settings, server.port), clock).deliver() == DeliveryReport()
+    assert server.messages == [] and notifier.messages(job_id)[0].status == "given-up"
+
+
 def test_two_processes_delivering_at_once_send_each_message_once(
         db: Database, settings: Settings, job_id: str, clock: Clock) -> None:
     with smtp_server() as server:
