@@ -4,6 +4,7 @@ the same way by the server and by every CLI command."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -95,6 +96,44 @@ class Settings(BaseSettings):
     engine_quarantine_max_failures: int = Field(default=40000, ge=1)
     #: Cycles in a row that could not run (target unreachable, source unreadable) before quarantine.
     engine_quarantine_after_failed_cycles: int = Field(default=3, ge=1)
+
+    # -- failure e-mail (docs/engine.md, Failure e-mail; engine/notify.py) --
+    #: The SMTP server failure e-mails go through. Unset, e-mail is off: messages wait in the
+    #: outbox and are sent once it is set.
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65_535)
+    #: ``starttls`` (the submission port, 587: refuses a server that does not offer it, never
+    #: falls back to clear text), ``tls`` (implicit TLS, 465), ``none`` (a relay on loopback).
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str | None = None
+    #: A file holding the SMTP password (trailing newline ignored), read at each send so that a
+    #: rotated password needs no restart; the password itself is never a setting, so never in a repr.
+    smtp_password_file: Path | None = None
+    #: The sender, ``idsync@example.com`` or ``identity-sync <idsync@example.com>``.
+    smtp_from: str | None = None
+    #: PEM file of the CA(s) that signed the server's certificate, instead of the system's (a
+    #: private CA). The certificate and its name are always verified.
+    smtp_ca_file: Path | None = None
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _smtp_complete(self) -> Settings:
+        if self.smtp_host is None:
+            return self
+        if not self.smtp_from or "@" not in self.smtp_from:
+            raise ValueError("IDSYNC_SMTP_HOST is set: set IDSYNC_SMTP_FROM too, the sender's e-mail address")
+        if (self.smtp_username is None) != (self.smtp_password_file is None):
+            raise ValueError("set IDSYNC_SMTP_USERNAME and IDSYNC_SMTP_PASSWORD_FILE together, or neither")
+        if self.smtp_username is not None and self.smtp_security == "none":
+            raise ValueError("IDSYNC_SMTP_USERNAME with IDSYNC_SMTP_SECURITY=none would send the password in "
+                             "clear: use starttls or tls")
+        return self
+
+    def resolved_smtp_password(self) -> str | None:
+        """The SMTP password, read from its file now (``None``: no login)."""
+        if self.smtp_password_file is None:
+            return None
+        return self.smtp_password_file.read_text(encoding="utf-8").rstrip("\r\n")
 
     def resolved_database_url(self) -> str:
         if self.database_url:

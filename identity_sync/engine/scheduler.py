@@ -31,6 +31,7 @@ import structlog
 
 from identity_sync.clock import format_timestamp
 from identity_sync.engine.errors import CycleAborted
+from identity_sync.engine.notify import Notifier
 from identity_sync.engine.service import EngineService
 from identity_sync.engine.tables import engine_jobs
 
@@ -54,6 +55,7 @@ class Scheduler:
         self._stopping = threading.Event()
         self._running: dict[str, Future[None]] = {}
         self._lock_file: IO[str] | None = None
+        self.notifier = Notifier(engine.db, engine.settings, clock=self.clock)
         #: Cycles this scheduler ran (completed or not), for logs and tests.
         self.cycles_run = 0
 
@@ -82,7 +84,9 @@ class Scheduler:
         return self._stopping.is_set()
 
     def tick(self, pool: ThreadPoolExecutor) -> list[str]:
-        """Start every due job that is not running here yet; returns their names."""
+        """Start every due job that is not running here yet; returns their names. Failure e-mails
+        that could not be sent yet are tried again here (engine/notify.py; it never raises)."""
+        self.notifier.deliver()
         self._running = {name: f for name, f in self._running.items() if not f.done()}
         started = []
         for name in self.due():

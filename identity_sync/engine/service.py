@@ -19,6 +19,7 @@ from identity_sync.engine.logs import prune_events
 from identity_sync.engine.mapping.expressions import EvaluationContext
 from identity_sync.engine.mirror import SourceMirror
 from identity_sync.engine.model import SourceSnapshot
+from identity_sync.engine.notify import Notifier, notice_for
 from identity_sync.engine.operations import JobOperations, Transition
 from identity_sync.engine.progress import Progress
 from identity_sync.engine.sources import SourceSpecError, open_source
@@ -49,15 +50,17 @@ class EngineService:
             try:
                 result = asyncio.run(self._run(job, cycle))
             except CycleAborted as exc:
-                self._after(job, self.operations.failed(job, exc.error_code, str(exc), self.clock()))
+                counts = ({"would_delete": cycle.counts["staged"], "threshold": job.deletion_threshold or 0}
+                          if cycle.counts.get("staged") else dict(cycle.counts))
+                self._after(job, self.operations.failed(job, exc.error_code, str(exc), self.clock()), counts)
                 raise
             except Exception as exc:
                 # A bug: counted like a cycle that could not run, so a scheduler does not spin on it.
                 self._after(job, self.operations.failed(job, "InternalError", f"{type(exc).__name__}: {exc}",
-                                                        self.clock()))
+                                                        self.clock()), dict(cycle.counts))
                 raise
             counts = {**result.counts, "imported": result.source_read.get("entries", 0)}
-            self._after(job, self.operations.completed(job, result.watermark, counts, self.clock(), lease))
+            self._after(job, self.operations.completed(job, result.watermark, counts, self.clock(), lease), counts)
             # After the watermark: a crash in between leaves objects pending, looked at once more.
             SourceMirror(self.db, job.id).settle(result.again)
         finally:
@@ -65,8 +68,16 @@ class EngineService:
         prune_events(self.db, self.settings.engine_log_retention_days)
         return result
 
-    def _after(self, job: Job, transition: Transition) -> None:
-        """Tell a person when the job entered quarantine or its reason changed (once per event)."""
+    def _after(self, job: Job, transition: Transition, counts: dict[str, int]) -> None:
+        """Tell a person when the job entered quarantine or its reason changed (once per event,
+        engine/notify.py); the e-mail is queued, then sent at once if it can be (else retried by
+        the scheduler). Never raises: a failed send never stops anything."""
+        notice = notice_for(job.name, transition.before, transition.after, counts)
+        if notice is None or not job.notify or not job.notify_on_failure:
+            return
+        notifier = Notifier(self.db, self.settings, clock=self.clock)
+        if notifier.enqueue(None, job.id, job.notify, notice):
+            notifier.deliver()
 
     def preview(self, name: str, *, progress: Progress | None = None) -> CycleResult:
         """Every action a cycle would take, with the attribute changes; writes nothing anywhere."""

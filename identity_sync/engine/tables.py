@@ -137,3 +137,26 @@ engine_escrows = sa.Table(
     sa.Column("error_code", sa.String(64), nullable=False),
     sqlite_with_rowid=False,
 )
+
+# The outbox of failure e-mails (engine/notify.py, migration 0015): written in the transaction that
+# records the event, sent afterwards, so a failed send never undoes the event nor stops a cycle.
+# ``dedupe_key`` is unique per job: an event is mailed once, however many cycles report it.
+# ``next_attempt_at`` is NULL once the message was sent or given up on.
+engine_notifications = sa.Table(
+    "engine_notifications",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("job_id", sa.String(36), sa.ForeignKey("engine_jobs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("dedupe_key", sa.String(255), nullable=False),
+    sa.Column("recipient", sa.Text, nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("text_body", sa.Text, nullable=False),
+    sa.Column("html_body", sa.Text, nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", sa.String(32)),
+    sa.Column("sent_at", sa.String(32)),
+    sa.Column("last_error", sa.Text),
+    sa.UniqueConstraint("job_id", "dedupe_key", name="uq_engine_notifications_event"),
+    sa.Index("ix_engine_notifications_due", "next_attempt_at"),
+)

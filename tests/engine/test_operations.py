@@ -157,3 +157,44 @@ def test_a_refused_object_is_retried_with_back_off_and_restart_forgets_it(
     assert len(failures) == 3  # every attempt is in the provisioning logs
     engine.jobs.restart("job", frozenset({"escrows"}))
     assert engine.run("job").counts["failed"] == 1  # tried at once again
+
+
+def test_failures_are_mailed_once_per_event(db: Database, settings: Settings, our_target: Target, clock: Clock,
+                                            tmp_path: Path) -> None:
+    """A real SMTP server (aiosmtpd) receives one message when the job enters quarantine, none for
+    the same reason again, one when the reason changes (the deletion guard), none with the switch off."""
+    from tests.smtp import smtp_server
+
+    prefix = unique("mail")
+    users = [user(f"u{i}", userPrincipalName=f"{prefix}-u{i}@example.com", department="Sales") for i in range(4)]
+    source = write_directory(tmp_path / "export", users, [], assignments=[u["id"] for u in users])
+    with smtp_server("none") as smtp:
+        mailing = Settings(**settings.model_dump(exclude_defaults=True), smtp_host="127.0.0.1", smtp_port=smtp.port,
+                           smtp_security="none", smtp_from="identity-sync@example.test")
+        engine = EngineService(db, mailing, clock=clock)
+        engine.jobs.create("job", source=f"csv:{source}", target_url=our_target.base_url,
+                           credentials=Credentials(token="wrong"), notify="it@example.test", deletion_threshold=2)
+        for _ in range(2):
+            with pytest.raises(CycleAborted):
+                engine.run("job")
+            clock.advance(hours=7)
+        [first] = smtp.messages
+        assert first.rcpt_tos == ["it@example.test"] and "quarantine" in first.message["Subject"]
+        assert "identity-sync job show job" in first.message.get_body(("plain",)).get_content()
+
+        engine.jobs.update("job", credentials=Credentials(token=our_target.token))
+        engine.operations.start("job", clock())
+        engine.run("job")
+        engine.jobs.update("job", mapping=_sales_only("Slaes"))
+        with pytest.raises(CycleAborted):
+            engine.run("job")
+        assert len(smtp.messages) == 2
+        guard = smtp.messages[1].message
+        assert "TooManyDeletes" in guard["Subject"]
+        assert "--reset force-deletes" in guard.get_body(("plain",)).get_content()
+
+        engine.jobs.update("job", notify_on_failure=False, credentials=Credentials(token="wrong-again"))
+        engine.operations.start("job", clock())
+        with pytest.raises(CycleAborted):
+            engine.run("job")
+        assert len(smtp.messages) == 2
