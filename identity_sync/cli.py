@@ -113,12 +113,11 @@ def serve(
         help="Comma-separated addresses or networks of the reverse proxies whose X-Forwarded-For and "
              "X-Forwarded-Proto are believed (default: IDSYNC_FORWARDED_ALLOW_IPS, else none: the client "
              "address is the TCP peer's).")] = None,
+    engine: Annotated[bool, typer.Option("--engine", help="Also run the provisioning engine's scheduler in this "
+                                         "process (the single-machine default; see `identity-sync engine`).")]
+    = False,
 ) -> None:
     """Run the SCIM service (migrations are applied first)."""
-    import uvicorn
-
-    from identity_sync.web.app import create_app
-
     settings, db = _open()
     _share_the_interpreter(settings)
     with _reported(SigningKeyError, OSError):
@@ -141,6 +140,19 @@ def serve(
                                "backlog": 2048, **proxy_options(forwarded_allow_ips or settings.forwarded_allow_ips)}
     if ssl_certfile:
         options.update(ssl_certfile=str(ssl_certfile), ssl_keyfile=str(ssl_keyfile))
+    if engine:
+        from identity_sync.cli_operations import engine_in_background
+
+        engine_in_background(settings)
+        typer.echo("The provisioning engine runs here too (identity-sync job list).")
+    _run_uvicorn(settings, db, workers, options)
+
+
+def _run_uvicorn(settings: Settings, db: Database, workers: int, options: dict[str, Any]) -> None:
+    import uvicorn
+
+    from identity_sync.web.app import create_app
+
     if workers > 1:
         # Each worker is a fresh (spawned) process that builds its own app and connection pool
         # from the same IDSYNC_* environment through the factory; migrations and the default

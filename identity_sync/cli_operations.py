@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
 
 from identity_sync.cli_engine import JsonFlag, _fail, _open, _reported
+from identity_sync.config import Settings
 
 
 def register(app: typer.Typer, job_app: typer.Typer) -> None:
@@ -43,6 +45,40 @@ def engine(
     except EngineAlreadyRunning as exc:
         _fail(str(exc))
     typer.echo(f"Engine stopped after {scheduler.cycles_run} cycle(s).", err=True)
+
+
+def engine_in_background(settings: Settings) -> None:
+    """``serve --engine``: the scheduler in a thread of the service's process, with a database
+    pool of its own, stopped gracefully with the service (SIGTERM, Ctrl-C)."""
+    from identity_sync.engine.scheduler import EngineAlreadyRunning, Scheduler
+    from identity_sync.engine.service import EngineService
+    from identity_sync.storage.db import Database
+
+    db = Database(settings.resolved_database_url())
+    scheduler = Scheduler(EngineService(db, settings))
+
+    def run() -> None:
+        try:
+            scheduler.run_forever()
+        except EngineAlreadyRunning as exc:
+            typer.echo(f"error: {exc}; this service runs no engine", err=True)
+
+    thread = threading.Thread(target=run, name="engine-scheduler", daemon=True)
+    thread.start()
+
+    def stop(signum: int, _frame: Any) -> None:
+        # uvicorn shuts the server down, then raises the signal again with the handler that was
+        # there before it (this one): the engine stops too (cycles at an object boundary, resumed
+        # next time), then the process ends by the signal, as uvicorn means it to.
+        scheduler.stop()
+        thread.join()
+        db.dispose()
+        typer.echo("Provisioning engine stopped.", err=True)
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop)
 
 
 def job_start(name: str, as_json: JsonFlag = False) -> None:

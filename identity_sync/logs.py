@@ -30,6 +30,10 @@ def configure(level: str = "INFO") -> None:
         numeric = logging.INFO
     logging.basicConfig(stream=sys.stderr, level=numeric, format="%(message)s")
     logging.getLogger("alembic").setLevel(max(numeric, logging.WARNING))
+    # The HTTP clients log every request line at INFO: a SCIM or Graph query carries personal data
+    # in its filter (userName eq "…"), which never goes into a log (see above).
+    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2"):
+        logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

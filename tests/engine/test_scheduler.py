@@ -151,3 +151,44 @@ def test_the_engine_command_stops_gracefully_on_sigterm(
     [cycle] = engine.operations.history(engine.jobs.get("cmd"))
     assert cycle["state"] == "completed" and cycle["exported"] == 2 and cycle["imported"] == 2
     db.dispose()
+
+
+def test_serve_runs_the_engine_too(db_url: str, settings: Settings, our_target: Target, tmp_path: Path) -> None:
+    """``serve --engine``: the single-machine default runs the jobs in the service's process and
+    stops them with it."""
+    from tests.pg import free_port
+
+    db = Database(db_url)
+    engine = EngineService(db, settings)
+    _job(engine, "served", our_target, tmp_path)
+    env = {"IDSYNC_DATABASE_URL": db_url, "IDSYNC_DATA_DIR": str(settings.data_dir), "PATH": "/usr/bin:/bin"}
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "identity_sync", "serve", "--engine", "--port", str(port)],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            history = engine.operations.history(engine.jobs.get("served"))
+            if history and history[0]["state"] == "completed" and _answers(f"http://127.0.0.1:{port}/healthz"):
+                break
+            time.sleep(0.3)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == -signal.SIGTERM, err  # uvicorn ends the process by the signal it got
+    assert "The provisioning engine runs here too" in out and "Provisioning engine stopped." in err
+    [cycle] = engine.operations.history(engine.jobs.get("served"))
+    assert cycle["state"] == "completed" and cycle["exported"] == 2
+    db.dispose()
+
+
+def _answers(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
