@@ -93,25 +93,30 @@ class ScimClient:
                               error_code=errors.SERVICE_INCOMPATIBLE, job_level=True)
         return resources
 
-    async def scan(self, resource_type: str, attributes: Sequence[str], *,
-                   page_size: int = 1_000) -> AsyncIterator[list[dict[str, Any]]]:
-        """Every resource of a type with only ``attributes`` (and ``id``), page by page (index
-        paging, RFC 7644 §3.4.2.4). Raises :class:`IncompleteListing` when the target cannot show
-        that it gave *all* of them — no ``totalResults``, a total that moved, a page short of the
-        total — so that a caller never takes an incomplete listing for "not there". Pages are
-        yielded as they come: 100,000 resources are never held at once."""
+    async def scan(self, resource_type: str, attributes: Sequence[str] | None, *, page_size: int = 1_000,
+                   params: Mapping[str, str] | None = None) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every resource of a type with only ``attributes`` (and ``id``; ``None``: whole), page by
+        page (index paging, RFC 7644 §3.4.2.4); ``params`` adds query parameters (a ``filter``,
+        ``excludedAttributes``). Raises :class:`IncompleteListing` when the target cannot show that
+        it gave *all* of them — no ``totalResults``, a total that moved, a page short of the total,
+        a page that repeats what was listed (a service that ignores ``startIndex`` would be asked the
+        same page forever) — so that a caller never takes an incomplete listing for "not there".
+        Pages are yielded as they come: 100,000 resources are never held at once."""
         endpoint = _endpoint(resource_type)
         seen: set[str] = set()
         start, total = 1, None
+        base = dict(params or {})
+        if attributes is not None:
+            base["attributes"] = ",".join(attributes)
         while True:
-            params = {"startIndex": str(start), "count": str(page_size), "attributes": ",".join(attributes)}
-            response = await self._transport.request("GET", endpoint, params=params)
+            query = {**base, "startIndex": str(start), "count": str(page_size)}
+            response = await self._transport.request("GET", endpoint, params=query)
             body = self._transport.json_object("GET", endpoint, response)
             page, page_total = body.get("Resources", []), body.get("totalResults")
             if not isinstance(page_total, int) or not isinstance(page, list) or total not in (None, page_total):
                 raise IncompleteListing(f"GET /{endpoint}: no stable totalResults")
             total = page_total
-            if not all(isinstance(r, dict) and isinstance(r.get("id"), str) for r in page):
+            if not all(isinstance(r, dict) and isinstance(r.get("id"), str) and r["id"] for r in page):
                 raise IncompleteListing(f"GET /{endpoint}: a listed resource without an id")
             fresh = [r for r in page if r["id"] not in seen]
             seen.update(r["id"] for r in fresh)
@@ -122,6 +127,8 @@ class ScimClient:
                 return
             if not page:
                 raise IncompleteListing(f"GET /{endpoint}: the listing stopped before totalResults")
+            if not fresh:
+                raise IncompleteListing(f"GET /{endpoint}: startIndex {start} repeated resources already listed")
             start += len(page)
 
     async def get(self, resource_type: str, resource_id: str) -> dict[str, Any] | None:

@@ -323,9 +323,9 @@ class _Reader:
 
     @property
     def _transport(self) -> Transport:
-        # ScimClient.scan always sends `attributes` and no filter; a source needs whole resources,
-        # filtered listings and Groups read with their members (ScimClient.get leaves them out), so
-        # those requests go through the client's transport (same retries, throttling and scrubbing).
+        # A source reads Groups with their members (ScimClient.get leaves them out, as Entra does)
+        # and the ServiceProviderConfig: those requests go through the client's transport (same
+        # retries, throttling and scrubbing); listings use ScimClient.scan.
         return self.client._transport
 
     async def list(self, object_type: ObjectType, *, filter_text: str | None = None) -> list[Raw]:
@@ -339,7 +339,7 @@ class _Reader:
             # A User's `groups` (RFC 7643 §4.1.2) says again what the Groups' members say, and costs
             # the service a lookup per user.
             params["excludedAttributes"] = "groups"
-        return self._pages(documents.ENDPOINTS[_TYPES[object_type]], params)
+        return self.client.scan(_TYPES[object_type], None, page_size=self.page_size, params=params)
 
     async def ids(self, object_type: ObjectType) -> set[str]:
         """The id of every resource of a type (``attributes=id``: a few bytes each)."""
@@ -375,33 +375,6 @@ class _Reader:
         config = self._transport.json_object("GET", "ServiceProviderConfig", response)
         supported = config.get("filter", {}).get("supported") if isinstance(config.get("filter"), dict) else None
         return supported is not False
-
-    async def _pages(self, endpoint: str, params: Mapping[str, str]) -> AsyncIterator[list[Raw]]:
-        # The checks of ScimClient.scan: a listing is complete only if it proves it.
-        seen: set[str] = set()
-        start, total = 1, None
-        while True:
-            query = {**params, "startIndex": str(start), "count": str(self.page_size)}
-            response = await self._transport.request("GET", endpoint, params=query)
-            body = self._transport.json_object("GET", endpoint, response)
-            page, page_total = body.get("Resources", []), body.get("totalResults")
-            if not isinstance(page_total, int) or not isinstance(page, list) or total not in (None, page_total):
-                raise IncompleteListing(f"GET /{endpoint}: no stable totalResults")
-            total = page_total
-            if not all(isinstance(r, dict) and isinstance(r.get("id"), str) and r["id"] for r in page):
-                raise IncompleteListing(f"GET /{endpoint}: a listed resource without an id")
-            fresh = [r for r in page if r["id"] not in seen]
-            seen.update(r["id"] for r in fresh)
-            yield fresh
-            if len(seen) >= total:
-                if len(seen) > total:
-                    raise IncompleteListing(f"GET /{endpoint}: more resources than totalResults")
-                return
-            if not page:
-                raise IncompleteListing(f"GET /{endpoint}: the listing stopped before totalResults")
-            if not fresh:  # a service that ignores startIndex would be asked the same page forever
-                raise IncompleteListing(f"GET /{endpoint}: startIndex {start} repeated resources already listed")
-            start += len(page)
 
 
 async def _resolve_references(reader: _Reader, users: dict[str, SourceObject],
