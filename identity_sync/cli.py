@@ -21,7 +21,7 @@ import typer
 from identity_sync import cli_auth, cli_engine
 from identity_sync.auth.oauth import SigningKeyError, signing_keys_for
 from identity_sync.clock import ago_text, format_timestamp, parse_timestamp
-from identity_sync.config import Settings
+from identity_sync.config import ConfigFileError, Settings, config_file_path
 from identity_sync.service.audit import AuditService
 from identity_sync.service.tenants import IssuedToken, TenantError, TenantService
 from identity_sync.service.tombstones import TombstoneService
@@ -55,17 +55,30 @@ def _open(settings: Settings | None = None) -> tuple[Settings, Database]:
 
 
 def _settings() -> Settings:
-    """The IDSYNC_* configuration; a bad value is one ``error:`` line naming the variable."""
+    """The configuration (IDSYNC_* variables over the config file); a bad value is one ``error:``
+    line naming the variable, and the config file's key when the value came from there."""
     from pydantic import ValidationError
 
     try:
         return Settings()
+    except ConfigFileError as exc:
+        _fail(str(exc))
+        raise  # not reached: _fail exits
     except ValidationError as exc:
-        problems = "; ".join(
-            (f"IDSYNC_{'_'.join(str(part) for part in e['loc']).upper()}: " if e["loc"] else "") + e["msg"]
-            for e in exc.errors())
+        path = config_file_path()
+        problems = "; ".join(_problem(e["loc"], e["msg"], path) for e in exc.errors())
         _fail(f"invalid configuration: {problems}")
         raise  # not reached: _fail exits
+
+
+def _problem(loc: tuple[int | str, ...], message: str, config_file: Path | None) -> str:
+    if not loc:
+        return message
+    key = "_".join(str(part) for part in loc)
+    variable = f"IDSYNC_{key.upper()}"
+    if variable not in os.environ and config_file is not None:
+        return f"{key} in {config_file}: {message}"
+    return f"{variable}: {message}"
 
 
 def _tenant_url(settings: Settings, tenant: str, base: str | None = None) -> str:
