@@ -120,6 +120,10 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=_default_data_dir)
     #: Base URL printed in Tenant URLs and used in ``meta.location`` (set it behind a proxy).
     public_url: str | None = None
+    #: ``serve``'s defaults for ``--host`` and ``--port``; in the config file, they also tell the
+    #: other commands whether this is a loopback deployment (see ``cli._require_public_url``).
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65_535)
     log_level: str = "INFO"
 
     max_body_bytes: int = 1_048_576

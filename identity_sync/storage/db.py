@@ -41,9 +41,9 @@ def create_engine(url: str, *, autocommit: bool = False) -> Engine:
     if url.startswith("sqlite"):
         if autocommit:
             raise ValueError("autocommit engines are for PostgreSQL only")
-        database = sa.engine.make_url(url).database
-        if database and database != ":memory:" and not database.startswith("file:"):
-            files.private_sqlite_file(Path(database).expanduser())
+        file = sqlite_file(url)
+        if file is not None:
+            files.private_sqlite_file(file)
         engine = sa.create_engine(
             url, json_serializer=_json_dumps, json_deserializer=orjson.loads, pool_size=8, max_overflow=16
         )
@@ -94,6 +94,16 @@ def _sqlite_on_begin(connection: Connection) -> None:
     # explicit BEGIN/ROLLBACK pair per request cost more than the typical lookup query.
     if connection.info.get("write"):
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (``None`` for another database, memory or a ``file:`` URI)."""
+    if not url.startswith("sqlite"):
+        return None
+    database = sa.engine.make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).expanduser()
 
 
 class Database:
@@ -147,6 +157,11 @@ class Database:
     def read(self) -> Iterator[Connection]:
         with self.engine.connect() as conn, conn.begin():
             yield conn
+
+    def has_schema(self) -> bool:
+        """Whether migrations were ever applied here (Alembic's version table exists)."""
+        with self.engine.connect() as conn:
+            return sa.inspect(conn).has_table("alembic_version")
 
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision (idempotent)."""

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from identity_sync.auth import jwt as jwtv
 from identity_sync.auth.oauth import SigningKeyError, SigningKeys, audience_for, issue_access_token, signing_keys_for
 from identity_sync.config import Settings
+from identity_sync.storage.db import Database
 
 PASSPHRASE = b"correct horse battery staple"
 
@@ -88,6 +89,8 @@ def test_the_settings_build_keys_that_use_the_passphrase(tmp_path: Path) -> None
 def _cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("IDSYNC_")}
     environment.update(IDSYNC_DATA_DIR=str(tmp_path), IDSYNC_DATABASE_URL=f"sqlite:///{tmp_path}/cli.db", **env)
+    if not (tmp_path / "cli.db").exists():  # an installed service: only migrate and serve create a database
+        Database(environment["IDSYNC_DATABASE_URL"]).migrate()
     return subprocess.run([sys.executable, "-m", "identity_sync", *args], env=environment, capture_output=True,
                           text=True, timeout=60)
 
