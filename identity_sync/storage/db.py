@@ -10,6 +10,7 @@ stalls of 2-3 s; a FIFO-ish mutex hands the database over the moment it is free.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -27,6 +28,9 @@ from identity_sync.storage.marks import PositionMarks
 from identity_sync.storage.sqltext import DriverConnection
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: The PostgreSQL advisory lock (one bigint key space per database) that serialises migrations:
+#: any constant that nothing else of ours takes; "idsync" in ASCII, for whoever finds it in pg_locks.
+MIGRATION_LOCK_KEY = 0x696473796E63
 
 
 def _json_dumps(value: object) -> str:
@@ -164,13 +168,48 @@ class Database:
             return sa.inspect(conn).has_table("alembic_version")
 
     def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision (idempotent)."""
+        """Bring the schema to the newest Alembic revision (idempotent), one process at a time:
+        nodes started together would otherwise all find the database empty and race to create
+        the same tables (issue 11). Whoever waited finds the schema at head and does nothing."""
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.connect() as conn:
+        with self._migration_lock(), self.engine.connect() as conn:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
             conn.commit()
+
+    @contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        """PostgreSQL: a session-level advisory lock held on a connection of its own for the whole
+        migration (a transaction-level one would end with the first migration's transaction, and
+        it must not share the migrating connection, whose transactions alembic ends). SQLite: an
+        exclusive ``flock`` on a file beside the database — SQLite has no lock that outlives a
+        transaction, and alembic runs each SQLite migration in a transaction of its own, so its
+        write lock would let a second process in between two migrations. Every process that can
+        open a SQLite file runs on its machine, so a file lock covers them all."""
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.connect() as locker:
+                locker.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")
+                locker.commit()  # the lock is the session's: it outlives this transaction
+                try:
+                    yield
+                finally:
+                    locker.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")
+                    locker.commit()
+            return
+        file = sqlite_file(self.url)
+        if file is None:  # an in-memory database: one connection's, nothing to race with
+            yield
+            return
+        import fcntl
+
+        files.private_directory(file.parent)
+        fd = os.open(f"{file}.migrate-lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released when fd is closed, also by a process that dies
+            yield
+        finally:
+            os.close(fd)
 
     def dispose(self) -> None:
         self.engine.dispose()
