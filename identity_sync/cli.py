@@ -204,7 +204,7 @@ def serve(
     settings, db = _open(settings, create=True)  # the first serve creates the database (README's set-up)
     _share_the_interpreter(settings)
     with _reported(SigningKeyError, OSError):
-        signing_keys_for(settings).kids()  # a key that cannot be decrypted fails here, not per request
+        signing_keys_for(settings, db).kids()  # a key that cannot be decrypted fails here, not per request
     if (ssl_certfile is None) != (ssl_keyfile is None):
         _fail("--ssl-certfile and --ssl-keyfile go together.")
     # The default tenant's token is a never-expiring, full-scope secret: shown only to a person at
