@@ -180,22 +180,19 @@ class Database:
 
     @contextmanager
     def _migration_lock(self) -> Iterator[None]:
-        """PostgreSQL: a session-level advisory lock held on a connection of its own for the whole
-        migration (a transaction-level one would end with the first migration's transaction, and
-        it must not share the migrating connection, whose transactions alembic ends). SQLite: an
+        """PostgreSQL: a transaction-level advisory lock taken in a transaction kept open on a
+        connection of its own for the whole migration (the migrating connection's transactions are
+        alembic's to end). Transaction-level rather than session-level: it is released whatever
+        happens to this process (its connection closes, its transaction ends), and it stays on one
+        server connection also through PgBouncer in transaction mode. SQLite: an
         exclusive ``flock`` on a file beside the database — SQLite has no lock that outlives a
         transaction, and alembic runs each SQLite migration in a transaction of its own, so its
         write lock would let a second process in between two migrations. Every process that can
         open a SQLite file runs on its machine, so a file lock covers them all."""
         if self.engine.dialect.name == "postgresql":
-            with self.engine.connect() as locker:
-                locker.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")
-                locker.commit()  # the lock is the session's: it outlives this transaction
-                try:
-                    yield
-                finally:
-                    locker.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")
-                    locker.commit()
+            with self.engine.connect() as locker, locker.begin():
+                locker.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
+                yield
             return
         file = sqlite_file(self.url)
         if file is None:  # an in-memory database: one connection's, nothing to race with
