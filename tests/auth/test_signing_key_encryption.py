@@ -107,7 +107,9 @@ def _cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[
     environment = {k: v for k, v in os.environ.items() if not k.startswith("IDSYNC_")}
     environment.update(IDSYNC_DATA_DIR=str(tmp_path), IDSYNC_DATABASE_URL=f"sqlite:///{tmp_path}/cli.db", **env)
     if not (tmp_path / "cli.db").exists():  # an installed service: only migrate and serve create a database
-        Database(environment["IDSYNC_DATABASE_URL"]).migrate()
+        db = Database(environment["IDSYNC_DATABASE_URL"])
+        db.migrate()
+        db.dispose()
     return subprocess.run([sys.executable, "-m", "identity_sync", *args], env=environment, capture_output=True,
                           text=True, timeout=60)
 
