@@ -155,12 +155,14 @@ class Settings(BaseSettings):
     oauth_token_lifetime_seconds: int = Field(default=3_600, ge=3_600, le=21_600)
     #: ``iss`` of the access tokens we sign (and the only issuer our own tokens may carry).
     oauth_issuer: str = "identity-sync"
-    #: Where the token-signing keys live (default ``<data_dir>/signing-keys``); every worker and
-    #: node must see the same directory.
+    #: The signing keys are in the database (auth/oauth.py); this directory (default
+    #: ``<data_dir>/signing-keys``) holds the key file that seals them without a passphrase
+    #: (``credentials.key``, sealing.py) and the key files of earlier releases, imported once.
     signing_keys_dir: Path | None = None
-    #: Encrypts the signing keys at rest (PKCS#8, AES-256-CBC): a file holding the passphrase (a
-    #: systemd credential, a Kubernetes secret; trailing newline ignored) or the passphrase itself.
-    #: Unset, the keys are owner-only files in clear (docs/security.md).
+    #: Seals the signing keys and the engine's credentials at rest (AES-256-GCM, a key derived from
+    #: it): a file holding the passphrase (a systemd credential, a Kubernetes secret; trailing
+    #: newline ignored) or the passphrase itself. Unset, a random key file seals them; several
+    #: nodes then all need a copy of it (docs/security.md).
     signing_keys_passphrase_file: Path | None = None
     signing_keys_passphrase: SecretStr | None = None
     #: Lifetime of a new client secret (Microsoft's gallery rules: 1-3 years).
