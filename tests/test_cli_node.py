@@ -133,3 +133,31 @@ def test_a_postgresql_deployment_needs_its_public_url(request: pytest.FixtureReq
         assert json.loads(made.stdout)["tenant_url"] == "https://scim.example.com/scim/v2/acme", made.stderr
     finally:
         next(urls, None)
+
+
+def test_a_first_serve_on_postgresql_shows_the_token_but_no_made_up_url(request: pytest.FixtureRequest,
+                                                                         tmp_path: Path) -> None:
+    import pty
+
+    from tests.test_cli import _free_port, _read_terminal, _stop
+
+    server: pg.PostgresServer = request.getfixturevalue("pg_server")
+    server.admin("CREATE DATABASE idsync_first_serve")  # empty: the first serve creates the schema
+    port = _free_port()
+    main, terminal = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDSYNC_")}
+    env.update(IDSYNC_DATABASE_URL=server.url("idsync_first_serve"), IDSYNC_DATA_DIR=str(tmp_path),
+               IDSYNC_CONFIG="", IDSYNC_LOG_LEVEL="WARNING")
+    process = subprocess.Popen([sys.executable, "-m", "identity_sync", "serve", "--port", str(port)], env=env,
+                               stdout=terminal, stderr=subprocess.DEVNULL)
+    os.close(terminal)
+    try:
+        printed = _read_terminal(main, until="Serving SCIM")
+    finally:
+        _stop(process)
+        os.close(main)
+        server.admin("DROP DATABASE idsync_first_serve WITH (FORCE)")
+    assert "Tenant URL: <IDSYNC_PUBLIC_URL>/scim/v2/default" in printed, printed
+    assert "Token:      idsync_" in printed
+    assert f"127.0.0.1:{port}/scim/v2/default" not in printed
+    assert "Set IDSYNC_PUBLIC_URL (public_url in the config file)" in printed
