@@ -127,8 +127,14 @@ class Server(ManagedProcess):
         self.close()
 
     def _create_tenant(self) -> None:
-        r = subprocess.run([self.cli, "tenant", "create", self.tenant_name, "--json"], env=self.env,
-                           capture_output=True, text=True, timeout=120)
+        # Only `migrate` and `serve` create a database; on PostgreSQL a Tenant URL needs a public
+        # URL (printed, not used here). Both work on older trees too.
+        r = subprocess.run([self.cli, "migrate"], env=self.env, capture_output=True, text=True, timeout=300)
+        if r.returncode != 0:
+            raise RuntimeError(f"migrate failed ({r.returncode}): {r.stderr.strip()[-500:]}")
+        r = subprocess.run([self.cli, "tenant", "create", self.tenant_name, "--json"],
+                           env={**self.env, "IDSYNC_PUBLIC_URL": "http://127.0.0.1"}, capture_output=True, text=True,
+                           timeout=120)
         if r.returncode != 0:
             raise RuntimeError(f"tenant create failed ({r.returncode}): {r.stderr.strip()[-500:]}")
         info = json.loads(r.stdout.strip().splitlines()[-1])

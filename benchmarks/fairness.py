@@ -170,7 +170,8 @@ def summary(samples: list[float]) -> dict[str, float]:
 
 
 def _create_tenant(server: Server, name: str) -> str:
-    result = subprocess.run([server.cli, "tenant", "create", name, "--json"], env=server.env, capture_output=True,
+    result = subprocess.run([server.cli, "tenant", "create", name, "--json"],
+                            env={**server.env, "IDSYNC_PUBLIC_URL": "http://127.0.0.1"}, capture_output=True,
                             text=True, timeout=120, check=True)
     return str(json.loads(result.stdout)["token"])
 

@@ -1,8 +1,9 @@
 """The ``identity-sync`` command. Its commands, options, ``--json`` keys and environment
 variables are a public interface that scripts rely on: extend it, don't change it.
 
-Every command reads the database from ``IDSYNC_DATABASE_URL`` (see ``config.py``) and applies
-pending migrations first, so the commands work on a fresh installation in any order.
+Every command reads the database from ``IDSYNC_DATABASE_URL`` or the config file (see ``config.py``)
+and applies pending migrations first. Only ``migrate`` and ``serve`` create a database: the others
+refuse to run on none (``_open``).
 """
 
 from __future__ import annotations
@@ -17,15 +18,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 
 from identity_sync import cli_auth, cli_engine
 from identity_sync.auth.oauth import SigningKeyError, signing_keys_for
 from identity_sync.clock import ago_text, format_timestamp, parse_timestamp
-from identity_sync.config import Settings
+from identity_sync.config import ConfigFileError, Settings, config_file_path
 from identity_sync.service.audit import AuditService
 from identity_sync.service.tenants import IssuedToken, TenantError, TenantService
 from identity_sync.service.tombstones import TombstoneService
-from identity_sync.storage.db import Database
+from identity_sync.storage.db import Database, sqlite_file
 
 app = typer.Typer(help="identity-sync: a SCIM 2.0 provisioning target for Microsoft Entra ID and Okta.",
                   no_args_is_help=True, add_completion=False)
@@ -44,33 +46,108 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object in
 TenantOption = Annotated[str, typer.Option("--tenant", help="The tenant's name.")]
 
 
-def _open(settings: Settings | None = None) -> tuple[Settings, Database]:
+def _open(settings: Settings | None = None, *, create: bool = False) -> tuple[Settings, Database]:
+    """The configured database, migrated to the newest schema. Only ``migrate`` and ``serve``
+    (``create=True``) may create it: any other command that finds no database (no SQLite file, or
+    a database without our schema) stops, since it was most likely run with another configuration
+    than the service's (another shell, another user) and would otherwise work on a new empty one."""
     from identity_sync import logs
 
     settings = settings or _settings()
     logs.configure(settings.log_level)  # JSON on stderr: stdout stays clean for --json
-    db = Database(settings.resolved_database_url())
+    url = settings.resolved_database_url()
+    if not create:
+        file = sqlite_file(url)
+        if file is not None and not file.exists():
+            _no_database(url)
+    db = Database(url)
+    if not create:
+        try:
+            migrated = db.has_schema()
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            _fail(f"cannot open the database {_safe_url(url)}: {reason[0] if reason else type(exc).__name__}")
+        if not migrated:
+            db.dispose()
+            _no_database(url)
     db.migrate()
     return settings, db
 
 
+def _no_database(url: str) -> None:
+    source = config_file_path()
+    where = f"IDSYNC_DATABASE_URL or database_url in {source}" if source else "IDSYNC_DATABASE_URL (or IDSYNC_CONFIG)"
+    _fail(f"no identity-sync database at {_safe_url(url)}: create it with 'identity-sync migrate', "
+          f"or check {where}")
+
+
 def _settings() -> Settings:
-    """The IDSYNC_* configuration; a bad value is one ``error:`` line naming the variable."""
+    """The configuration (IDSYNC_* variables over the config file); a bad value is one ``error:``
+    line naming the variable, and the config file's key when the value came from there."""
     from pydantic import ValidationError
 
     try:
         return Settings()
+    except ConfigFileError as exc:
+        _fail(str(exc))
+        raise  # not reached: _fail exits
     except ValidationError as exc:
-        problems = "; ".join(
-            (f"IDSYNC_{'_'.join(str(part) for part in e['loc']).upper()}: " if e["loc"] else "") + e["msg"]
-            for e in exc.errors())
+        path = config_file_path()
+        problems = "; ".join(_problem(e["loc"], e["msg"], path) for e in exc.errors())
         _fail(f"invalid configuration: {problems}")
         raise  # not reached: _fail exits
 
 
+def _problem(loc: tuple[int | str, ...], message: str, config_file: Path | None) -> str:
+    if not loc:
+        return message
+    key = "_".join(str(part) for part in loc)
+    variable = f"IDSYNC_{key.upper()}"
+    if variable not in os.environ and config_file is not None:
+        return f"{key} in {config_file}: {message}"
+    return f"{variable}: {message}"
+
+
+ConfirmUrlFlag = Annotated[bool, typer.Option(
+    "--confirm-url", help="Print Tenant URLs made of the host and port (http://HOST:PORT) although "
+                          "IDSYNC_PUBLIC_URL is unset on a non-loopback deployment.")]
+
+
 def _tenant_url(settings: Settings, tenant: str, base: str | None = None) -> str:
-    base = base or settings.public_url or "http://127.0.0.1:8000"
+    base = base or settings.public_url or _default_base(settings)
     return f"{base.rstrip('/')}/scim/v2/{tenant}"
+
+
+def _default_base(settings: Settings) -> str:
+    host = settings.host if settings.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+    return f"http://{f'[{host}]' if ':' in host else host}:{settings.port}"
+
+
+def loopback_deployment(settings: Settings) -> bool:
+    """Whether only this machine can reach the service: it listens on a loopback address and
+    keeps its data in SQLite (a PostgreSQL database is there to be shared by several nodes, which
+    the customers reach by some other name)."""
+    import ipaddress
+
+    if not settings.resolved_database_url().startswith("sqlite"):
+        return False
+    if settings.host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(settings.host).is_loopback
+    except ValueError:
+        return False
+
+
+def _require_public_url(settings: Settings, confirmed: bool) -> None:
+    """Refuse to print a Tenant URL made up of the host and port when customers reach the service
+    by another name: handed to a customer, ``http://127.0.0.1:8000/…`` fails only at their end.
+    Called before anything is created, so that a refused command has changed nothing."""
+    if settings.public_url or confirmed or loopback_deployment(settings):
+        return
+    _fail(f"IDSYNC_PUBLIC_URL is not set and this is not a loopback deployment (host {settings.host}, database "
+          f"{_safe_url(settings.resolved_database_url())}): set IDSYNC_PUBLIC_URL (public_url in the config file) to "
+          f"the URL customers reach, or pass --confirm-url to print {_default_base(settings)}/scim/v2/<tenant>")
 
 
 def _fail(message: str) -> None:
@@ -103,8 +180,9 @@ def _print_issued(settings: Settings, issued: IssuedToken, as_json: bool, base: 
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on (default: IDSYNC_HOST, else "
+                                                  "127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default: IDSYNC_PORT, else 8000).")] = None,
     ssl_certfile: Annotated[Path | None, typer.Option(help="Serve HTTPS (TLS 1.2/1.3) with this PEM certificate "
                                                            "(chain).")] = None,
     ssl_keyfile: Annotated[Path | None, typer.Option(help="The certificate's PEM private key.")] = None,
@@ -118,10 +196,14 @@ def serve(
     = False,
 ) -> None:
     """Run the SCIM service (migrations are applied first)."""
-    settings, db = _open()
+    settings = _settings()
+    # What this serve listens on is what its first start's Tenant URL is made of.
+    settings = settings.model_copy(update={"host": host or settings.host, "port": port or settings.port})
+    host, port = settings.host, settings.port
+    settings, db = _open(settings, create=True)  # the first serve creates the database (README's set-up)
     _share_the_interpreter(settings)
     with _reported(SigningKeyError, OSError):
-        signing_keys_for(settings).kids()  # a key that cannot be decrypted fails here, not per request
+        signing_keys_for(settings, db).kids()  # a key that cannot be decrypted fails here, not per request
     if (ssl_certfile is None) != (ssl_keyfile is None):
         _fail("--ssl-certfile and --ssl-keyfile go together.")
     # The default tenant's token is a never-expiring, full-scope secret: shown only to a person at
@@ -131,7 +213,12 @@ def serve(
     scheme = "https" if ssl_certfile else "http"
     if issued is not None:
         typer.echo("First start: created the 'default' tenant.")
-        _print_issued(settings, issued, False, settings.public_url or f"{scheme}://{host}:{port}")
+        if settings.public_url or loopback_deployment(settings):
+            _print_issued(settings, issued, False, settings.public_url or f"{scheme}://{host}:{port}")
+        else:  # no Tenant URL to hand over made up from a listening address (_require_public_url)
+            _print_issued(settings, issued, False, "<IDSYNC_PUBLIC_URL>")
+            typer.echo("Set IDSYNC_PUBLIC_URL (public_url in the config file) to the URL customers reach: "
+                       "the Tenant URL is <that URL>/scim/v2/default.")
     elif created:
         typer.echo("First start: created the 'default' tenant. Its token is not printed here (not a terminal); "
                    "issue one with: identity-sync token create --tenant default")
@@ -213,26 +300,28 @@ def migrate(
                                                "node runs this release, after a rolling upgrade from one before "
                                                "them.")] = False,
 ) -> None:
-    """Apply pending database migrations and exit."""
-    _, db = _open()
+    """Create the database or apply pending migrations, and exit."""
+    _, db = _open(create=True)
     typer.echo(f"Database is up to date ({_safe_url(db.url)}).")
     if recount:
         typer.echo(f"Recounted the live resources ({TenantService(db).recount_resources()} tenant/type counts).")
 
 
 @tenant_app.command("create")
-def tenant_create(name: str, as_json: JsonFlag = False) -> None:
+def tenant_create(name: str, as_json: JsonFlag = False, confirm_url: ConfirmUrlFlag = False) -> None:
     """Create a tenant and its first bearer token."""
     settings, db = _open()
+    _require_public_url(settings, confirm_url)
     with _reported():
         issued = TenantService(db).create_tenant(name)
     _print_issued(settings, issued, as_json)
 
 
 @tenant_app.command("list")
-def tenant_list(as_json: JsonFlag = False) -> None:
+def tenant_list(as_json: JsonFlag = False, confirm_url: ConfirmUrlFlag = False) -> None:
     """List tenants with their Tenant URLs."""
     settings, db = _open()
+    _require_public_url(settings, confirm_url)
     rows = [{"tenant": t["name"], "status": t["status"], "created_at": t["created_at"],
              "tenant_url": _tenant_url(settings, t["name"]), "retention_days": t["retention_days"],
              "legal_hold": bool(t["legal_hold"])} for t in TenantService(db).list_tenants()]
@@ -292,9 +381,11 @@ def token_create(
     tenant: TenantOption,
     as_json: JsonFlag = False,
     expires_in_days: Annotated[int | None, typer.Option(help="Expire the token after this many days.")] = None,
+    confirm_url: ConfirmUrlFlag = False,
 ) -> None:
     """Issue a new bearer token (shown once). Old tokens keep working until revoked."""
     settings, db = _open()
+    _require_public_url(settings, confirm_url)
     with _reported():
         issued = TenantService(db).create_token(tenant, expires_in_days)
     _print_issued(settings, issued, as_json)

@@ -47,6 +47,17 @@ def _reported(*errors: type[Exception]) -> Any:
     return reported(*errors)
 
 
+ConfirmUrlFlag = Annotated[bool, typer.Option(
+    "--confirm-url", help="Print Tenant URLs made of the host and port (http://HOST:PORT) although "
+                          "IDSYNC_PUBLIC_URL is unset on a non-loopback deployment.")]
+
+
+def _require_public_url(settings: Any, confirmed: bool) -> None:
+    from identity_sync.cli import _require_public_url as require
+
+    require(settings, confirmed)
+
+
 def _print_client(settings: Any, issued: IssuedClient, as_json: bool) -> None:
     from identity_sync.cli import _tenant_url
 
@@ -111,9 +122,11 @@ def client_create(
     audience: Annotated[str | None, typer.Option(help="--federated: api://<app id>/.default (or the app id).")] = None,
     jwks_file: Annotated[Path | None, typer.Option(help="--federated: a JWKS file with Entra's keys.")] = None,
     jwks_url: Annotated[str | None, typer.Option(help="--federated: https URL of Entra's JWKS.")] = None,
+    confirm_url: ConfirmUrlFlag = False,
 ) -> None:
     """Create an OAuth client with its first secret (shown once), or a federated one (no secret)."""
     settings, service = _service()
+    _require_public_url(settings, confirm_url)
     federation = (issuer, subject, audience, jwks_file, jwks_url)
     if not federated:
         if any(v is not None for v in federation):
@@ -134,9 +147,10 @@ def client_create(
 
 @client_app.command("rotate")
 def client_rotate(client_id: str, tenant: TenantOption, as_json: JsonFlag = False,
-                  secret_days: SecretDays = None) -> None:
+                  secret_days: SecretDays = None, confirm_url: ConfirmUrlFlag = False) -> None:
     """Add a second live secret (shown once); revoke the old one after Entra has the new one."""
     settings, service = _service()
+    _require_public_url(settings, confirm_url)
     with _reported():
         issued = service.rotate_secret(tenant, client_id, secret_days)
     _print_client(settings, issued, as_json)

@@ -1,18 +1,101 @@
-"""Settings: one typed object read from ``IDSYNC_*`` environment variables (and nothing else),
-the same way by the server and by every CLI command."""
+"""Settings: one typed object read the same way by the server and by every CLI command, from
+
+1. the keyword arguments of ``Settings(...)`` (tests, embedding), over
+2. ``IDSYNC_*`` environment variables, over
+3. a TOML config file: ``IDSYNC_CONFIG`` names it (an empty value: none), else
+   ``/etc/identity-sync/config.toml`` when it exists. Its keys are the field names below
+   (``database_url = "postgresql://…"``, ``public_url = "https://scim.example.com"``).
+
+One file read by ``serve`` and every CLI command is what keeps a command run in another shell from
+silently opening another (new, empty) database or printing a loopback Tenant URL (issue 11).
+A file that cannot be used is refused whole, with one line naming the file (and the key or the
+line and column): a typo must not fall back to a default silently.
+"""
 
 from __future__ import annotations
 
+import os
+import stat
+import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+#: Read when ``IDSYNC_CONFIG`` is unset and the file exists.
+DEFAULT_CONFIG_FILE = Path("/etc/identity-sync/config.toml")
+#: Keys whose value is a secret: a config file holding one must not be readable by every local
+#: user (the ``*_file`` keys, which name a file holding the secret, are the better choice).
+SECRET_KEYS = frozenset({"signing_keys_passphrase"})
+
+
+class ConfigFileError(ValueError):
+    """A config file that cannot be used; the message is one line naming the file."""
+
+
+def config_file_path() -> Path | None:
+    """The config file in effect: ``IDSYNC_CONFIG`` (which must then exist; empty: no file), else
+    :data:`DEFAULT_CONFIG_FILE` if it exists, else none."""
+    named = os.environ.get("IDSYNC_CONFIG")
+    if named is not None:
+        return Path(named).expanduser() if named.strip() else None
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def read_config_file(path: Path, fields: dict[str, FieldInfo]) -> dict[str, Any]:
+    """The settings in ``path``, checked: TOML, only known keys, no secret in a world-readable file."""
+    try:
+        with path.open("rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            values = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigFileError(f"config file {path} (IDSYNC_CONFIG) does not exist") from None
+    except OSError as exc:
+        raise ConfigFileError(f"config file {path} cannot be read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib's message ends with "(at line L, column C)".
+        raise ConfigFileError(f"config file {path} is not valid TOML: {exc}") from None
+    unknown = sorted(key for key in values if key not in fields)
+    if unknown:
+        raise ConfigFileError(f"config file {path}: unknown key{'s' if len(unknown) > 1 else ''} "
+                              f"{', '.join(unknown)} (keys are the settings' names, e.g. database_url)")
+    secrets = sorted(key for key in values if key in SECRET_KEYS or _has_password(key, values[key]))
+    if secrets and mode & stat.S_IROTH:
+        raise ConfigFileError(f"config file {path} holds a secret ({', '.join(secrets)}) and every local user can "
+                              f"read it: chmod o-r it (e.g. 0640, group of the service), or use the *_file keys")
+    return values
+
+
+def _has_password(key: str, value: object) -> bool:
+    if key != "database_url" or not isinstance(value, str):
+        return False
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return bool(make_url(value).password)
+    except (ArgumentError, ValueError):
+        return False
+
+
+class TomlFileSource(PydanticBaseSettingsSource):
+    """The config file as a pydantic-settings source (the lowest but the defaults)."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        path = config_file_path()
+        self.values = read_config_file(path, settings_cls.model_fields) if path is not None else {}
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self.values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.values)
 
 
 def _default_data_dir() -> Path:
-    import os
-
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "identity-sync"
 
@@ -20,11 +103,27 @@ def _default_data_dir() -> Path:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="IDSYNC_", extra="ignore")
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Earlier sources win: arguments, then the environment, then the config file.
+        return init_settings, env_settings, TomlFileSource(settings_cls)
+
     #: SQLAlchemy-style URL; default: ``sqlite:///<data_dir>/identity-sync.db``.
     database_url: str | None = None
     data_dir: Path = Field(default_factory=_default_data_dir)
     #: Base URL printed in Tenant URLs and used in ``meta.location`` (set it behind a proxy).
     public_url: str | None = None
+    #: ``serve``'s defaults for ``--host`` and ``--port``; in the config file, they also tell the
+    #: other commands whether this is a loopback deployment (see ``cli._require_public_url``).
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65_535)
     log_level: str = "INFO"
 
     max_body_bytes: int = 1_048_576
@@ -56,12 +155,14 @@ class Settings(BaseSettings):
     oauth_token_lifetime_seconds: int = Field(default=3_600, ge=3_600, le=21_600)
     #: ``iss`` of the access tokens we sign (and the only issuer our own tokens may carry).
     oauth_issuer: str = "identity-sync"
-    #: Where the token-signing keys live (default ``<data_dir>/signing-keys``); every worker and
-    #: node must see the same directory.
+    #: The signing keys are in the database (auth/oauth.py); this directory (default
+    #: ``<data_dir>/signing-keys``) holds the key file that seals them without a passphrase
+    #: (``credentials.key``, sealing.py) and the key files of earlier releases, imported once.
     signing_keys_dir: Path | None = None
-    #: Encrypts the signing keys at rest (PKCS#8, AES-256-CBC): a file holding the passphrase (a
-    #: systemd credential, a Kubernetes secret; trailing newline ignored) or the passphrase itself.
-    #: Unset, the keys are owner-only files in clear (docs/security.md).
+    #: Seals the signing keys and the engine's credentials at rest (AES-256-GCM, a key derived from
+    #: it): a file holding the passphrase (a systemd credential, a Kubernetes secret; trailing
+    #: newline ignored) or the passphrase itself. Unset, a random key file seals them; several
+    #: nodes then all need a copy of it (docs/security.md).
     signing_keys_passphrase_file: Path | None = None
     signing_keys_passphrase: SecretStr | None = None
     #: Lifetime of a new client secret (Microsoft's gallery rules: 1-3 years).

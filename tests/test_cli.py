@@ -47,10 +47,13 @@ class Cli:
     def __init__(self, db_url: str, data_dir: Path) -> None:
         self.db_url = db_url
         self.data_dir = data_dir
+        # A PostgreSQL deployment is not a loopback one: its Tenant URLs must be configured
+        # (test_cli_node.py tests the refusal); here they are the loopback default, explicitly.
+        self.env = {} if db_url.startswith("sqlite") else {"IDSYNC_PUBLIC_URL": DEFAULT_BASE}
 
     def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
         return subprocess.Popen([sys.executable, "-m", "identity_sync", *args], env=_env(self.db_url, self.data_dir,
-                                **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                **{**self.env, **env}), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def __call__(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         return self.all([args], **env)[0]

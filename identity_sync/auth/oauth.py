@@ -1,18 +1,19 @@
 """OAuth 2.0 client credentials (RFC 6749 §4.4): signing keys, access tokens, and the pieces of a
 token request (client authentication by HTTP Basic, by form body, or both).
 
-Signing keys are RSA-2048 private keys in PEM files (mode 0600) in one directory, named by their
-``kid`` (a UTC timestamp plus random hex, so names sort by age). The newest key signs; every key
-in the directory verifies and is published in the JWKS. Rotation without downtime is therefore:
-``keys rotate`` adds a key (workers pick it up within :data:`RELOAD_SECONDS`, and at once when
-they meet its ``kid``), tokens signed by older keys keep working until they expire, and
-``keys prune`` removes keys older than the longest token lifetime. Keys are files, not rows,
-because a private key cannot be stored as a hash and must never sit in the database in clear.
+Signing keys are RSA-2048 private keys named by their ``kid`` (a UTC timestamp plus random hex,
+so names sort by age), kept in the database (table ``signing_keys``, issue 11): every worker and
+every node reads the same keys without a shared disk. A private key is never stored in clear:
+it is sealed with AES-256-GCM (``sealing.py``: a key derived from the signing-keys passphrase,
+else a random key file in the signing-keys directory; several nodes need the passphrase or that
+file). The newest key signs; every key verifies and is published in the JWKS. Rotation without
+downtime is therefore: ``keys rotate`` adds a key (workers pick it up within
+:data:`RELOAD_SECONDS`, and at once when they meet its ``kid``), tokens signed by older keys keep
+working until they expire, and ``keys prune`` removes keys older than the longest token lifetime.
 
-With a passphrase (``IDSYNC_SIGNING_KEYS_PASSPHRASE_FILE``), new keys are written encrypted
-(PKCS#8 with the best encryption ``cryptography`` offers) and decrypted once per process. Keys
-written in clear before the passphrase was set keep working, with a warning, until ``keys
-rotate`` then ``keys prune`` replace them.
+Before issue 11 keys were PEM files (mode 0600, PKCS#8-encrypted with the passphrase if set) in
+the signing-keys directory; the first process to find the table empty imports them (the files
+stay where they are). :class:`DirectoryStore` still reads and writes that layout.
 """
 
 from __future__ import annotations
@@ -30,14 +31,18 @@ from typing import Any
 from urllib.parse import parse_qs, unquote_plus
 
 import jwt
+import sqlalchemy as sa
 import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from identity_sync import sealing
 from identity_sync.auth.federation import JWT_BEARER
 from identity_sync.auth.jwt import public_jwk
+from identity_sync.clock import format_timestamp, now_text, parse_timestamp
 from identity_sync.config import Settings
-from identity_sync.storage import files
+from identity_sync.storage import files, tables
+from identity_sync.storage.db import Database
 
 log = structlog.get_logger("identity_sync.auth")
 
@@ -75,21 +80,206 @@ class _Key:
 
 
 class SigningKeyError(Exception):
-    """A key file that cannot be used: encrypted without a passphrase, a wrong passphrase, damage."""
+    """A key that cannot be used: encrypted without a passphrase, a wrong passphrase, damage."""
+
+
+def _key(kid: str, private: rsa.RSAPrivateKey) -> _Key:
+    jwk = jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key(), as_dict=True)
+    jwk.update({"kid": kid, "alg": ALGORITHM, "use": "sig"})
+    public = public_jwk(jwk)
+    assert public is not None
+    return _Key(kid, private, public, jwk)
+
+
+def _private_from_pem(name: str, data: bytes, passphrase: bytes | None) -> tuple[rsa.RSAPrivateKey, bool]:
+    """The key in a PEM file's bytes, and whether the PEM was encrypted."""
+    encrypted = data.lstrip().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    if encrypted and not passphrase:
+        raise SigningKeyError(f"signing key {name} is encrypted: set IDSYNC_SIGNING_KEYS_PASSPHRASE_FILE "
+                              "(or IDSYNC_SIGNING_KEYS_PASSPHRASE)")
+    try:
+        private = serialization.load_pem_private_key(data, password=passphrase if encrypted else None)
+    except (ValueError, TypeError):
+        raise SigningKeyError(f"signing key {name} cannot be read: wrong passphrase or damaged file") from None
+    if not isinstance(private, rsa.RSAPrivateKey):
+        raise SigningKeyError(f"{name} is not an RSA private key")
+    return private, encrypted
+
+
+class DirectoryStore:
+    """Keys as PEM files in one directory: the layout before keys moved into the database, read
+    to import them, and a store of its own for single-process uses and tests."""
+
+    def __init__(self, directory: Path, passphrase: bytes | None) -> None:
+        self.directory = directory
+        self.passphrase = passphrase
+        self.unencrypted: set[str] = set()
+
+    def stamp(self) -> object:
+        try:
+            return self.directory.stat().st_mtime_ns
+        except OSError:
+            return 0
+
+    def load(self, known: dict[str, _Key]) -> dict[str, _Key]:
+        paths = sorted(self.directory.glob("*.pem")) if self.directory.is_dir() else []
+        return {path.stem: known.get(path.stem) or self._load(path) for path in paths}
+
+    def _load(self, path: Path) -> _Key:
+        private, encrypted = _private_from_pem(path.name, path.read_bytes(), self.passphrase)
+        if self.passphrase and not encrypted:
+            self.unencrypted.add(path.stem)
+            log.warning("signing_keys.unencrypted", kid=path.stem,
+                        hint="identity-sync keys rotate, then keys prune once tokens signed by it have expired")
+        return _key(path.stem, private)
+
+    def add(self, kid: str, private: rsa.RSAPrivateKey, *, only_if_none: bool = False) -> None:
+        files.private_directory(self.directory)  # parents too: the data directory is often made here
+        if only_if_none and any(self.directory.glob("*.pem")):
+            return
+        encryption = (serialization.BestAvailableEncryption(self.passphrase) if self.passphrase
+                      else serialization.NoEncryption())
+        pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+        # Written under a temporary name and renamed, so no process ever reads half a key.
+        tmp = self.directory / f".{kid}.{uuid.uuid4().hex}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(pem)
+        tmp.rename(self.directory / f"{kid}.pem")
+
+    def created(self, kid: str) -> float:
+        return (self.directory / f"{kid}.pem").stat().st_mtime
+
+    def remove(self, kid: str) -> None:
+        (self.directory / f"{kid}.pem").unlink()
+
+
+#: Taken (transaction-level, PostgreSQL) by whoever creates the first key or imports key files, so
+#: that nodes starting together end up with one first key, not one each. SQLite's write
+#: transactions (BEGIN IMMEDIATE) are serialised already.
+_FIRST_KEY_LOCK = 0x696473796E64
+
+
+class DatabaseStore:
+    """Keys in the ``signing_keys`` table, sealed (``sealing.py``) with the key's id as associated
+    data, so a sealed key copied onto another row does not open."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        #: Keys sealed with the key file although a passphrase is set (``keys list`` shows them).
+        self.unencrypted: set[str] = set()
+        self._created: dict[str, float] = {}
+        self._looked_for_files = False
+
+    def stamp(self) -> object:
+        # One indexed look at a tiny table: cheap enough for the one an unknown kid costs.
+        with self.db.read() as conn:
+            return tuple(conn.execute(sa.select(sa.func.count(), sa.func.max(tables.signing_keys.c.kid))).one())
+
+    def load(self, known: dict[str, _Key]) -> dict[str, _Key]:
+        rows = self._rows()
+        if not rows and not self._looked_for_files:
+            self._looked_for_files = True
+            if self._import_files():
+                rows = self._rows()
+        self._created = {row.kid: parse_timestamp(row.created_at).timestamp() for row in rows}
+        return {row.kid: known.get(row.kid) or self._open(row.kid, row.private_key) for row in rows}
+
+    def _rows(self) -> list[Any]:
+        t = tables.signing_keys
+        with self.db.read() as conn:
+            return list(conn.execute(sa.select(t.c.kid, t.c.created_at, t.c.private_key).order_by(t.c.kid)))
+
+    def _open(self, kid: str, sealed: str) -> _Key:
+        try:
+            pem = sealing.unseal(self.settings, _associated(kid), sealed)
+        except sealing.SealError as exc:
+            raise SigningKeyError(_SEAL_MESSAGES[exc.kind].format(kid=kid)) from None
+        private, _ = _private_from_pem(kid, pem, None)
+        if self.settings.resolved_signing_keys_passphrase() and sealing.sealed_with(sealed) != "passphrase":
+            self.unencrypted.add(kid)
+            log.warning("signing_keys.sealed_with_key_file", kid=kid,
+                        hint="identity-sync keys rotate, then keys prune once tokens signed by it have expired")
+        return _key(kid, private)
+
+    def add(self, kid: str, private: rsa.RSAPrivateKey, *, only_if_none: bool = False,
+            created_at: str | None = None) -> None:
+        self._insert([(kid, private, created_at or now_text())], only_if_none=only_if_none)
+
+    def _insert(self, keys: list[tuple[str, rsa.RSAPrivateKey, str]], *, only_if_none: bool) -> bool:
+        # Sealed before the transaction: scrypt takes ~50 ms, no lock is held meanwhile.
+        rows = [{"kid": kid, "created_at": created_at, "private_key": sealing.seal(
+            self.settings, _associated(kid), private.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))}
+            for kid, private, created_at in keys]
+        t = tables.signing_keys
+        with self.db.write() as conn:
+            if only_if_none:
+                if conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_FIRST_KEY_LOCK})")
+                if conn.execute(sa.select(t.c.kid).limit(1)).first() is not None:
+                    return False  # another node was first: its key is the one
+            conn.execute(t.insert(), rows)
+        return True
+
+    def _import_files(self) -> bool:
+        """The key files of an installation from before issue 11, copied into the empty table."""
+        directory = DirectoryStore(self.settings.resolved_signing_keys_dir(),
+                                   self.settings.resolved_signing_keys_passphrase())
+        found = directory.load({})
+        if not found:
+            return False
+        keys = [(kid, key.private, format_timestamp(datetime.fromtimestamp(directory.created(kid), UTC)))
+                for kid, key in sorted(found.items())]
+        imported = self._insert(keys, only_if_none=True)
+        if imported:
+            log.info("signing_keys.imported", keys=len(keys), directory=str(directory.directory),
+                     hint="the files are no longer read; remove them once every node runs this release")
+        return True
+
+    def created(self, kid: str) -> float:
+        return self._created[kid]
+
+    def remove(self, kid: str) -> None:
+        with self.db.write() as conn:
+            conn.execute(tables.signing_keys.delete().where(tables.signing_keys.c.kid == kid))
+
+
+_SEAL_MESSAGES = {
+    "needs_passphrase": "signing key {kid} is sealed with a passphrase: set IDSYNC_SIGNING_KEYS_PASSPHRASE_FILE "
+                        "(or IDSYNC_SIGNING_KEYS_PASSPHRASE)",
+    "wrong_key": "signing key {kid} cannot be decrypted: wrong passphrase or key file",
+    "unknown_format": "signing key {kid} is damaged (unknown format)",
+    "damaged": "signing key {kid} is damaged",
+    "key_file_missing": f"signing key {{kid}} is sealed with a key file that is missing ({sealing.KEY_FILE} in the "
+                        "signing-keys directory): copy it from the node that made the key, or set a passphrase "
+                        "(IDSYNC_SIGNING_KEYS_PASSPHRASE_FILE) and rotate",
+    "key_file_damaged": f"{sealing.KEY_FILE} in the signing-keys directory is damaged",
+}
+
+
+def _associated(kid: str) -> bytes:
+    return f"signing-key:{kid}".encode()
+
+
+KeyStore = DirectoryStore | DatabaseStore
 
 
 class SigningKeys:
-    """The key directory, cached in memory and re-read when it may have changed."""
+    """The keys of one store, cached in memory and re-read when they may have changed."""
 
-    def __init__(self, directory: Path, passphrase: bytes | None = None) -> None:
-        self.directory = directory
-        self.passphrase = passphrase
-        #: Keys found in clear although a passphrase is set (``keys list`` shows them).
-        self.unencrypted: set[str] = set()
+    def __init__(self, store: Path | KeyStore, passphrase: bytes | None = None) -> None:
+        self.store: KeyStore = DirectoryStore(store, passphrase) if isinstance(store, Path) else store
         self._keys: dict[str, _Key] = {}
         self._loaded_at = 0.0
-        self._stamp = -1
+        self._stamp: object = None
         self._lock = threading.Lock()
+
+    @property
+    def unencrypted(self) -> set[str]:
+        """Keys not protected by the passphrase although one is set (``keys list`` shows them)."""
+        return self.store.unencrypted
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -100,53 +290,20 @@ class SigningKeys:
         with self._lock:
             if not force and now - self._loaded_at < RELOAD_SECONDS:
                 return
-            stamp = self._directory_stamp()  # before listing: a key written meanwhile changes it again
-            keys = {}
-            paths = sorted(self.directory.glob("*.pem")) if self.directory.is_dir() else []
-            for path in paths:
-                known = self._keys.get(path.stem)
-                keys[path.stem] = known or self._load(path)
-            self._keys = keys
+            stamp = self.store.stamp()  # before reading: a key written meanwhile changes it again
+            self._keys = self.store.load(self._keys)
             self._loaded_at = time.monotonic()
             self._stamp = stamp
 
-    def _directory_stamp(self) -> int:
-        try:
-            return self.directory.stat().st_mtime_ns
-        except OSError:
-            return 0
-
-    def _load(self, path: Path) -> _Key:
-        data = path.read_bytes()
-        encrypted = data.lstrip().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
-        if encrypted and not self.passphrase:
-            raise SigningKeyError(f"signing key {path.name} is encrypted: set IDSYNC_SIGNING_KEYS_PASSPHRASE_FILE "
-                                  "(or IDSYNC_SIGNING_KEYS_PASSPHRASE)")
-        try:
-            private = serialization.load_pem_private_key(data, password=self.passphrase if encrypted else None)
-        except (ValueError, TypeError):
-            raise SigningKeyError(f"signing key {path.name} cannot be read: wrong passphrase or damaged file") from None
-        if not isinstance(private, rsa.RSAPrivateKey):
-            raise SigningKeyError(f"{path.name} is not an RSA private key")
-        if self.passphrase and not encrypted:
-            self.unencrypted.add(path.stem)
-            log.warning("signing_keys.unencrypted", kid=path.stem,
-                        hint="identity-sync keys rotate, then keys prune once tokens signed by it have expired")
-        jwk = jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key(), as_dict=True)
-        jwk.update({"kid": path.stem, "alg": ALGORITHM, "use": "sig"})
-        public = public_jwk(jwk)
-        assert public is not None
-        return _Key(path.stem, private, public, jwk)
-
     def public_key(self, kid: str) -> jwt.PyJWK | None:
-        """The verification key named ``kid``; an unknown ``kid`` triggers one early re-read (a
-        key another worker just created), at most once per second."""
+        """The verification key named ``kid``; an unknown ``kid`` triggers an early re-read (a
+        key another worker or node just created) when the store's stamp says it changed."""
         if kid in self._keys:
             self._reload()
         else:
-            # A key another worker just wrote changes the directory: re-read exactly then (a stat
-            # is cheap), so forged random kids cannot make every request read the disk.
-            self._reload(force=self._directory_stamp() != self._stamp)
+            # Re-read exactly when a key was added (a stat, or one tiny query), so forged random
+            # kids cannot make every request read every key.
+            self._reload(force=self.store.stamp() != self._stamp)
         key = self._keys.get(kid)
         return key.public if key else None
 
@@ -159,32 +316,27 @@ class SigningKeys:
         return list(self._keys)
 
     def current(self) -> _Key:
-        """The newest key (created on first use)."""
+        """The newest key (the first one is created on first use, once, whoever races for it)."""
         self._reload()
         if not self._keys:
-            self.rotate()
+            self._add(only_if_none=True)
         return self._keys[max(self._keys)]
 
     # -- changing --------------------------------------------------------------------------------
 
     def rotate(self) -> str:
         """Add a new key, which signs from now on; older keys keep verifying."""
+        return self._add(only_if_none=False)
+
+    def _add(self, *, only_if_none: bool) -> str:
         # Read the existing keys first: with a wrong passphrase, fail before writing a key with it.
         self._reload(force=True)
-        files.private_directory(self.directory)  # parents too: the data directory is often made here
+        if only_if_none and self._keys:
+            return max(self._keys)
         kid = _new_kid()
-        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        encryption = (serialization.BestAvailableEncryption(self.passphrase) if self.passphrase
-                      else serialization.NoEncryption())
-        pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
-        # Written under a temporary name and renamed, so no process ever reads half a key.
-        tmp = self.directory / f".{kid}.{uuid.uuid4().hex}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(pem)
-        tmp.rename(self.directory / f"{kid}.pem")
+        self.store.add(kid, rsa.generate_private_key(public_exponent=65537, key_size=2048), only_if_none=only_if_none)
         self._reload(force=True)
-        return kid
+        return max(self._keys) if only_if_none else kid  # the racing node's key, if it was first
 
     def prune(self, older_than_seconds: int) -> list[str]:
         """Remove keys that no live token can need: all but the newest, when older than
@@ -194,17 +346,16 @@ class SigningKeys:
         newest = max(self._keys) if self._keys else None
         removed = []
         for kid in list(self._keys):
-            path = self.directory / f"{kid}.pem"
-            if kid != newest and path.stat().st_mtime < cutoff:
-                path.unlink()
+            if kid != newest and self.store.created(kid) < cutoff:
+                self.store.remove(kid)
                 removed.append(kid)
         self._reload(force=True)
         return removed
 
 
-def signing_keys_for(settings: Settings) -> SigningKeys:
-    """The signing keys as ``settings`` place and protect them."""
-    return SigningKeys(settings.resolved_signing_keys_dir(), settings.resolved_signing_keys_passphrase())
+def signing_keys_for(settings: Settings, db: Database) -> SigningKeys:
+    """The signing keys every node shares: in ``db``, sealed as ``settings`` say."""
+    return SigningKeys(DatabaseStore(db, settings))
 
 
 def issue_access_token(keys: SigningKeys, *, issuer: str, tenant_id: str, client_id: str, secret_id: str,

@@ -92,7 +92,7 @@ class ClientService:
                  jwks: wif.JwksSource | None = None) -> None:
         self.db = db
         self.settings = settings
-        self.keys = keys or oauth.signing_keys_for(settings)
+        self.keys = keys or oauth.signing_keys_for(settings, db)
         self.federation_keys = jwks or wif.JwksSource()
         self.assertion_cache = jwtv.VerifiedCache(1024)
 
@@ -292,7 +292,7 @@ class Authenticator:
         self.db = db
         self.settings = settings
         self.tenants = TenantService(db)
-        self.keys = keys or oauth.signing_keys_for(settings)
+        self.keys = keys or oauth.signing_keys_for(settings, db)
         self.cache = jwtv.VerifiedCache()
         self._entra_keys: dict[str, tuple[str, dict[str, Any]]] = {}  # tenant id -> (version, keys)
         self._fetched: dict[str, tuple[float, dict[str, Any]]] = {}  # JWKS URL -> (when, keys)

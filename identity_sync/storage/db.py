@@ -10,6 +10,7 @@ stalls of 2-3 s; a FIFO-ish mutex hands the database over the moment it is free.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -27,6 +28,9 @@ from identity_sync.storage.marks import PositionMarks
 from identity_sync.storage.sqltext import DriverConnection
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: The PostgreSQL advisory lock (one bigint key space per database) that serialises migrations:
+#: any constant that nothing else of ours takes; "idsync" in ASCII, for whoever finds it in pg_locks.
+MIGRATION_LOCK_KEY = 0x696473796E63
 
 
 def _json_dumps(value: object) -> str:
@@ -41,9 +45,9 @@ def create_engine(url: str, *, autocommit: bool = False) -> Engine:
     if url.startswith("sqlite"):
         if autocommit:
             raise ValueError("autocommit engines are for PostgreSQL only")
-        database = sa.engine.make_url(url).database
-        if database and database != ":memory:" and not database.startswith("file:"):
-            files.private_sqlite_file(Path(database).expanduser())
+        file = sqlite_file(url)
+        if file is not None:
+            files.private_sqlite_file(file)
         engine = sa.create_engine(
             url, json_serializer=_json_dumps, json_deserializer=orjson.loads, pool_size=8, max_overflow=16
         )
@@ -94,6 +98,16 @@ def _sqlite_on_begin(connection: Connection) -> None:
     # explicit BEGIN/ROLLBACK pair per request cost more than the typical lookup query.
     if connection.info.get("write"):
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (``None`` for another database, memory or a ``file:`` URI)."""
+    if not url.startswith("sqlite"):
+        return None
+    database = sa.engine.make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).expanduser()
 
 
 class Database:
@@ -148,14 +162,51 @@ class Database:
         with self.engine.connect() as conn, conn.begin():
             yield conn
 
+    def has_schema(self) -> bool:
+        """Whether migrations were ever applied here (Alembic's version table exists)."""
+        with self.engine.connect() as conn:
+            return sa.inspect(conn).has_table("alembic_version")
+
     def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision (idempotent)."""
+        """Bring the schema to the newest Alembic revision (idempotent), one process at a time:
+        nodes started together would otherwise all find the database empty and race to create
+        the same tables (issue 11). Whoever waited finds the schema at head and does nothing."""
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.connect() as conn:
+        with self._migration_lock(), self.engine.connect() as conn:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
             conn.commit()
+
+    @contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        """PostgreSQL: a transaction-level advisory lock taken in a transaction kept open on a
+        connection of its own for the whole migration (the migrating connection's transactions are
+        alembic's to end). Transaction-level rather than session-level: it is released whatever
+        happens to this process (its connection closes, its transaction ends), and it stays on one
+        server connection also through PgBouncer in transaction mode. SQLite: an
+        exclusive ``flock`` on a file beside the database — SQLite has no lock that outlives a
+        transaction, and alembic runs each SQLite migration in a transaction of its own, so its
+        write lock would let a second process in between two migrations. Every process that can
+        open a SQLite file runs on its machine, so a file lock covers them all."""
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.connect() as locker, locker.begin():
+                locker.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
+                yield
+            return
+        file = sqlite_file(self.url)
+        if file is None:  # an in-memory database: one connection's, nothing to race with
+            yield
+            return
+        import fcntl
+
+        files.private_directory(file.parent)
+        fd = os.open(f"{file}.migrate-lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released when fd is closed, also by a process that dies
+            yield
+        finally:
+            os.close(fd)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -233,3 +233,16 @@ rate_limit_buckets = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     postgresql_with={"fillfactor": 50},
 )
+
+# -- token-signing keys (issue 11; auth/oauth.py) -----------------------------------------------------
+
+# The keys that sign our access tokens, shared by every node through the database. The private key
+# is a PKCS#8 PEM sealed with AES-256-GCM (sealing.py), never in clear. Not a tenant's: one global
+# table of a few rows (a reference table under Citus, docs/deployment.md).
+signing_keys = sa.Table(
+    "signing_keys",
+    metadata,
+    sa.Column("kid", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("private_key", sa.Text, nullable=False),
+)

@@ -11,11 +11,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from pydantic import ValidationError
 
 from identity_sync.auth import jwt as jwtv
 from identity_sync.auth.oauth import SigningKeyError, SigningKeys, audience_for, issue_access_token, signing_keys_for
 from identity_sync.config import Settings
+from identity_sync.storage.db import Database
+from identity_sync.storage.tables import signing_keys
 
 PASSPHRASE = b"correct horse battery staple"
 
@@ -79,15 +82,34 @@ def test_the_passphrase_comes_from_a_file_or_the_environment_never_both(tmp_path
         Settings(signing_keys_passphrase_file=tmp_path / "missing")
 
 
-def test_the_settings_build_keys_that_use_the_passphrase(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, signing_keys_passphrase=PASSPHRASE.decode())
-    kid = signing_keys_for(settings).rotate()
-    assert (settings.resolved_signing_keys_dir() / f"{kid}.pem").read_bytes().startswith(b"-----BEGIN ENCRYPTED")
+def test_the_settings_build_keys_in_the_database_sealed_with_the_passphrase(db_url: str, tmp_path: Path) -> None:
+    settings = Settings(database_url=db_url, data_dir=tmp_path, signing_keys_passphrase=PASSPHRASE.decode())
+    db = Database(db_url)
+    try:
+        keys = signing_keys_for(settings, db)
+        kid = keys.rotate()
+        with db.read() as conn:
+            [sealed] = conn.execute(sa.select(signing_keys.c.private_key).where(signing_keys.c.kid == kid)).scalars()
+        assert sealed.startswith("v1:passphrase:") and "PRIVATE KEY" not in sealed
+        assert not (tmp_path / "signing-keys").exists()  # no file at all: the passphrase is the key
+        token = _token(keys)
+        assert _claims(signing_keys_for(settings, db), token)["sub"] == "c"
+        with pytest.raises(SigningKeyError, match="sealed with a passphrase: set IDSYNC_SIGNING_KEYS_PASSPHRASE_FILE"):
+            signing_keys_for(Settings(database_url=db_url, data_dir=tmp_path), db).kids()
+        with pytest.raises(SigningKeyError, match=f"signing key {kid} cannot be decrypted: wrong passphrase"):
+            signing_keys_for(Settings(database_url=db_url, data_dir=tmp_path, signing_keys_passphrase="not it"),
+                             db).kids()
+    finally:
+        db.dispose()
 
 
 def _cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("IDSYNC_")}
     environment.update(IDSYNC_DATA_DIR=str(tmp_path), IDSYNC_DATABASE_URL=f"sqlite:///{tmp_path}/cli.db", **env)
+    if not (tmp_path / "cli.db").exists():  # an installed service: only migrate and serve create a database
+        db = Database(environment["IDSYNC_DATABASE_URL"])
+        db.migrate()
+        db.dispose()
     return subprocess.run([sys.executable, "-m", "identity_sync", *args], env=environment, capture_output=True,
                           text=True, timeout=60)
 

@@ -101,6 +101,7 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         assert (result.exit_code == 0) == ok, result.output
         return result
 
+    run("migrate")  # only migrate and serve create a database
     run("tenant", "create", "acme")
     try:
         yield run

@@ -11,7 +11,6 @@ import jwt
 import pytest
 from starlette.testclient import TestClient
 
-from identity_sync.auth.oauth import SigningKeys
 from identity_sync.config import Settings
 from identity_sync.service.clients import ClientService, IssuedClient
 from identity_sync.service.tenants import TenantService
@@ -179,24 +178,27 @@ def test_an_expired_secret_gets_no_token(scim: ScimClient, client: IssuedClient,
 
 
 def test_signing_keys_rotate_without_downtime(scim: ScimClient, client: IssuedClient, settings: Settings,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+                                             monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
     from identity_sync.auth import oauth
 
     before = entra_token_request(scim.http, "acme", client, "Header").json()["access_token"]
     old_kid = jwt.get_unverified_header(before)["kid"]
-    keys = SigningKeys(settings.resolved_signing_keys_dir())  # another process: `identity-sync keys rotate`
+    # Another process or node (`identity-sync keys rotate`): a Database of its own, no shared directory.
+    other_node = Database(settings.resolved_database_url())
+    request.addfinalizer(other_node.dispose)
+    keys = oauth.signing_keys_for(settings, other_node)
     time.sleep(1.01)  # key ids carry the second they were made
     new_kid = keys.rotate()
 
     # Another worker already signing with the new key: its token is accepted at once (an unknown
-    # kid makes the server re-read the key directory).
+    # kid makes the server re-read the keys).
     claims = jwt.decode(before, options={"verify_signature": False})
     fresh = oauth.issue_access_token(keys, issuer=claims["iss"], tenant_id=claims["aud"].rsplit(":", 1)[1],
                                      client_id=client.client_id, secret_id=client.secret_id,
                                      scopes=frozenset({"scim:read"}), lifetime=3600)
     assert jwt.get_unverified_header(fresh)["kid"] == new_kid
     assert ScimClient(scim.http, "acme", fresh).get("/Users").status_code == 200
-    # Once the server has re-read the directory it signs with the newest key and publishes both.
+    # Once the server has re-read the keys it signs with the newest key and publishes both.
     monkeypatch.setattr(oauth, "RELOAD_SECONDS", 0.0)
     after = entra_token_request(scim.http, "acme", client, "Header").json()["access_token"]
     assert jwt.get_unverified_header(after)["kid"] == new_kid

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from identity_sync.auth.oauth import SigningKeys, audience_for
+from identity_sync.auth.oauth import SigningKeys, audience_for, signing_keys_for
 from identity_sync.config import Settings
 from identity_sync.errors import ERROR_SCHEMA
 from identity_sync.service.clients import ClientService, IssuedClient
@@ -64,7 +64,7 @@ def world(scim: ScimClient, other_scim: ScimClient, tenants: TenantService, sett
     foreign_token = token_for(other_scim, foreign)
     clients.set_entra_trust("acme", jh.ENTRA_TID, jwks=jh.jwks())
 
-    keys = SigningKeys(settings.resolved_signing_keys_dir())
+    keys = signing_keys_for(settings, tenants.db)  # what the app signs and verifies with
     with tenants.db.read() as conn:
         acme_id = get_tenant(conn, "acme")["id"]
     now = int(time.time())

@@ -255,6 +255,7 @@ def test_cli_creates_a_federated_client(tmp_path: Path, monkeypatch: pytest.Monk
     jwks_file = tmp_path / "entra-keys.json"
     jwks_file.write_text(json.dumps(jh.jwks()))
     try:
+        assert runner.invoke(cli_app, ["migrate"]).exit_code == 0  # only migrate and serve create a database
         assert runner.invoke(cli_app, ["tenant", "create", "acme"]).exit_code == 0
         args = ["client", "create", "--tenant", "acme", "--federated", "--issuer", ISSUER, "--subject", SUBJECT,
                 "--audience", AUDIENCE, "--jwks-file", str(jwks_file)]
