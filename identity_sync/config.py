@@ -197,6 +197,9 @@ class Settings(BaseSettings):
     engine_quarantine_max_failures: int = Field(default=40000, ge=1)
     #: Cycles in a row that could not run (target unreachable, source unreadable) before quarantine.
     engine_quarantine_after_failed_cycles: int = Field(default=3, ge=1)
+    #: How long a job's lease lasts without renewal (engine/lease.py): a dead engine's job is taken
+    #: over after at most this long.
+    engine_lease_seconds: float = Field(default=300.0, ge=1.0, le=86_400.0)
 
     # -- failure e-mail (docs/engine.md, Failure e-mail; engine/notify.py) --
     #: The SMTP server failure e-mails go through. Unset, e-mail is off: messages wait in the

@@ -24,7 +24,7 @@ from identity_sync.engine.tables import engine_cycles, engine_jobs
 
 STATES = ("active", "paused", "quarantined", "disabled")
 #: Error codes that say nothing about the job's health: the cycle resumes as soon as it can.
-NOT_A_FAILURE = frozenset({"Interrupted", "JobBusy"})
+NOT_A_FAILURE = frozenset({"Interrupted", "JobBusy", "LeaseLost"})
 
 
 @dataclass(frozen=True, slots=True)

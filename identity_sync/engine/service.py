@@ -43,7 +43,7 @@ class EngineService:
         the cycle could not run; per-object failures are counted and logged, not raised. Either
         way the job's state, next run and quarantine follow (engine/operations.py)."""
         job = self.jobs.get(name)
-        lease = Lease(self.db, job.id, job.name)
+        lease = Lease(self.db, job.id, job.name, seconds=self.settings.engine_lease_seconds)
         lease.acquire()  # one cycle of a job at a time (JobBusy otherwise)
         try:
             cycle = self._cycle(job, preview=False, progress=progress, lease=lease, should_stop=should_stop)
@@ -87,7 +87,7 @@ class EngineService:
     def provision(self, name: str, anchor: str) -> CycleResult:
         """Provision one object on demand (§4.6); its events are also in the job's logs."""
         job = self.jobs.get(name)
-        lease = Lease(self.db, job.id, job.name)
+        lease = Lease(self.db, job.id, job.name, seconds=self.settings.engine_lease_seconds)
         cycle = self._cycle(job, preview=False, progress=None, lease=lease)
         source = self._source(job)
 

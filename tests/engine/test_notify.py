@@ -26,6 +26,7 @@ from identity_sync.engine.notify import DeliveryReport, Notice, Notifier, notice
 from identity_sync.engine.notify_messages import compose
 from identity_sync.engine.tables import engine_notifications
 from identity_sync.storage.db import Database
+from tests.engine.clock import Clock
 from tests.smtp import HOST, Certificates, free_port, make_certificates, smtp_server
 
 SENDER = "identity-sync <idsync@example.test>"
@@ -39,22 +40,9 @@ TOO_MANY_DELETES = Notice(job_name="hr", kind="quarantined", reason="TooManyDele
                           next_attempt=format_timestamp(T0 + timedelta(hours=6)))
 
 
-class Clock:
-    """The notifier's clock, moved by the test instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ each reason, the deletion threshold holding back a mistyped scoping filter, escr
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,21 +15,11 @@ from identity_sync.engine.logs import query_events
 from identity_sync.engine.mapping.model import default_mapping_document
 from identity_sync.engine.service import EngineService
 from identity_sync.storage.db import Database
+from tests.engine.clock import Clock
 from tests.engine.conftest import unique
 from tests.engine.directory import user, write_directory
 from tests.engine.readback import Readback
 from tests.engine.targets import Target
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 @pytest.fixture

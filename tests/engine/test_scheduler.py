@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -21,18 +21,11 @@ from identity_sync.engine.jobs import Credentials
 from identity_sync.engine.scheduler import EngineAlreadyRunning, Scheduler
 from identity_sync.engine.service import EngineService
 from identity_sync.storage.db import Database
+from tests.engine.clock import Clock
 from tests.engine.conftest import unique
 from tests.engine.directory import user, write_directory
 from tests.engine.readback import Readback
 from tests.engine.targets import Target
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def _job(engine: EngineService, name: str, target: Target, tmp_path: Path, users: int = 2, **options: object) -> str:
