@@ -163,15 +163,15 @@ class EngineService:
         """Entra fetches a random user and group at the start of each cycle (§1.4): a wrong URL or
         credential stops the cycle before it exports anything."""
         try:
-            await self._test(client, job)
+            await self._test(client, job, retries=None)  # a blip at the start must not cost a cycle
         except ConnectionProblem as exc:
             raise CycleAborted(f"target: {exc}", _problem_code(exc)) from None
 
-    async def _test(self, client: ScimClient, job: Job) -> None:
+    async def _test(self, client: ScimClient, job: Job, retries: int | None = 0) -> None:
         mapping = job.mapping()
         user_attribute = mapping.users.matching[0].target if mapping.users.matching else "userName"
         group_attribute = mapping.groups.matching[0].target if mapping.groups.matching else "displayName"
-        await client.test_connection(user_attribute=user_attribute, group_attribute=group_attribute)
+        await client.test_connection(user_attribute=user_attribute, group_attribute=group_attribute, retries=retries)
 
 
 def _problem_code(problem: ConnectionProblem) -> str:

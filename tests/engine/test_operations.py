@@ -187,3 +187,73 @@ def test_failures_are_mailed_once_per_event(db: Database, settings: Settings, ou
         with pytest.raises(CycleAborted):
             engine.run("job")
         assert len(smtp.messages) == 2
+
+
+def test_a_target_that_is_down_for_a_while_then_recovers(
+        db: Database, settings: Settings, our_target: Target, readback: Readback, clock: Clock,
+        tmp_path: Path) -> None:
+    """503s within the client's retries cost nothing; an outage longer than a cycle stops it (the
+    job is retried at its interval, and quarantined only if it lasts); after it, the next cycle
+    converges with every object once."""
+    from urllib.parse import urlsplit
+
+    from tests.engine.flaky_proxy import FlakyProxy
+
+    prefix = unique("flaky")
+    users = [user(f"u{i}", userPrincipalName=f"{prefix}-u{i}@example.com") for i in range(30)]
+    source = write_directory(tmp_path / "export", users, [], assignments=[u["id"] for u in users])
+    target = urlsplit(our_target.base_url)
+    proxy = FlakyProxy(f"{target.scheme}://{target.netloc}").start()
+    try:
+        engine = _engine(db, settings, clock)
+        engine.jobs.create("job", source=f"csv:{source}", target_url=f"{proxy.url}{target.path}",
+                           credentials=Credentials(token=our_target.token))
+        proxy.outage(3)  # a blip: retried within the cycle
+        first = engine.run("job")
+        assert proxy.refused == 3 and (first.counts["created"], first.counts["failed"]) == (30, 0)
+
+        for u in users[:10]:
+            u["displayName"] = "Changed"
+        write_directory(tmp_path / "export", users, [], assignments=[u["id"] for u in users])
+        proxy.outage(10_000)  # a real outage: the cycle cannot even test the connection
+        with pytest.raises(CycleAborted) as raised:
+            engine.run("job")
+        assert raised.value.error_code in ("TargetUnreachable", "ServiceUnavailable", "InternalServerError")
+        job = engine.jobs.get("job")
+        assert job.state == "active" and job.failures_in_a_row == 1  # retried at its interval, not quarantined
+        proxy.outage(0)
+        recovered = engine.run("job")
+        assert (recovered.counts["updated"], recovered.counts["failed"]) == (10, 0)
+        found = readback.users(prefix)
+        assert len(found) == 30 and sum(r["displayName"] == "Changed" for r in found.values()) == 10
+        assert engine.jobs.get("job").failures_in_a_row == 0
+    finally:
+        proxy.stop()
+
+
+def test_too_many_failed_objects_quarantine_the_job_until_a_clean_cycle(
+        db: Database, settings: Settings, our_target: Target, clock: Clock, tmp_path: Path) -> None:
+    """``EncounteredEscrowProportionThreshold`` with its thresholds lowered (Entra's are 5,000 failures
+    and 40 %): two of three users refused → quarantine; the source fixed → the next cycle ends it."""
+    prefix = unique("prop")
+
+    def write(bad: bool) -> Path:
+        users = [user(f"u{i}", userPrincipalName=f"{prefix}-u{i}@example.com",
+                      displayName="Bad\u0000Name" if bad and i else f"User {i}") for i in range(3)]
+        return write_directory(tmp_path / "export", users, [], assignments=["u0", "u1", "u2"])
+
+    source = write(bad=True)
+    strict = settings.model_copy(update={"engine_quarantine_min_failures": 2})
+    engine = EngineService(db, strict, clock=clock)
+    engine.jobs.create("job", source=f"csv:{source}", target_url=our_target.base_url,
+                       credentials=Credentials(token=our_target.token))
+    first = engine.run("job")
+    assert first.state == "completed" and first.counts["failed"] == 2
+    job = engine.jobs.get("job")
+    assert job.state == "quarantined" and job.quarantine.reason == "EncounteredEscrowProportionThreshold"  # type: ignore[union-attr]
+    assert "2 of 3 objects failed" in (job.quarantine.error or "")  # type: ignore[union-attr]
+    write(bad=False)
+    fixed = engine.run("job")
+    assert (fixed.counts["created"], fixed.counts["failed"]) == (2, 0)
+    job = engine.jobs.get("job")
+    assert (job.state, job.quarantine) == ("active", None)

@@ -31,15 +31,17 @@ _KIND_BY_CODE = {
 
 
 async def probe(transport: Transport, *, user_attribute: str = "userName",
-                          group_attribute: str = "displayName") -> None:
+                          group_attribute: str = "displayName", retries: int | None = 0) -> None:
     """Return when the target answers both probes like a SCIM server; raise
-    :class:`ConnectionProblem` naming the first thing that is wrong otherwise."""
+    :class:`ConnectionProblem` naming the first thing that is wrong otherwise. Test Connection
+    answers an admin at once (no retries); the check at the start of a cycle may retry a blip
+    (``retries=None``: the transport's)."""
     probe = json.dumps(str(uuid.uuid4()))
     queries = (("Users", {"filter": f"{user_attribute} eq {probe}"}),
                ("Groups", {"excludedAttributes": "members", "filter": f"{group_attribute} eq {probe}"}))
     for endpoint, params in queries:
         try:
-            response = await transport.request("GET", endpoint, params=params, allow=(404,), retries=0)
+            response = await transport.request("GET", endpoint, params=params, allow=(404,), retries=retries)
             if response.status_code == 404:
                 raise ConnectionProblem("not_found", f"GET /{endpoint} answered 404 instead of an empty ListResponse: "
                                                      "check the Tenant URL")

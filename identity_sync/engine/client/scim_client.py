@@ -204,10 +204,12 @@ class ScimClient:
         for start in range(0, len(unique), self.members_per_request):
             yield unique[start:start + self.members_per_request]
 
-    async def test_connection(self, user_attribute: str = "userName", group_attribute: str = "displayName") -> None:
+    async def test_connection(self, user_attribute: str = "userName", group_attribute: str = "displayName",
+                              *, retries: int | None = 0) -> None:
         """Entra's Test Connection: ``None`` when the target works, else
         :class:`~identity_sync.engine.client.errors.ConnectionProblem`."""
-        await connection.probe(self._transport, user_attribute=user_attribute, group_attribute=group_attribute)
+        await connection.probe(self._transport, user_attribute=user_attribute, group_attribute=group_attribute,
+                               retries=retries)
 
 
 class IncompleteListing(Exception):
