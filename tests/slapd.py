@@ -6,8 +6,10 @@ Two databases, so that one server tests every incremental mode we can run withou
 Directory:
 
 * ``dc=example,dc=com`` with the ``syncprov`` overlay (RFC 4533 content synchronisation, with a
-  session log so that deletes are reported as such) and ``refint`` (renaming or deleting an entry
-  rewrites the ``member`` and ``manager`` values that name it, as Active Directory does);
+  session log so that deletes are reported as such), ``refint`` (renaming or deleting an entry
+  rewrites the ``member`` and ``manager`` values that name it, as Active Directory does; slapd
+  does it just after the operation, so tests wait for it, and does not report it to syncrepl)
+  and ``ppolicy`` (``pwdAccountLockedTime``);
 * ``dc=plain,dc=com`` with neither: no change tracking, so the source polls ``modifyTimestamp``.
 
 A small test schema (:data:`AD_TEST_SCHEMA`) gives slapd Active Directory's attribute names
@@ -74,7 +76,7 @@ AD_TEST_SCHEMA = "\n".join([
       f"SYNTAX {_STRING} SINGLE-VALUE )" for number in range(1, 16)),
     f"objectclass ( {_AD_OID}.3.1 NAME 'user' SUP inetOrgPerson STRUCTURAL MAY ( objectGUID $ "
     "userAccountControl $ sAMAccountName $ userPrincipalName $ proxyAddresses $ company $ department $ "
-    "mailNickname $ employeeID $ co $ " + " $ ".join(f"extensionAttribute{n}" for n in range(1, 16)) + " ) )",
+    "mailNickname $ employeeID $ co $ c $ " + " $ ".join(f"extensionAttribute{n}" for n in range(1, 16)) + " ) )",
     f"objectclass ( {_AD_OID}.3.2 NAME 'computer' SUP user STRUCTURAL )",
     f"objectclass ( {_AD_OID}.3.3 NAME 'group' SUP top STRUCTURAL MUST cn MAY ( objectGUID $ sAMAccountName $ "
     "member $ description $ displayName $ mail $ mailNickname $ proxyAddresses ) )",
@@ -150,8 +152,10 @@ class SlapdServer:
         databases = []
         for suffix, name, tracked in ((SUFFIX, "example", True), (PLAIN_SUFFIX, "plain", False)):
             (self.root / name).mkdir()
-            overlays = ("overlay syncprov\nsyncprov-checkpoint 100 1\nsyncprov-sessionlog 100000\n"
-                        "overlay refint\nrefint_attributes member manager\n") if tracked else ""
+            # ppolicy: for its pwdAccountLockedTime (a locked account is a disabled user).
+            # refint's rewrites are not replicated (slapo-refint(5)): syncprov does not report them.
+            overlays = ("overlay refint\nrefint_attributes member manager\noverlay ppolicy\n"
+                        "overlay syncprov\nsyncprov-checkpoint 100 1\nsyncprov-sessionlog 100000\n") if tracked else ""
             databases.append(f"""
 database mdb
 suffix "{suffix}"
@@ -176,6 +180,7 @@ modulepath {_module_dir()}
 moduleload back_mdb
 moduleload syncprov
 moduleload refint
+moduleload ppolicy
 pidfile {self.root / 'slapd.pid'}
 argsfile {self.root / 'slapd.args'}
 {tls_lines}{''.join(databases)}""")
@@ -286,3 +291,91 @@ def require_ldap() -> None:
         if os.environ.get("IDSYNC_REQUIRE_LDAP"):
             pytest.fail("IDSYNC_REQUIRE_LDAP is set but " + SKIP_REASON)
         pytest.skip(SKIP_REASON)
+
+
+Value = str | bytes | list[str] | list[bytes] | None
+
+
+def _values(value: Value) -> list[bytes]:
+    items = value if isinstance(value, list) else [value]
+    return [item if isinstance(item, bytes) else str(item).encode() for item in items if item is not None]
+
+
+class LdapDirectory:
+    """One test's subtree ``ou=NAME,SUFFIX`` (with ``ou=people``, ``ou=groups``, ``ou=moved``
+    under it), written as the root DN: tests share a server, never entries."""
+
+    def __init__(self, server: SlapdServer, name: str, suffix: str = SUFFIX, *, create: bool = True) -> None:
+        self.server = server
+        self.conn = server.admin(suffix)
+        self.base = f"ou={name},{suffix}"
+        if not create:
+            return
+        self.conn.add_s(self.base, [("objectClass", [b"organizationalUnit"]), ("ou", [name.encode()])])
+        for ou in ("people", "groups", "moved"):
+            self.conn.add_s(f"ou={ou},{self.base}", [("objectClass", [b"organizationalUnit"]), ("ou", [ou.encode()])])
+
+    def dn(self, rdn: str, ou: str = "people") -> str:
+        return f"{rdn},ou={ou},{self.base}"
+
+    def add(self, dn: str, object_classes: list[str], **attributes: Value) -> str:
+        entry = [("objectClass", _values(object_classes))]  # type: ignore[arg-type]
+        entry += [(name, _values(value)) for name, value in attributes.items() if value is not None]
+        self.conn.add_s(dn, entry)
+        return dn
+
+    def add_user(self, uid: str, *, ou: str = "people", classes: tuple[str, ...] = (), **attributes: Value) -> str:
+        """An inetOrgPerson (``classes``: more object classes, e.g. extensibleObject for ``c``)."""
+        attributes.setdefault("cn", uid)
+        attributes.setdefault("sn", uid)
+        return self.add(self.dn(f"uid={uid}", ou), ["inetOrgPerson", *classes], uid=uid, **attributes)
+
+    def add_group(self, cn: str, members: list[str], object_class: str = "groupOfNames", **attributes: Value) -> str:
+        member_attribute = "uniqueMember" if object_class == "groupOfUniqueNames" else "member"
+        return self.add(self.dn(f"cn={cn}", "groups"), [object_class], cn=cn,
+                        **{member_attribute: list(members)}, **attributes)  # type: ignore[arg-type]
+
+    def modify(self, dn: str, **attributes: Value) -> None:
+        """Replace each attribute's values (``None``: remove the attribute)."""
+        import ldap
+
+        self.conn.modify_s(dn, [(ldap.MOD_REPLACE, name, _values(value) or None) for name, value in attributes.items()])
+
+    def add_values(self, dn: str, attribute: str, values: list[str]) -> None:
+        import ldap
+
+        self.conn.modify_s(dn, [(ldap.MOD_ADD, attribute, _values(values))])  # type: ignore[arg-type]
+
+    def delete_values(self, dn: str, attribute: str, values: list[str]) -> None:
+        import ldap
+
+        self.conn.modify_s(dn, [(ldap.MOD_DELETE, attribute, _values(values))])  # type: ignore[arg-type]
+
+    def rename(self, dn: str, new_rdn: str, ou: str | None = None) -> str:
+        """A rename (new RDN) and, with ``ou``, a move: the DN changes, the entryUUID does not."""
+        superior = f"ou={ou},{self.base}" if ou else dn.split(",", 1)[1]
+        self.conn.rename_s(dn, new_rdn, superior if ou else None)
+        return f"{new_rdn},{superior}"
+
+    def delete(self, dn: str) -> None:
+        self.conn.delete_s(dn)
+
+    def values(self, dn: str, attribute: str) -> set[str]:
+        import ldap
+
+        found = self.conn.search_s(dn, ldap.SCOPE_BASE, "(objectClass=*)", [attribute])
+        return {value.decode().lower() for name, values in found[0][1].items() if name.lower() == attribute.lower()
+                for value in values}
+
+    def wait_for(self, dn: str, attribute: str, expected: set[str], timeout: float = 10) -> None:
+        """Until ``attribute`` of ``dn`` holds ``expected`` (refint rewrites references just after a
+        rename or a delete, in a thread of its own)."""
+        expected = {value.lower() for value in expected}
+        deadline = time.monotonic() + timeout
+        while self.values(dn, attribute) != expected:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{dn} {attribute}: {self.values(dn, attribute)} != {expected}")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.conn.unbind_s()

@@ -35,6 +35,9 @@ _NEVER_RAW = frozenset({"member", "uniquemember", "manager", "objectguid", "obje
                         "entrydn", "structuralobjectclass", "subschemasubentry", "hassubordinates",
                         "objectcategory", "memberof", "instancetype", "dscorepropagationdata"})
 
+#: Mapped LDAP attributes also kept under their own name: the identifiers scoping filters use.
+_ALSO_RAW = frozenset({"uid", "cn"})
+
 
 @dataclass(frozen=True, slots=True)
 class Preset:
@@ -201,7 +204,8 @@ def convert(preset: Preset, dn: str, raw: Mapping[str, list[bytes]], domain: str
             attributes[graph_name] = values if graph_name in LIST_ATTRIBUTES else values[0]
     taken = {name.lower() for name in attributes}
     for folded, (name, values) in by_name.items():
-        if folded in mapping or folded in _NEVER_RAW or folded in taken or ";" in folded:
+        if (folded in mapping and folded not in _ALSO_RAW) or folded in _NEVER_RAW or folded in taken \
+                or ";" in folded:
             continue
         text = _text(values)
         if text:

@@ -20,6 +20,7 @@ python-ldap is blocking; the engine calls ``read`` synchronously, once per cycle
 
 from __future__ import annotations
 
+import socket
 import sys
 import time
 import urllib.parse
@@ -165,9 +166,17 @@ class LdapSource:
         info = _error_info(error)
         if isinstance(error, ldap.INVALID_CREDENTIALS):
             return f"{self.description}: bind refused for {self.options.bind_dn!r}: invalid credentials"
-        if "certificate" in info.lower() or "tls" in info.lower() or isinstance(error, ldap.CONNECT_ERROR):
-            hint = "" if self.options.ca_file else " (no --source-ca-file: the system's CAs were used)"
-            return f"{self.description}: TLS failed: {info or type(error).__name__}{hint}"
+        tls = self.server_url.startswith("ldaps:") or self.options.start_tls
+        if tls and (isinstance(error, ldap.CONNECT_ERROR) or "certificate" in info.lower()
+                    or (isinstance(error, ldap.SERVER_DOWN) and self._reachable())):
+            # libldap (GnuTLS on Debian) often says no more than "Connect error": the server
+            # answered TCP, so the handshake is what failed.
+            trust = (f"the CA of --source-ca-file {self.options.ca_file}" if self.options.ca_file
+                     else "the system's CAs (no --source-ca-file)")
+            how = "StartTLS" if self.options.start_tls else "the TLS handshake"
+            return (f"{self.description}: TLS failed: {how} did not complete ({info or type(error).__name__}): "
+                    f"the server's certificate could not be verified against {trust}, or the server does not "
+                    "speak TLS there")
         if isinstance(error, ldap.SERVER_DOWN):
             return f"{self.description}: cannot reach the server: {info or 'no answer'}"
         if isinstance(error, ldap.TIMEOUT):
@@ -178,6 +187,16 @@ class LdapSource:
         if isinstance(error, ldap.NO_SUCH_OBJECT):
             return f"{self.description}: {doing}: the base DN {self.base_dn!r} does not exist"
         return f"{self.description}: {doing}: {type(error).__name__}: {info or 'failed'}"
+
+    def _reachable(self) -> bool:
+        """Whether the server's port accepts a TCP connection (to tell TLS failures from an
+        unreachable server)."""
+        parsed = urllib.parse.urlsplit(self.server_url)
+        try:
+            with socket.create_connection((parsed.hostname, parsed.port or 636), timeout=5):
+                return True
+        except OSError:
+            return False
 
     def close(self) -> None:
         if self._connection is not None:
