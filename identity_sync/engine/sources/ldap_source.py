@@ -24,7 +24,7 @@ import socket
 import sys
 import time
 import urllib.parse
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from identity_sync.engine.model import ObjectType, SourceError, SourceObject, SourceSnapshot
@@ -121,8 +121,12 @@ class LdapSource:
         self._root_dse: Raw = {}
         self._preset: Preset | None = None
         self._dn_cache: dict[str, str] = {}
-        #: Entries the last read or read_changes received from the server (for logs and benchmarks).
+        #: Entries the last read or read_changes received from the server (for logs and benchmarks),
+        #: and anchors the last read_changes listed to find deletes (attribute-less entries).
         self.entries_read = 0
+        self.anchors_listed = 0
+        #: read_changes can return deltas (engine/mirror.py keeps the attributes it is given as ``previous``).
+        self.incremental = True
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -355,7 +359,7 @@ class LdapSource:
             base[self._normal(entry.dn)] = entry.anchor
         return base
 
-    def _resolve(self, entry: Entry, index: Mapping[str, str]) -> SourceObject:
+    def _resolve(self, entry: Entry, index: Mapping[str, str] | _Index) -> SourceObject:
         """The object with ``manager`` and ``members`` as anchors (DNs naming nothing left out)."""
         attributes = entry.attributes
         if entry.manager is not None:
@@ -373,34 +377,39 @@ class LdapSource:
 
     def read_changes(self, cursor: str, previous: SourceSnapshot) -> SourceDelta | None:
         """What changed since ``cursor`` (ldap_sync.py), or ``None`` when only a complete read
-        will do: another search, a cursor the server no longer knows, more changes than its size
-        limit, a server that lost its change tracking."""
+        will do: another search, a cursor the server no longer knows, a server that lost its
+        change tracking."""
         self._connect()
         state = ldap_sync.parse_cursor(cursor, self._config())
         if state is None or (state.mode == "usn" and not self._root_dse.get("highestCommittedUSN")):
             return None
         started = time.monotonic()
         removed_anchors: set[str] = set()
+        self.anchors_listed = 0
         if state.mode == "syncrepl":
             try:
                 result = self._connect().refresh(self.base_dn, ldap.SCOPE_SUBTREE, self._filter(),
                                                  self.preset.attribute_list(), state.cookie, self.timeout)
-            except (ldap.SIZELIMIT_EXCEEDED, ldap.ADMINLIMIT_EXCEEDED, ldap.UNWILLING_TO_PERFORM,
-                    ldap.UNAVAILABLE_CRITICAL_EXTENSION, ldap.PROTOCOL_ERROR):
-                # Too many changes for one search, or syncprov gone: a complete (paged) read instead.
+            except (ldap.SIZELIMIT_EXCEEDED, ldap.ADMINLIMIT_EXCEEDED):
+                # More changes than the bind DN may read in one search (a refresh cannot be paged).
                 self.close()
+                raw_entries, removed_anchors, next_cursor = self._csn_changes(state, previous)
+            except (ldap.UNWILLING_TO_PERFORM, ldap.UNAVAILABLE_CRITICAL_EXTENSION, ldap.PROTOCOL_ERROR):
+                self.close()  # syncprov is gone from this database: a complete read decides what next
                 return None
             except ldap.LDAPError as error:
                 if _result_code(error) == 4096:  # e-syncRefreshRequired: the cookie is too old
                     self.close()
                     return None
                 raise self._fail(error, "reading changes") from None
-            raw_entries: list[tuple[str, Raw]] = [(dn, raw) for dn, raw, _uuid in result.entries]
-            removed_anchors = set(result.deleted)
-            if result.present is not None:
-                changed_anchors = {uuid for _dn, _raw, uuid in result.entries}
-                removed_anchors |= (set(previous.users) | set(previous.groups)) - result.present - changed_anchors
-            next_cursor = state.next_read(cookie=result.cookie or state.cookie)
+            else:
+                raw_entries = [(dn, raw) for dn, raw, _uuid in result.entries]
+                # syncprov reports deleted entries, and entries that no longer match the filter, as deletes.
+                removed_anchors = set(result.deleted)
+                if result.present is not None:
+                    changed_anchors = {uuid for _dn, _raw, uuid in result.entries}
+                    removed_anchors |= (set(previous.users) | set(previous.groups)) - result.present - changed_anchors
+                next_cursor = state.next_read(cookie=result.cookie or state.cookie)
         else:
             raw_entries, next_cursor = self._poll(state, started)
             if next_cursor.reads % self.delete_sweep_every == 0:
@@ -408,8 +417,8 @@ class LdapSource:
         entries = [self._convert(dn, raw, "reading changes") for dn, raw in raw_entries]
         # Entries read twice in one refresh (changed during it): the last one is current.
         entries = list({entry.anchor: entry for entry in entries}.values())
-        index = self._previous_index(previous)
-        self._index(entries, index, "reading changes")
+        index = _Index(lambda: self._previous_index(previous))
+        self._index(entries, index.changes, "reading changes")
         changed = [self._resolve(entry, index) for entry in entries]
         changed_anchors = {obj.anchor for obj in changed}
         removed: list[tuple[ObjectType, str]] = []
@@ -418,8 +427,29 @@ class LdapSource:
                 removed.append(("user", anchor))
             elif anchor in previous.groups:
                 removed.append(("group", anchor))
+        changed.extend(_without_references(previous, {anchor for _type, anchor in removed}, changed_anchors))
         self.entries_read = len(raw_entries)
         return SourceDelta(changed, removed, None, next_cursor.text(), entries_read=len(raw_entries))
+
+    def _csn_changes(self, state: ldap_sync.Cursor, previous: SourceSnapshot
+                     ) -> tuple[list[tuple[str, Raw]], set[str], ldap_sync.Cursor]:
+        """When a refresh would exceed the size limit: the changed entries by a paged search on
+        ``entryCSN`` (every change since the cookie's CSN), the deletes by an anchor listing, and a
+        new cookie taken before both (what changes meanwhile comes again next time)."""
+        conn = self._connect()
+        try:
+            fresh = conn.refresh(self.base_dn, ldap.SCOPE_BASE, "(!(objectClass=*))", ["1.1"], None, self.timeout)
+        except ldap.LDAPError as error:
+            raise self._fail(error, "reading changes") from None
+        csn = ldap_sync.cookie_csn(state.cookie or "")
+        if csn is None or not fresh.cookie:
+            raise SourceError(f"{self.description}: reading changes: the server's sync cookie has no CSN")
+        # Strictly after the cookie's CSN: the change that CSN names was in the read the cookie began.
+        escaped = ldap.filter.escape_filter_chars(csn)
+        condition = f"(&(entryCSN>={escaped})(!(entryCSN={escaped})))"
+        raw_entries = list(self._paged(f"(&{self._filter()}{condition})", self.preset.attribute_list(),
+                                       "reading changes"))
+        return raw_entries, self._sweep(previous), state.next_read(cookie=fresh.cookie)
 
     def _poll(self, state: ldap_sync.Cursor, started: float) -> tuple[list[tuple[str, Raw]], ldap_sync.Cursor]:
         """The polling modes: entries whose change attribute moved past the cursor."""
@@ -438,7 +468,8 @@ class LdapSource:
         return raw_entries, state.next_read(since=since)
 
     def _sweep(self, previous: SourceSnapshot) -> set[str]:
-        """Anchors the engine holds that the directory no longer has (the anchor listing)."""
+        """Anchors the engine holds that the directory no longer has (the anchor listing: the
+        anchor attribute of every entry, paged; counted in ``anchors_listed``)."""
         anchor = self.preset.anchor
         listed: set[str] = set()
         for dn, raw in self._paged(self._filter(), [anchor], "listing anchors"):
@@ -449,6 +480,7 @@ class LdapSource:
                 listed.add(guid_text(values[0]))
             else:
                 listed.add(values[0].decode().lower())
+        self.anchors_listed = len(listed)
         return (set(previous.users) | set(previous.groups)) - listed
 
     def _root_value(self, name: str) -> bytes | None:
@@ -504,6 +536,42 @@ class LdapSource:
         if not found or found[0][0] is None:
             return None
         return convert(self.preset, found[0][0], found[0][1], None, self.description).anchor
+
+
+class _Index:
+    """DN → anchor for a delta: the changed entries first, then (built on the first miss, from
+    every object of the engine's copy) the unchanged ones."""
+
+    def __init__(self, load_previous: Callable[[], dict[str, str]]) -> None:
+        self.changes: dict[str, str] = {}
+        self._load_previous = load_previous
+        self._previous: dict[str, str] | None = None
+
+    def get(self, dn: str) -> str | None:
+        found = self.changes.get(dn)
+        if found is None:
+            if self._previous is None:
+                self._previous = self._load_previous()
+            found = self._previous.get(dn)
+        return found
+
+
+def _without_references(previous: SourceSnapshot, removed: set[str], changed: set[str]) -> list[SourceObject]:
+    """Unchanged objects of the engine's copy that name a removed one (a member, a manager),
+    without it — what a complete read gives them. A server's referential integrity may rewrite
+    them without reporting it (OpenLDAP's refint changes are not replicated to syncrepl)."""
+    if not removed:
+        return []
+    rewritten: list[SourceObject] = []
+    for anchor, group in previous.groups.items():
+        members = group.attributes.get("members") or []
+        if anchor not in changed and anchor not in removed and any(member in removed for member in members):
+            kept = [member for member in members if member not in removed]
+            rewritten.append(SourceObject("group", anchor, {**group.attributes, "members": kept}))
+    for anchor, user in previous.users.items():
+        if anchor not in changed and anchor not in removed and user.attributes.get("manager") in removed:
+            rewritten.append(SourceObject("user", anchor, {k: v for k, v in user.attributes.items() if k != "manager"}))
+    return rewritten
 
 
 def _newest_time(raw: Raw) -> Any:

@@ -80,6 +80,16 @@ def parse_cursor(text: str, config: str) -> Cursor | None:
     return cursor if needed is not None else None
 
 
+def cookie_csn(cookie: str) -> str | None:
+    """The oldest CSN of an OpenLDAP cookie (``rid=000,csn=20261205120000.000000Z#000000#000#000000``;
+    several ``;``-separated with several providers): changes since it are changes since the cookie."""
+    for part in cookie.split(","):
+        name, _, value = part.partition("=")
+        if name.strip() == "csn" and value:
+            return min(value.split(";"))
+    return None
+
+
 def config_digest(*parts: str) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
 

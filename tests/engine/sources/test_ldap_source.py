@@ -293,13 +293,49 @@ def test_a_cursor_of_another_search_or_not_ours_means_a_complete_read(slapd: Sla
         assert _source(slapd, directory.base).read_changes(cursor, snapshot) is None
 
 
-def test_more_changes_than_the_size_limit_mean_a_complete_read(slapd: SlapdServer, directory: LdapDirectory) -> None:
+def test_more_changes_than_the_size_limit_are_read_by_entry_csn_and_an_anchor_listing(
+        slapd: SlapdServer, directory: LdapDirectory) -> None:
+    """A refresh cannot be paged: past the bind DN's size limit the changes are read by a paged
+    search on entryCSN since the cookie, and deletes by listing the anchors."""
+    gone = directory.add_user("gone")
+    kept = directory.add_user("kept")
     source = _source(slapd, directory.base)
     snapshot = source.read()
+    users = _by_uid(snapshot)
     for number in range(SIZE_LIMIT + 5):
         directory.add_user(f"user{number}")
-    assert source.read_changes(snapshot.watermark, snapshot) is None
-    assert len(source.read().users) == SIZE_LIMIT + 5
+    directory.delete(gone)
+    delta = _changes(source, snapshot)
+    assert {obj.attributes["uid"] for obj in delta.changed} == {f"user{number}" for number in range(SIZE_LIMIT + 5)}
+    assert delta.entries_read == SIZE_LIMIT + 5
+    assert list(delta.removed) == [("user", users["gone"].anchor)]
+    assert source.anchors_listed == SIZE_LIMIT + 6  # kept and the new users
+    assert kept
+    # The cursor is a syncrepl cookie again: nothing changed since, nothing read.
+    assert '"mode":"syncrepl"' in delta.cursor
+    again = source.read_changes(delta.cursor, snapshot)
+    assert again is not None and list(again.changed) == [] and again.entries_read == 0
+
+
+def test_a_delete_takes_the_deleted_out_of_groups_and_managers_in_the_delta(slapd: SlapdServer,
+                                                                            directory: LdapDirectory) -> None:
+    """refint removes a deleted entry from member and manager values without syncrepl reporting
+    it: the delta still gives those objects as a complete read would."""
+    dns = _seed(directory)
+    source = _source(slapd, directory.base)
+    snapshot = source.read()
+    users, groups = _by_uid(snapshot), _by_cn(snapshot.groups.values())
+    directory.delete(dns["u3"])
+    directory.delete(dns["boss"])
+    delta = _changes(source, snapshot)
+    assert sorted(delta.removed) == sorted([("user", users["u3"].anchor), ("user", users["boss"].anchor)])
+    changed = {obj.anchor: obj for obj in delta.changed}
+    assert changed[groups["sub"].anchor].attributes["members"] == []
+    assert set(changed[groups["team"].anchor].attributes["members"]) == {users["u2"].anchor, groups["sub"].anchor}
+    assert "manager" not in changed[users["u2"].anchor].attributes
+    assert changed[users["u2"].anchor].attributes["givenName"] == "Grace"
+    assert delta.entries_read == 0
+    assert set(changed) == {groups["sub"].anchor, groups["team"].anchor, users["u2"].anchor}
 
 
 # -- incremental reads: modifyTimestamp polling --------------------------------------------------
