@@ -11,8 +11,11 @@ offline with ``slapadd -q`` and started; the source binds as an ordinary reader.
 
 * ``read``: ``LdapSource.read()`` — seconds, entries per second, and the peak RSS of this process
   after it (``ru_maxrss``; nothing else ran before it in this process but imports);
-* ``changes``: ``read_changes`` (RFC 4533 syncrepl) after ``--mutate`` % of the users had one
-  attribute changed — seconds and entries read, which must be the changed entries only;
+* ``changes_syncrepl``: ``read_changes`` after ``--mutate`` % of the users had one attribute
+  changed, bound as an identity without size limit (one RFC 4533 refresh) — seconds and entries
+  read, which must be the changed entries only;
+* ``changes_past_size_limit``: the same, bound as the reader whose size limit (50) the changes
+  exceed: changed entries by a paged ``entryCSN`` search, deletes by listing every anchor;
 * ``engine_initial`` / ``engine_after_change``: ``engine.run`` into ``identity-sync serve`` on
   SQLite. Until the cycle reads through ``read_changes`` the second cycle reads everything.
 
@@ -35,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from identity_sync.engine.sources import open_source
 from identity_sync.engine.sources.base import SourceOptions
-from tests.slapd import READER_DN, READER_PASSWORD, SUFFIX, SlapdServer
+from tests.slapd import ADMIN_PASSWORD, READER_DN, READER_PASSWORD, SUFFIX, SlapdServer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEPARTMENTS = ("Sales", "R&D", "Finance", "Support", "Operations", "Legal")
@@ -105,14 +108,20 @@ def main() -> int:
         print(f"read: {report['read']}", file=sys.stderr, flush=True)
 
         changed = _mutate(server, args.users, args.mutate, args.seed)
-        started = time.perf_counter()
-        delta = source.read_changes(snapshot.watermark, snapshot)
-        seconds = time.perf_counter() - started
-        assert delta is not None, "no incremental read"
-        report["changes"] = {"changed_in_directory": changed, "entries_read": delta.entries_read,
-                             "changed_objects": len(delta.changed), "removed": len(delta.removed),
-                             "seconds": round(seconds, 3), "peak_rss_mb": round(_rss_mb(), 1)}
-        print(f"changes: {report['changes']}", file=sys.stderr, flush=True)
+        # The same cursor read twice: as the root DN (no size limit, as a replication identity is
+        # configured: one RFC 4533 refresh) and as the reader (size limit 50: entryCSN + anchor listing).
+        unlimited = open_source(spec, SourceOptions(bind_dn=f"cn=admin,{SUFFIX}", password=ADMIN_PASSWORD))
+        for label, reader in (("changes_syncrepl", unlimited), ("changes_past_size_limit", source)):
+            started = time.perf_counter()
+            delta = reader.read_changes(snapshot.watermark, snapshot)
+            seconds = time.perf_counter() - started
+            assert delta is not None, "no incremental read"
+            report[label] = {"changed_in_directory": changed, "entries_read": delta.entries_read,
+                             "anchors_listed": reader.anchors_listed, "changed_objects": len(delta.changed),
+                             "removed": len(delta.removed), "seconds": round(seconds, 3),
+                             "peak_rss_mb": round(_rss_mb(), 1)}
+            print(f"{label}: {report[label]}", file=sys.stderr, flush=True)
+        unlimited.close()
         source.close()
         del snapshot, delta
         if not args.no_engine:
