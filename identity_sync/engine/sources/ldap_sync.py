@@ -5,7 +5,10 @@
   changed since the cookie (complete), and the deleted ones: as a delete list (``syncprov`` with a
   session log) or as the set of entries still present (a present phase: the rest were deleted).
   Used when the server offers the control and the anchor is ``entryUUID`` (the identifiers
-  RFC 4533 reports deletes with).
+  RFC 4533 reports deletes with). syncprov also reports an entry that no longer matches the filter
+  as deleted. A refresh cannot be paged: when the changes exceed the bind DN's size limit, the
+  changed entries are read by a paged search on ``entryCSN`` (after the cookie's CSN) and the
+  deletes by an anchor listing (below), with a cookie taken before both.
 * ``usn`` — Active Directory: entries whose ``uSNChanged`` is above the ``highestCommittedUSN``
   that the root DSE gave *before* the previous read (so nothing written during a read is
   missed). Deletes come from the anchor listing below. (DirSync and the Deleted Objects container
