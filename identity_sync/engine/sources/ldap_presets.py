@@ -186,9 +186,17 @@ def _text(values: list[bytes]) -> list[str] | None:
         return None  # a binary attribute: not passed through
 
 
-def convert(preset: Preset, dn: str, raw: Mapping[str, list[bytes]], domain: str | None, place: str) -> Entry:
+#: Attributes whose values repeat across a directory (a department, a city): one string each per
+#: read instead of one per user (a 100,000-user read holds every value at once).
+SHARED_VALUES = frozenset({"objectClass", "jobTitle", "department", "companyName", "city", "state", "country",
+                           "usageLocation", "employeeType", "officeLocation", "preferredLanguage", "postalCode"})
+
+
+def convert(preset: Preset, dn: str, raw: Mapping[str, list[bytes]], domain: str | None, place: str,
+            shared: dict[str, str] | None = None) -> Entry:
     """An entry as the source gives it. Raises ``SourceError`` (naming ``place`` and the DN) when
-    it has no anchor: without one it cannot be tracked, and skipping it would read as a delete."""
+    it has no anchor: without one it cannot be tracked, and skipping it would read as a delete.
+    ``shared``: the values of :data:`SHARED_VALUES` seen so far in this read, reused."""
     by_name = {name.lower(): (name, values) for name, values in raw.items() if values}
     classes = {value.decode(errors="replace").lower() for value in by_name.get("objectclass", ("", []))[1]}
     object_type: ObjectType = "group" if classes & preset.group_classes else "user"
@@ -201,6 +209,8 @@ def convert(preset: Preset, dn: str, raw: Mapping[str, list[bytes]], domain: str
             continue
         values = _text(found[1])
         if values:
+            if shared is not None and graph_name in SHARED_VALUES:
+                values = [shared.setdefault(value, value) for value in values]
             attributes[graph_name] = values if graph_name in LIST_ATTRIBUTES else values[0]
     taken = {name.lower() for name in attributes}
     for folded, (name, values) in by_name.items():
@@ -209,6 +219,8 @@ def convert(preset: Preset, dn: str, raw: Mapping[str, list[bytes]], domain: str
             continue
         text = _text(values)
         if text:
+            if shared is not None and name in SHARED_VALUES:
+                text = [shared.setdefault(value, value) for value in text]
             attributes[sys.intern(name)] = text[0] if len(text) == 1 else text
     manager: str | None = None
     members: list[str] = []

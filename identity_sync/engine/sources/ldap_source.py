@@ -120,7 +120,9 @@ class LdapSource:
         self._connection: ldap_sync.SyncConnection | None = None
         self._root_dse: Raw = {}
         self._preset: Preset | None = None
+        #: Per read: DN → normalised DN, and the repeated values convert() shares (emptied after it).
         self._dn_cache: dict[str, str] = {}
+        self._shared: dict[str, str] = {}
         #: Entries the last read or read_changes received from the server (for logs and benchmarks),
         #: and anchors the last read_changes listed to find deletes (attribute-less entries).
         self.entries_read = 0
@@ -279,7 +281,7 @@ class LdapSource:
         return values
 
     def _convert(self, dn: str, raw: Raw, doing: str) -> Entry:
-        entry = convert(self.preset, dn, raw, domain_of(self.base_dn), f"{self.description}: {doing}")
+        entry = convert(self.preset, dn, raw, domain_of(self.base_dn), f"{self.description}: {doing}", self._shared)
         if entry.object_type == "group":
             for attribute in self.preset.member_attributes:
                 _values, next_start = ranged_values(raw, attribute)
@@ -298,8 +300,8 @@ class LdapSource:
                                         for rdn in ldap.dn.str2dn(dn)])
             except ldap.DECODING_ERROR:
                 known = dn.lower()
-            if len(self._dn_cache) > 1_000_000:
-                self._dn_cache.clear()
+            if known == dn:
+                known = dn  # one string, not two equal ones
             self._dn_cache[dn] = known
         return known
 
@@ -307,6 +309,17 @@ class LdapSource:
 
     def read(self) -> SourceSnapshot:
         """Every user and group, complete, with the position the next incremental read starts from."""
+        try:
+            return self._read()
+        finally:
+            self._forget()
+
+    def _forget(self) -> None:
+        """The per-read caches, emptied: a source lives as long as its job's process."""
+        self._dn_cache = {}
+        self._shared = {}
+
+    def _read(self) -> SourceSnapshot:
         started = time.monotonic()
         conn = self._connect()
         mode = self._incremental_mode()
@@ -379,6 +392,12 @@ class LdapSource:
         """What changed since ``cursor`` (ldap_sync.py), or ``None`` when only a complete read
         will do: another search, a cursor the server no longer knows, a server that lost its
         change tracking."""
+        try:
+            return self._read_changes(cursor, previous)
+        finally:
+            self._forget()
+
+    def _read_changes(self, cursor: str, previous: SourceSnapshot) -> SourceDelta | None:
         self._connect()
         state = ldap_sync.parse_cursor(cursor, self._config())
         if state is None or (state.mode == "usn" and not self._root_dse.get("highestCommittedUSN")):
