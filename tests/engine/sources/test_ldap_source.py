@@ -559,3 +559,26 @@ def test_the_description_names_the_server_and_base_with_the_default_port() -> No
     assert open_source("ldaps://dc1.example.com/DC=example,DC=com").description == \
         "ldaps://dc1.example.com:636/DC=example,DC=com"
     assert open_source("ldap://dc1.example.com/ou=a%20b,dc=x").description == "ldap://dc1.example.com:389/ou=a b,dc=x"
+
+
+def test_cursors_and_their_positions() -> None:
+    require_ldap()
+    import datetime
+
+    from identity_sync.engine.sources import ldap_sync
+
+    cookie = "rid=000,csn=20261205120000.000001Z#000000#000#000000"
+    cursor = ldap_sync.Cursor(mode="syncrepl", config="abc", cookie=cookie)
+    assert ldap_sync.parse_cursor(cursor.text(), "abc") == cursor
+    assert ldap_sync.parse_cursor(cursor.text(), "another search") is None
+    assert ldap_sync.parse_cursor('{"v":1,"mode":"usn","config":"abc"}', "abc") is None  # no position
+    oldest = "20261205110000.000000Z#000000#001#000000"
+    assert ldap_sync.cookie_csn(f"rid=001,sid=002,csn=20261205120000.000002Z#000000#002#000000;{oldest}") == oldest
+    assert ldap_sync.cookie_csn("rid=000") is None
+    # The timestamp cursor lags the newest change seen by the read's duration and a minute, and
+    # never moves backwards past where it was.
+    newest = datetime.datetime(2026, 12, 5, 12, 0, 0, tzinfo=datetime.UTC)
+    assert ldap_sync.next_since(newest, 30.0) == "20261205115830Z"
+    assert ldap_sync.next_since(newest, 30.0, previous="20261205115900Z") == "20261205115900Z"
+    assert ldap_sync.next_since(None, 30.0, previous="20261205115900Z") == "20261205115900Z"
+    assert ldap_sync.parse_generalized_time(b"20261205120000.123Z") == newest
