@@ -193,13 +193,14 @@ SHARED_VALUES = frozenset({"objectClass", "jobTitle", "department", "companyName
 
 
 def convert(preset: Preset, dn: str, raw: Mapping[str, list[bytes]], domain: str | None, place: str,
-            shared: dict[str, str] | None = None) -> Entry:
+            shared: dict[str, str] | None = None, group_classes: frozenset[str] | None = None) -> Entry:
     """An entry as the source gives it. Raises ``SourceError`` (naming ``place`` and the DN) when
     it has no anchor: without one it cannot be tracked, and skipping it would read as a delete.
-    ``shared``: the values of :data:`SHARED_VALUES` seen so far in this read, reused."""
+    ``shared``: the values of :data:`SHARED_VALUES` seen so far in this read, reused.
+    ``group_classes``: the object classes (lower case) that make a group, if not the preset's."""
     by_name = {name.lower(): (name, values) for name, values in raw.items() if values}
     classes = {value.decode(errors="replace").lower() for value in by_name.get("objectclass", ("", []))[1]}
-    object_type: ObjectType = "group" if classes & preset.group_classes else "user"
+    object_type: ObjectType = "group" if classes & (group_classes or preset.group_classes) else "user"
     anchor = _anchor(preset, dn, by_name, place)
     mapping = preset.user_map if object_type == "user" else preset.group_map
     attributes: dict[str, Value] = {"distinguishedName": dn}
@@ -271,6 +272,16 @@ def _member_dn(value: str) -> str:
     """A ``uniqueMember`` value may end with ``#'0101'B`` (the member's unique identifier)."""
     hash_at = value.rfind("#'")
     return value[:hash_at] if hash_at > 0 and value.endswith("'B") else value
+
+
+_OBJECT_CLASS_TERM = re.compile(r"\(\s*objectClass\s*=\s*([^()*\s]+)\s*\)", re.IGNORECASE)
+
+
+def group_classes_of(preset: Preset, group_filter: str | None) -> frozenset[str]:
+    """The classes that make an entry a group: the preset's, and those a custom group filter
+    names (``(objectClass=posixGroup)``), since one search reads users and groups together."""
+    named = {name.lower() for name in _OBJECT_CLASS_TERM.findall(group_filter or "")}
+    return preset.group_classes | named
 
 
 def domain_of(base_dn: str) -> str | None:

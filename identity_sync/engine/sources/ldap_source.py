@@ -38,6 +38,7 @@ from identity_sync.engine.sources.ldap_presets import (
     convert,
     detect_preset,
     domain_of,
+    group_classes_of,
     guid_filter_value,
     guid_text,
     ranged_values,
@@ -281,7 +282,8 @@ class LdapSource:
         return values
 
     def _convert(self, dn: str, raw: Raw, doing: str) -> Entry:
-        entry = convert(self.preset, dn, raw, domain_of(self.base_dn), f"{self.description}: {doing}", self._shared)
+        entry = convert(self.preset, dn, raw, domain_of(self.base_dn), f"{self.description}: {doing}", self._shared,
+                        group_classes_of(self.preset, self.options.group_filter))
         if entry.object_type == "group":
             for attribute in self.preset.member_attributes:
                 _values, next_start = ranged_values(raw, attribute)
@@ -554,7 +556,8 @@ class LdapSource:
             raise self._fail(error, f"reading {dn!r}") from None
         if not found or found[0][0] is None:
             return None
-        return convert(self.preset, found[0][0], found[0][1], None, self.description).anchor
+        return convert(self.preset, found[0][0], found[0][1], None, self.description,
+                       group_classes=group_classes_of(self.preset, self.options.group_filter)).anchor
 
 
 class _Index:

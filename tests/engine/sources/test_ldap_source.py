@@ -185,6 +185,17 @@ def test_filters_choose_the_users_and_groups(slapd: SlapdServer, directory: Ldap
     assert not snapshot.groups and g
 
 
+def test_a_group_filter_naming_another_class_makes_those_entries_groups(slapd: SlapdServer,
+                                                                         directory: LdapDirectory) -> None:
+    u1 = directory.add_user("u1")
+    directory.add(directory.dn("cn=role", "groups"), ["groupOfUniqueNames"], cn="role", uniqueMember=u1)
+    directory.add(directory.dn("cn=org", "groups"), ["organizationalRole"], cn="org", roleOccupant=u1)
+    snapshot = _source(slapd, directory.base, SourceOptions(
+        bind_dn=READER_DN, password=READER_PASSWORD, group_filter="(objectClass=organizationalRole)")).read()
+    assert set(_by_uid(snapshot)) == {"u1"}
+    assert set(_by_cn(snapshot.groups.values())) == {"org"}  # a group, though not a preset's group class
+
+
 def test_get_reads_one_object_with_its_references_resolved(slapd: SlapdServer, directory: LdapDirectory) -> None:
     _seed(directory)
     source = _source(slapd, directory.base)
