@@ -65,6 +65,14 @@ def _check(users: dict[str, dict[str, Any]], s: Scenario, name: str, **expected:
     return resource
 
 
+def _read_only_changes(result: Any, at_most: int) -> None:
+    """An incremental cycle reads the changes (syncrepl), not the directory — once the cycle reads
+    through the engine's copy of the source (engine/mirror.py), which reports how it read."""
+    read = getattr(result, "source_read", None)
+    if read:
+        assert read["mode"] == "changes" and read["entries"] <= at_most, read
+
+
 def test_an_ldap_directory_through_its_lifecycle(db: Database, settings: Settings, our_target: Target,
                                                  readback: Readback, slapd: SlapdServer) -> None:
     s = Scenario(slapd)
@@ -106,6 +114,7 @@ def test_an_ldap_directory_through_its_lifecycle(db: Database, settings: Setting
     s.d.delete_values(s.dns["team"], "member", [s.dns["u2"]])
     s.d.add_values(s.dns["sub"], "member", [s.dns["u4"], s.dns["staff0"]])
     second = engine.run("ldap")
+    _read_only_changes(second, at_most=5)  # boss, u3, u4, team, sub
     assert (second.counts["created"], second.counts["deleted"], second.counts["failed"]) == (0, 0, 0)
     assert second.counts["disabled"] == 1
     users = readback.users(s.prefix)
@@ -119,12 +128,14 @@ def test_an_ldap_directory_through_its_lifecycle(db: Database, settings: Setting
 
     # 3. No change in the directory: no write at all.
     third = engine.run("ldap")
+    _read_only_changes(third, at_most=0)
     assert not any(third.requests.get(method, 0) for method in WRITES), third.requests
 
     # 4. An entry deleted: DELETE in the target; a manager deleted: the report loses its manager.
     s.d.delete(s.dns["boss"])
     s.d.wait_for(s.dns["u2"], "manager", set())
     fourth = engine.run("ldap")
+    _read_only_changes(fourth, at_most=0)  # a delete is reported without an entry
     assert (fourth.counts["deleted"], fourth.counts["failed"]) == (1, 0)
     assert readback.user(ids["boss"]) is None
     users = readback.users(s.prefix)
