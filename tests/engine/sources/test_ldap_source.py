@@ -304,6 +304,17 @@ def test_a_cursor_of_another_search_or_not_ours_means_a_complete_read(slapd: Sla
         assert _source(slapd, directory.base).read_changes(cursor, snapshot) is None
 
 
+def test_a_usn_cursor_on_a_server_without_update_sequence_numbers_means_a_complete_read(
+        slapd: SlapdServer, directory: LdapDirectory) -> None:
+    """Active Directory's uSNChanged polling needs highestCommittedUSN in the root DSE (slapd has none)."""
+    from identity_sync.engine.sources import ldap_sync
+
+    source = _source(slapd, directory.base)
+    snapshot = source.read()
+    usn = ldap_sync.Cursor(mode="usn", config=source._config(), usn=12345).text()
+    assert source.read_changes(usn, snapshot) is None
+
+
 def test_more_changes_than_the_size_limit_are_read_by_entry_csn_and_an_anchor_listing(
         slapd: SlapdServer, directory: LdapDirectory) -> None:
     """A refresh cannot be paged: past the bind DN's size limit the changes are read by a paged
