@@ -214,6 +214,8 @@ def convert(preset: Preset, dn: str, raw: Mapping[str, list[bytes]], domain: str
                 values = [shared.setdefault(value, value) for value in values]
             attributes[graph_name] = values if graph_name in LIST_ATTRIBUTES else values[0]
     taken = {name.lower() for name in attributes}
+    # uid is usually mailNickname's value, cn displayName's: one string for both.
+    same = {value: value for value in attributes.values() if isinstance(value, str)}
     for folded, (name, values) in by_name.items():
         if (folded in mapping and folded not in _ALSO_RAW) or folded in _NEVER_RAW or folded in taken \
                 or ";" in folded:
@@ -222,6 +224,7 @@ def convert(preset: Preset, dn: str, raw: Mapping[str, list[bytes]], domain: str
         if text:
             if shared is not None and name in SHARED_VALUES:
                 text = [shared.setdefault(value, value) for value in text]
+            text = [same.get(value, value) for value in text]
             attributes[sys.intern(name)] = text[0] if len(text) == 1 else text
     manager: str | None = None
     members: list[str] = []
