@@ -180,7 +180,9 @@ def _engine_cycles(spec: str, options: SourceOptions, server: SlapdServer, args:
             out[label] = {"seconds": round(time.perf_counter() - started, 1), "kind": result.kind,
                           **{key: result.counts.get(key, 0) for key in ("created", "updated", "disabled", "deleted",
                                                                        "failed", "unchanged")},
-                          "engine_peak_rss_mb": round(_rss_mb(), 1)}
+                          "engine_peak_rss_mb": round(_rss_mb(), 1),
+                          # how the cycle read its source, once it reads through engine/mirror.py
+                          "source_read": getattr(result, "source_read", None)}
             print(f"{label}: {out[label]}", file=sys.stderr, flush=True)
         target.sample_memory()
         out["target_peak_rss_mb"] = round(target.peak.get("VmHWM", 0) / 1024, 1)
