@@ -95,9 +95,12 @@ class EngineService:
             return job.view.apply(source.read())
 
         async def go() -> CycleResult:
-            async with self._client(job) as client:
-                await self._check_connection(client, job)
-                return await cycle.run_one(read, client, anchor)
+            try:
+                async with self._client(job) as client:
+                    await self._check_connection(client, job)
+                    return await cycle.run_one(read, client, anchor)
+            finally:
+                source.close()
 
         lease.acquire()
         try:
