@@ -66,11 +66,9 @@ def _check(users: dict[str, dict[str, Any]], s: Scenario, name: str, **expected:
 
 
 def _read_only_changes(result: Any, at_most: int) -> None:
-    """An incremental cycle reads the changes (syncrepl), not the directory — once the cycle reads
-    through the engine's copy of the source (engine/mirror.py), which reports how it read."""
-    read = getattr(result, "source_read", None)
-    if read:
-        assert read["mode"] == "changes" and read["entries"] <= at_most, read
+    """An incremental cycle reads the changes (syncrepl), not the directory (engine/mirror.py)."""
+    read = result.source_read
+    assert read["mode"] == "changes" and read["entries"] <= at_most, read
 
 
 def test_an_ldap_directory_through_its_lifecycle(db: Database, settings: Settings, our_target: Target,
@@ -142,3 +140,40 @@ def test_an_ldap_directory_through_its_lifecycle(db: Database, settings: Setting
     _check(users, s, "u2", manager=None, active=True)
     assert readback.member_ids(team["id"]) == {sub["id"]}
     s.d.close()
+
+
+@pytest.mark.parametrize("nesting", ["direct", "flatten"])
+def test_nested_ldap_groups_flattened_and_not(db: Database, settings: Settings, our_target: Target,
+                                              readback: Readback, slapd: SlapdServer, nesting: str) -> None:
+    """groupOfNames inside groupOfNames: kept nested (as Entra), or flattened for targets without
+    nested groups — and a member added two levels down reaches the top group in the next cycle,
+    which reads only that change."""
+    s = Scenario(slapd)
+    for name in ("a", "b", "c"):
+        s.add_user(name)
+    s.add_group("low", ["b"])
+    s.add_group("mid", ["low"])
+    s.add_group("top", ["a", "mid"])
+    engine = EngineService(db, settings)
+    engine.jobs.create("nested", source=f"{slapd.url}/{s.d.base}", target_url=our_target.base_url,
+                       credentials=Credentials(token=our_target.token), scope="all", nested_groups=nesting,
+                       source_options=SourceOptions(bind_dn=READER_DN, password=READER_PASSWORD))
+    assert engine.run("nested").counts["failed"] == 0
+    users = {name: readback.users(s.prefix)[s.mail(name).lower()]["id"] for name in ("a", "b", "c")}
+    groups = {name: readback.groups(s.prefix)[f"{s.prefix}-{name}"]["id"] for name in ("low", "mid", "top")}
+    if nesting == "flatten":
+        assert readback.member_ids(groups["top"]) == {users["a"], users["b"]}
+        assert readback.member_ids(groups["mid"]) == {users["b"]}
+    else:
+        assert readback.member_ids(groups["top"]) == {users["a"], groups["mid"]}
+        assert readback.member_ids(groups["mid"]) == {groups["low"]}
+
+    s.d.add_values(s.dns["low"], "member", [s.dns["c"]])
+    second = engine.run("nested")
+    _read_only_changes(second, at_most=2)
+    assert readback.member_ids(groups["low"]) == {users["b"], users["c"]}
+    if nesting == "flatten":
+        assert readback.member_ids(groups["top"]) == {users["a"], users["b"], users["c"]}
+        assert readback.member_ids(groups["mid"]) == {users["b"], users["c"]}
+    else:
+        assert readback.member_ids(groups["top"]) == {users["a"], groups["mid"]}
