@@ -146,7 +146,7 @@ engine_notifications = sa.Table(
     "engine_notifications",
     metadata,
     sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("job_id", sa.String(36), sa.ForeignKey("engine_jobs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("job_id", sa.String(36), sa.ForeignKey("engine_jobs.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("dedupe_key", sa.String(255), nullable=False),
     sa.Column("recipient", sa.Text, nullable=False),
     sa.Column("subject", sa.Text, nullable=False),

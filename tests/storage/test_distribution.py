@@ -25,7 +25,8 @@ DISTRIBUTED = {
                      "credentials", "audit_events", "oauth_clients", "oauth_client_secrets", "entra_trust",
                      "oauth_federated_credentials", "rate_limit_buckets"), "tenant_id"),
     "engine_jobs": "id",
-    **dict.fromkeys(("engine_cycles", "engine_events", "engine_links", "engine_memberships"), "job_id"),
+    **dict.fromkeys(("engine_cycles", "engine_events", "engine_links", "engine_memberships", "engine_source_objects",
+                     "engine_escrows", "engine_notifications"), "job_id"),
 }
 
 #: What would not distribute today (issue 11 leaves the schema change to a migration of its own:

@@ -18,7 +18,7 @@ def upgrade() -> None:
     op.create_table(
         "engine_notifications",
         sa.Column("id", sa.String(36), primary_key=True),
-        sa.Column("job_id", sa.String(36), sa.ForeignKey("engine_jobs.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("job_id", sa.String(36), sa.ForeignKey("engine_jobs.id", ondelete="CASCADE"), primary_key=True),
         sa.Column("dedupe_key", sa.String(255), nullable=False),
         sa.Column("recipient", sa.Text, nullable=False),
         sa.Column("subject", sa.Text, nullable=False),
