@@ -186,21 +186,21 @@ def extract(resource: Mapping[str, Any], path: str) -> Value:
     where = locate(path)
     container: Any = resource
     if where.urn is not None:
-        container = _get(resource, where.urn)
-    top = _get(container, where.attr)
+        container = get_key(resource, where.urn)
+    top = get_key(container, where.attr)
     if where.element is None:
-        found = _get(top, where.sub) if where.sub is not None else top
+        found = get_key(top, where.sub) if where.sub is not None else top
         if where.sub is None and where.attr.lower() in REFERENCE_ATTRIBUTES and isinstance(found, dict):
-            found = _get(found, "value")
+            found = get_key(found, "value")
     else:
         element = _find_element(top if isinstance(top, list) else [], where)
-        found = _get(element, where.sub or "")
+        found = get_key(element, where.sub or "")
     return None if found in ([], {}) else found
 
 
 def _find_element(elements: list[Any], where: Location) -> dict[str, Any] | None:
     for element in elements:
-        if isinstance(element, dict) and all(_equal(_get(element, name), literal)
+        if isinstance(element, dict) and all(_equal(get_key(element, name), literal)
                                              for name, literal in where.element or ()):
             return element
     return None
@@ -223,7 +223,9 @@ def _literal_value(name: str, literal: Any) -> Any:
     return literal
 
 
-def _get(mapping: Any, key: str) -> Any:
+def get_key(mapping: Any, key: str) -> Any:
+    """``mapping[key]``, with the key matched case-insensitively as SCIM attribute names are (RFC 7643
+    §2.1); ``None`` when absent or when ``mapping`` is not an object."""
     if not isinstance(mapping, dict):
         return None
     if key in mapping:

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from identity_sync.engine.client import documents
+from identity_sync.engine.client.documents import get_key
 from identity_sync.engine.mapping.model import ENTERPRISE, GLOBAL_RELAY
 from identity_sync.engine.model import ObjectType, SourceObject, Value
 
@@ -118,10 +119,10 @@ def to_source_object(object_type: ObjectType, resource: Mapping[str, Any]) -> So
 
 def member_anchors(resource: Mapping[str, Any]) -> list[str]:
     """The ``value`` of every member of a Group resource, each once, in the server's order."""
-    members = _get(resource, "members")
+    members = get_key(resource, "members")
     if not isinstance(members, list):
         return []
-    values = (_get(m, "value") if isinstance(m, dict) else None for m in members)
+    values = (get_key(m, "value") if isinstance(m, dict) else None for m in members)
     return list(dict.fromkeys(v for v in values if isinstance(v, str) and v))
 
 
@@ -133,26 +134,26 @@ def has_members_key(resource: Mapping[str, Any]) -> bool:
 
 def last_modified(resource: Mapping[str, Any]) -> str | None:
     """``meta.lastModified`` as the server wrote it, when it did."""
-    value = _get(_get(resource, "meta"), "lastModified")
+    value = get_key(get_key(resource, "meta"), "lastModified")
     return value if isinstance(value, str) and value else None
 
 
 def _user_extras(resource: Mapping[str, Any], attributes: dict[str, Value]) -> None:
-    active = _get(resource, "active")
+    active = get_key(resource, "active")
     if isinstance(active, str) and active.strip().lower() in ("true", "false"):
         active = active.strip().lower() == "true"  # Entra's legacy dialect writes "True"/"False"
     if isinstance(active, bool):
         attributes["accountEnabled"] = active
-    phones = _get(resource, "phoneNumbers")
-    work_phones = [_get(p, "value") for p in phones if _typed(p, "work")] if isinstance(phones, list) else []
+    phones = get_key(resource, "phoneNumbers")
+    work_phones = [get_key(p, "value") for p in phones if _typed(p, "work")] if isinstance(phones, list) else []
     work_phones = [p for p in work_phones if isinstance(p, str) and p]
     if work_phones:
         attributes["businessPhones"] = work_phones
     if "mail" not in attributes:
-        emails = _get(resource, "emails")
-        primary = next((e for e in emails if isinstance(e, dict) and _get(e, "primary") is True),
+        emails = get_key(resource, "emails")
+        primary = next((e for e in emails if isinstance(e, dict) and get_key(e, "primary") is True),
                        None) if isinstance(emails, list) else None
-        mail = _clean(_get(primary, "value"))
+        mail = _clean(get_key(primary, "value"))
         if mail is not None:
             attributes["mail"] = mail
     manager = attributes.get("manager")
@@ -161,7 +162,7 @@ def _user_extras(resource: Mapping[str, Any], attributes: dict[str, Value]) -> N
 
 
 def _typed(element: Any, kind: str) -> bool:
-    value = _get(element, "type")
+    value = get_key(element, "type")
     return isinstance(value, str) and value.casefold() == kind
 
 
@@ -178,10 +179,3 @@ def _clean(value: Any) -> Value:
     return None
 
 
-def _get(mapping: Any, key: str) -> Any:
-    if not isinstance(mapping, dict):
-        return None
-    if key in mapping:
-        return mapping[key]
-    lowered = key.lower()
-    return next((v for k, v in mapping.items() if k.lower() == lowered), None)

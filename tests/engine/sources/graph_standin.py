@@ -32,13 +32,11 @@ import copy
 import hashlib
 import secrets
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
 import jwt
-import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from starlette.applications import Starlette
@@ -49,6 +47,7 @@ from starlette.routing import Route
 from identity_sync.engine.sources.graph_client import ASSERTION_TYPE, GRAPH_SCOPE
 from identity_sync.engine.sources.graph_source import GROUP_PROPERTIES, USER_PROPERTIES
 from tests.pg import free_port
+from tests.threaded_server import ThreadedServer
 
 USER = "#microsoft.graph.user"
 GROUP = "#microsoft.graph.group"
@@ -98,8 +97,7 @@ class GraphStandIn:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.graph_url = f"{self.url}/v1.0"
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: ThreadedServer | None = None
 
     # -- the directory, as tests change it ------------------------------------------------------
 
@@ -174,21 +172,12 @@ class GraphStandIn:
     # -- running --------------------------------------------------------------------------------
 
     def start(self) -> GraphStandIn:
-        config = uvicorn.Config(self.app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="graph-standin", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 15
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the Graph stand-in did not start")
-            time.sleep(0.02)
+        self._server = ThreadedServer(self.app(), self.port, "graph-standin").start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
+        if self._server is not None:
+            self._server.stop()
 
     def app(self) -> Starlette:
         return Starlette(routes=[
