@@ -148,6 +148,22 @@ class SourceMirror:
         snapshot = replace(seen, changed=frozenset(pending))
         return Refreshed(snapshot, mode, entries)
 
+    def with_fresh(self, source: Source, anchor: str) -> SourceSnapshot | None:
+        """The copy, with the object ``anchor`` read fresh from the source (``source.get``): what
+        on-demand provisioning needs of a source that can read changes, without a complete read.
+        ``None`` when there is no copy to start from (a CSV export, or no cycle yet)."""
+        rows = self._rows()
+        if not source.incremental or rows["user"] is None:
+            return None
+        snapshot = self._previous(source, rows)
+        fresh = source.get(anchor)
+        for objects in (snapshot.users, snapshot.groups):
+            assert isinstance(objects, _Objects)
+            objects.texts.pop(anchor, None)
+            if fresh is not None and fresh.object_type == objects.object_type:
+                objects.texts[anchor] = _text(fresh.attributes)
+        return snapshot
+
     def settle(self, again: set[str]) -> None:
         """A cycle completed: nothing is pending any more, except ``again`` (to be looked at next time)."""
         t = engine_source_objects.c

@@ -92,7 +92,9 @@ class EngineService:
         source = self._source(job)
 
         def read() -> SourceSnapshot:
-            return job.view.apply(source.read())
+            # A live source: the engine's copy with this one object read fresh (a second, not a
+            # complete read of a 100,000-entry directory); else, or before any cycle, a complete read.
+            return job.view.apply(SourceMirror(self.db, job.id).with_fresh(source, anchor) or source.read())
 
         async def go() -> CycleResult:
             try:

@@ -224,3 +224,26 @@ def test_clear_makes_the_next_read_a_complete_one(mirror: SourceMirror) -> None:
         mirror.clear(conn)
     mirror.refresh(source, incremental=True)
     assert source.reads == ["complete", "complete"]
+
+
+def test_on_demand_reads_one_object_fresh_over_the_copy(mirror: SourceMirror) -> None:
+    source = Directory()
+    source.put("user", "u1", userPrincipalName="u1@x")
+    source.put("user", "u2", userPrincipalName="u2@x")
+    source.put("group", "g", displayName="G", members=["u1"])
+
+    def get(anchor: str) -> SourceObject | None:
+        attributes = source.users.get(anchor)
+        return None if attributes is None else SourceObject("user", anchor, dict(attributes))
+
+    source.get = get  # type: ignore[method-assign]
+    assert mirror.with_fresh(source, "u1") is None  # no copy yet: the caller reads completely
+    mirror.refresh(source, incremental=False)
+    source.users["u1"] = {"userPrincipalName": "renamed@x"}
+    picture = mirror.with_fresh(source, "u1")
+    assert picture is not None and source.reads == ["complete"]  # no second complete read
+    assert picture.users["u1"].attributes["userPrincipalName"] == "renamed@x"
+    assert picture.users["u2"].attributes["userPrincipalName"] == "u2@x" and "g" in picture.groups
+    del source.users["u2"]
+    assert "u2" not in mirror.with_fresh(source, "u2").users  # type: ignore[union-attr]
+    assert mirror.with_fresh(Directory(incremental=False), "u1") is None  # digests only: nothing to start from

@@ -177,3 +177,24 @@ def test_nested_ldap_groups_flattened_and_not(db: Database, settings: Settings, 
         assert readback.member_ids(groups["mid"]) == {users["b"], users["c"]}
     else:
         assert readback.member_ids(groups["top"]) == {users["a"], groups["mid"]}
+
+
+def test_on_demand_provisioning_reads_the_one_entry(db: Database, settings: Settings, our_target: Target,
+                                                     readback: Readback, slapd: SlapdServer) -> None:
+    """``job provision`` of an LDAP user after a cycle: that entry is read fresh (the rest comes
+    from the engine's copy of the directory) and its change reaches the target at once."""
+    import ldap
+
+    s = Scenario(slapd)
+    s.add_user("solo", title="Clerk")
+    engine = EngineService(db, settings)
+    engine.jobs.create("pod", source=f"{slapd.url}/{s.d.base}", target_url=our_target.base_url,
+                       credentials=Credentials(token=our_target.token), scope="all",
+                       source_options=SourceOptions(bind_dn=READER_DN, password=READER_PASSWORD))
+    engine.run("pod")
+    s.d.modify(s.dns["solo"], title="Manager")
+    [(_, entry)] = s.d.conn.search_s(s.dns["solo"], ldap.SCOPE_BASE, attrlist=["entryUUID"])
+    anchor = entry["entryUUID"][0].decode()
+    result = engine.provision("pod", anchor)
+    assert result.counts["updated"] == 1
+    assert _check(readback.users(s.prefix), s, "solo", title="Manager")
