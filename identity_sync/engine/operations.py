@@ -75,14 +75,16 @@ class JobOperations:
     # -- what a cycle's end does -----------------------------------------------------------------
 
     def completed(self, job: Job, watermark: str | None, counts: dict[str, int], now: datetime,
-                  lease: Lease | None = None) -> Transition:
+                  lease: Lease | None = None, *, kind: str = "incremental") -> Transition:
         """Keep the source position; a one-time "allow deletes" is used up; quarantine for too many
         failed objects, or out of it. Under the cycle's lease: a cycle whose job was taken over
-        records nothing."""
+        records nothing. After an initial cycle the job still has work — what changed in the source
+        while it ran, maybe for hours — so its first incremental cycle is due at once."""
         before = job.quarantine
         after = rules.after_completed_cycle(before, counts, now, self.thresholds)
         settings = {k: v for k, v in job.settings.items() if k != "force_deletes"}
-        next_run = now + timedelta(minutes=job.interval) if after is None else parse_timestamp(after.next_attempt)
+        wait = timedelta(0) if kind == "initial" else timedelta(minutes=job.interval)
+        next_run = now + wait if after is None else parse_timestamp(after.next_attempt)
         values: dict[str, Any] = {"watermark": watermark, "settings": settings, "failures_in_a_row": 0,
                                   "quarantine": None if after is None else after.as_dict(),
                                   "next_run_at": format_timestamp(next_run), "state": self._state(job, after, now)}

@@ -60,7 +60,8 @@ class EngineService:
                                                         self.clock()), dict(cycle.counts))
                 raise
             counts = {**result.counts, "imported": result.source_read.get("entries", 0)}
-            self._after(job, self.operations.completed(job, result.watermark, counts, self.clock(), lease), counts)
+            transition = self.operations.completed(job, result.watermark, counts, self.clock(), lease, kind=result.kind)
+            self._after(job, transition, counts)
             # After the watermark: a crash in between leaves objects pending, looked at once more.
             SourceMirror(self.db, job.id).settle(result.again)
         finally:

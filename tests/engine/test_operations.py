@@ -60,7 +60,9 @@ def test_refused_credentials_quarantine_the_job_and_start_ends_it(
     result = engine.run("job")
     job = engine.jobs.get("job")
     assert result.counts["created"] == 1 and job.state == "active" and job.quarantine is None
-    assert job.next_run_at == "2026-12-01T14:40:00.000000Z"  # the default interval, 40 minutes
+    assert job.next_run_at == "2026-12-01T14:00:00.000000Z"  # after an initial cycle, the next at once
+    engine.run("job")
+    assert engine.jobs.get("job").next_run_at == "2026-12-01T14:40:00.000000Z"  # then the interval, 40 minutes
 
 
 def test_an_unreachable_target_is_quarantined_after_three_cycles_and_a_success_ends_it(

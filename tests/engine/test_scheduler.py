@@ -49,6 +49,10 @@ def test_jobs_run_on_their_intervals_and_paused_ones_do_not(
     assert scheduler.due() == ["fast", "slow"]  # new jobs are due at once; a paused one never
     with ThreadPoolExecutor(2) as pool:
         assert sorted(scheduler.tick(pool)) == ["fast", "slow"]
+    # After an initial cycle a job still has work (what changed meanwhile): its next cycle at once.
+    assert scheduler.due() == ["fast", "slow"]
+    with ThreadPoolExecutor(2) as pool:
+        assert sorted(scheduler.tick(pool)) == ["fast", "slow"]
     assert scheduler.due() == []
     clock.now += timedelta(minutes=10)
     assert scheduler.due() == ["fast"]
