@@ -63,6 +63,7 @@ class Console:
         self._sessions_lock = threading.Lock()
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                                  undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+        env.filters["when"] = when
         self.templates = Jinja2Templates(env=env)
 
     @property
@@ -249,6 +250,11 @@ class Console:
     def not_found(self, request: Request, session: Session | None = None, operator: Operator | None = None) -> Response:
         return self.render(request, "error.html", {"title": "Not found", "message": "There is no such page."}, 404,
                            session, operator)
+
+
+def when(stamp: str | None) -> str:
+    """A stored timestamp (``2026-12-05T10:00:00.123456Z``) as people read it: to the second, UTC."""
+    return "—" if not stamp else stamp[:19].replace("T", " ")
 
 
 async def read_form(request: Request) -> dict[str, str]:

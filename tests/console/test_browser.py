@@ -23,6 +23,7 @@ from starlette.testclient import TestClient
 
 from identity_sync.config import Settings
 from identity_sync.engine.jobs import Credentials, JobService
+from identity_sync.engine.sources.base import SourceOptions
 from identity_sync.engine.tables import engine_cycles
 from identity_sync.service.operators import OperatorService
 from identity_sync.service.tenants import TenantService
@@ -30,7 +31,6 @@ from identity_sync.storage.db import Database
 from identity_sync.web.app import create_app
 from tests.conftest import ScimClient
 from tests.console.conftest import ADMIN_PASSWORD, VIEWER_PASSWORD
-from tests.engine.directory import user, write_directory
 from tests.pg import free_port
 from tests.test_cli import _env, _stop, _wait_for_port
 
@@ -85,8 +85,11 @@ def served(tmp_path_factory: pytest.TempPathFactory, migrated_template: Path) ->
                 assert scim.post("/Groups", body).status_code == 201
     OperatorService(db).create("alice", "admin", ADMIN_PASSWORD)
     OperatorService(db).create("victor", "viewer", VIEWER_PASSWORD)
-    source = write_directory(directory / "export", [user("u1")], [], assignments=["u1"])
-    job = JobService(db, settings).create(JOB, source=f"csv:{source}", target_url="https://app.example.test/scim",
+    # A SCIM source (nothing listens there: the job never runs) rather than a CSV directory, whose
+    # temporary path would show in the screenshots.
+    job = JobService(db, settings).create(JOB, source="scim:https://hr.example.test/scim/v2",
+                                          source_options=SourceOptions(token="not-a-real-token"),
+                                          target_url="https://app.example.test/scim",
                                           credentials=Credentials(token="not-a-real-token"))
     with db.write() as conn:  # a cycle under way, as a running engine leaves it (engine/cycle.py)
         conn.execute(sa.insert(engine_cycles).values(
