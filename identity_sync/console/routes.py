@@ -173,18 +173,14 @@ class Console:
         client = request.client.host if request.client else "unknown"
         wait = self.limiter.retry_after(name, client)
         if wait:
-            await self.audit(f"console:{name[:64]}", "login-failed", "Operator", "", ["locked"])
+            await self.login_failed(name, client, ["locked"])
             return self.login_form(request, "Too many failed logins: try again later.", 429, name,
                                    {"Retry-After": str(wait)})
         operator = await anyio.to_thread.run_sync(self.operators.verify, name, password) if name and password \
             else None
         if operator is None:
             self.limiter.failed(name, client)
-            known = await anyio.to_thread.run_sync(self._operator_id, name)
-            # The name goes into the trail only when it is an operator's: a typed name may be a password.
-            await self.audit(f"console:{name}" if known else "console:unknown", "login-failed", "Operator",
-                             known or "")
-            log.info("console.login_failed", client=client, known_operator=bool(known))
+            await self.login_failed(name, client)
             return self.login_form(request, "Wrong name or password.", 401, name)
         self.limiter.succeeded(name, client)
         await self.audit(f"console:{operator.name}", "login", "Operator", operator.id)
@@ -193,6 +189,13 @@ class Console:
         # A new session (new CSRF token) at login: nothing of the anonymous one carries over.
         response.set_cookie(**self.sessions.cookie_options(self.sessions.new(operator)))
         return response
+
+    async def login_failed(self, name: str, client: str, attributes: list[str] | None = None) -> None:
+        known = await anyio.to_thread.run_sync(self._operator_id, name)
+        # The name goes into the trail only when it is an operator's: a typed name may be a password.
+        await self.audit(f"console:{name}" if known else "console:unknown", "login-failed", "Operator", known or "",
+                         attributes)
+        log.info("console.login_failed", client=client, known_operator=bool(known), locked=bool(attributes))
 
     def _operator_id(self, name: str) -> str | None:
         try:

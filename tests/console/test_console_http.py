@@ -86,7 +86,7 @@ def test_a_disabled_operator_cannot_log_in_and_their_open_session_ends(
 
 
 def test_after_five_failures_the_name_is_refused_for_15_minutes_even_with_the_right_password(
-        browser: Browser, admin: str, viewer: str) -> None:
+        browser: Browser, admin: str, viewer: str, db: Database) -> None:
     for _ in range(5):
         assert browser.login(admin, "wrong password, again").status_code == 401
 
@@ -94,6 +94,10 @@ def test_after_five_failures_the_name_is_refused_for_15_minutes_even_with_the_ri
 
     assert refused.status_code == 429
     assert 800 < int(refused.headers["retry-after"]) <= 900
+    assert browser.http.get("/admin", follow_redirects=False).status_code == 303
+    with db.read() as conn:
+        last = conn.execute(sa.select(audit_events).order_by(audit_events.c.id.desc()).limit(1)).one()
+    assert (last.actor, last.action, last.attributes) == ("console:alice", "login-failed", '["locked"]')
     assert browser.login(viewer, VIEWER_PASSWORD).status_code == 303  # another name is not locked out
 
 
