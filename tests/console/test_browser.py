@@ -193,6 +193,17 @@ def test_a_viewer_sees_the_job_without_buttons_and_a_forged_pause_is_refused(pag
     assert page.inner_text("h1 .state") == "active"
 
 
+def test_an_admins_pause_without_the_csrf_token_is_refused(page: Any, served: Served) -> None:
+    _log_in(page, served, "alice", ADMIN_PASSWORD)
+
+    # What a form on another site could send: the browser adds the cookie, not the token.
+    response = page.request.post(f"{served.url}/admin/jobs/{JOB}/pause", form={"csrf_token": "forged"})
+
+    assert response.status == 403
+    page.goto(f"{served.url}/admin/jobs/{JOB}")
+    assert page.inner_text("h1 .state") == "active"
+
+
 def test_without_its_session_cookie_the_browser_is_back_at_the_login_form(page: Any, served: Served) -> None:
     _log_in(page, served, "alice", ADMIN_PASSWORD)
     cookie = next(c for c in page.context.cookies() if c["name"] == "idsync-console")
