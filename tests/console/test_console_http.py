@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from argon2 import PasswordHasher
 from starlette.testclient import TestClient
 
 from identity_sync.config import Settings
@@ -14,7 +15,7 @@ from identity_sync.engine.jobs import Job, JobService
 from identity_sync.engine.tables import engine_cycles
 from identity_sync.service.operators import NO_TENANT, OperatorService
 from identity_sync.storage.db import Database
-from identity_sync.storage.tables import audit_events
+from identity_sync.storage.tables import audit_events, operators
 from identity_sync.web.app import create_app
 from tests.conftest import ScimClient
 from tests.console.conftest import ADMIN_PASSWORD, VIEWER_PASSWORD, Browser, console_of, csrf_of
@@ -58,6 +59,8 @@ def test_an_operator_logs_in_and_sees_the_overview_and_the_login_is_an_audit_eve
     overview = browser.http.get("/admin")
     assert overview.status_code == 200 and "<h1>Overview</h1>" in overview.text
     assert "alice" in overview.text and "Log out" in overview.text
+    trailing = browser.http.get("/admin/", follow_redirects=False)  # the same page, not a redirect loop
+    assert trailing.status_code == 200 and "<h1>Overview</h1>" in trailing.text
     assert console_events(db)[-1] == ("console:alice", "login", "Operator")
 
 
@@ -82,6 +85,18 @@ def test_a_disabled_operator_cannot_log_in_and_their_open_session_ends(
 
     assert browser.http.get("/admin", follow_redirects=False).headers["location"] == "/admin/login"
     assert browser.login(admin, ADMIN_PASSWORD).status_code == 401
+
+
+def test_a_new_password_ends_the_sessions_opened_with_the_old_one(
+        browser: Browser, admin: str, db: Database) -> None:
+    browser.login(admin, ADMIN_PASSWORD)
+    assert browser.http.get("/admin").status_code == 200
+
+    with db.write() as conn:  # what a password change does (argon2 hashes are salted: always new)
+        conn.execute(sa.update(operators).where(operators.c.name == admin).values(
+            password_hash=PasswordHasher().hash("a brand new password")))
+
+    assert browser.http.get("/admin", follow_redirects=False).headers["location"] == "/admin/login"
 
 
 def test_after_five_failures_the_name_is_refused_for_15_minutes_even_with_the_right_password(
@@ -327,8 +342,7 @@ def test_the_console_turned_off_answers_404(settings: Settings, db: Database, ad
     with TestClient(app, base_url="https://scim.example.test") as http:
         for path in ("/admin", "/admin/login", "/admin/static/console.css"):
             assert http.get(path, follow_redirects=False).status_code == 404
-        assert http.post("/admin/login", data={"username": admin, "password": ADMIN_PASSWORD}).status_code in (
-            404, 405)
+        assert http.post("/admin/login", data={"username": admin, "password": ADMIN_PASSWORD}).status_code == 404
 
 
 def test_the_console_runs_next_to_scim_without_touching_it(http: TestClient, scim: ScimClient) -> None:
