@@ -329,7 +329,7 @@ def console_app(console: Console) -> Starlette:
     return app
 
 
-def routes(settings: Settings, db: Database) -> list[BaseRoute]:
+def console_routes(settings: Settings, db: Database) -> list[BaseRoute]:
     """What ``web/app.py`` mounts at ``/admin``. ``/admin`` itself is a route of its own, handed
     to the console as ``/admin/``: the service drops trailing slashes (web/app.py NormalizePath),
     so a Mount alone would redirect ``/admin`` to ``/admin/``, i.e. to itself, forever."""

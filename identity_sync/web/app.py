@@ -318,7 +318,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         },
     )
     if settings.console_enabled:  # the web console at /admin (docs/console.md)
-        from identity_sync.console import routes as console_routes
+        from identity_sync.console import console_routes
 
         app.router.routes.extend(console_routes(settings, db))
     app.state.settings = settings
