@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
-from identity_sync import cli_auth, cli_engine
+from identity_sync import cli_auth, cli_engine, cli_operators
 from identity_sync.auth.oauth import SigningKeyError, signing_keys_for
 from identity_sync.clock import ago_text, format_timestamp, parse_timestamp
 from identity_sync.config import ConfigFileError, Settings, config_file_path
@@ -41,6 +41,7 @@ app.add_typer(tombstone_app, name="tombstones")
 app.add_typer(audit_app, name="audit")
 cli_auth.register(app)  # client, keys, entra (docs/security.md)
 cli_engine.register(app)  # job: the provisioning engine (docs/engine.md)
+cli_operators.register(app)  # operator: who may log in to the web console (docs/console.md)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 TenantOption = Annotated[str, typer.Option("--tenant", help="The tenant's name.")]

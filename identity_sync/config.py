@@ -220,6 +220,16 @@ class Settings(BaseSettings):
     smtp_ca_file: Path | None = None
     smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
 
+    # -- the web console at /admin (docs/console.md) --
+    #: Off: /admin answers 404 like any unknown path (operators use the CLI only).
+    console_enabled: bool = True
+    #: A console session ends after this long without a page view (the live progress poll does
+    #: not count as one).
+    console_session_idle_minutes: int = Field(default=30, ge=1, le=1_440)
+    #: Mark the session cookie ``Secure`` (sent over HTTPS only). Turn off only to use the console
+    #: over plain HTTP on loopback.
+    console_secure_cookies: bool = True
+
     @model_validator(mode="after")
     def _smtp_complete(self) -> Settings:
         if self.smtp_host is None:

@@ -246,3 +246,19 @@ signing_keys = sa.Table(
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Column("private_key", sa.Text, nullable=False),
 )
+
+# -- operators of the web console (issue 14; service/operators.py, docs/console.md) --------------------
+
+# The people who may log in to the console at /admin. The password is an argon2id hash (never the
+# password); ``disabled`` ends every session of the operator at its next request. A global table of
+# a few rows, like signing_keys (a reference table under Citus).
+operators = sa.Table(
+    "operators",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("password_hash", sa.Text, nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+)

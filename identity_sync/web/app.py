@@ -317,6 +317,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
             Exception: _unexpected,
         },
     )
+    if settings.console_enabled:  # the web console at /admin (docs/console.md)
+        from identity_sync.console import console_routes
+
+        app.router.routes.extend(console_routes(settings, db))
     app.state.settings = settings
     app.state.db = db
     app.state.concurrency = handlers.concurrency  # what each tenant has in progress (operators, tests)

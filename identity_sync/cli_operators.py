@@ -1,0 +1,102 @@
+"""``identity-sync operator …``: who may log in to the web console at ``/admin`` (docs/console.md).
+Registered on the main command by ``cli.py``; its commands, options and ``--json`` keys are a
+public interface, like the rest of the CLI. A password is never an option's value (it would be
+in the shell's history and in ``ps``): it comes from a file or is typed, hidden, twice."""
+
+from __future__ import annotations
+
+import getpass
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from identity_sync.service.operators import ROLES, OperatorError, OperatorService, check_password
+
+operator_app = typer.Typer(help="Operators of the web console (/admin): create, list, disable.",
+                           no_args_is_help=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(operator_app, name="operator")
+
+
+def _service() -> OperatorService:
+    from identity_sync.cli import _open
+
+    _, db = _open()
+    return OperatorService(db)
+
+
+def _fail(message: str) -> None:
+    from identity_sync.cli import _fail as fail
+
+    fail(message)
+
+
+def _password(password_file: Path | None) -> str:
+    if password_file is not None:
+        try:
+            # One line: a trailing newline (echo "…" > file) is not part of the password.
+            return password_file.read_text("utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            _fail(f"--password-file {password_file} cannot be read: {getattr(exc, 'strerror', None) or exc}")
+    try:
+        first = getpass.getpass("Password: ")
+        check_password(first)
+        if getpass.getpass("Password (again): ") != first:
+            _fail("the passwords differ")
+    except OperatorError as exc:
+        _fail(str(exc))
+    except (EOFError, KeyboardInterrupt):
+        _fail("no password given (type it at the prompt, or use --password-file FILE)")
+    return first
+
+
+@operator_app.command("create")
+def operator_create(
+    name: str,
+    role: Annotated[str, typer.Option(help=f"What the operator may do: {' or '.join(ROLES)} (viewer: see only).")]
+    = "viewer",
+    password_file: Annotated[Path | None, typer.Option("--password-file", help="A file holding the password (its "
+                                                       "first line); else it is asked for, twice.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create an operator who may log in to the console (password: 12 characters or more)."""
+    if role not in ROLES:
+        _fail(f"--role must be one of {', '.join(ROLES)}")
+    service = _service()  # before the prompt: no password is asked for a database that is not there
+    password = _password(password_file)
+    try:
+        operator = service.create(name, role, password)
+    except OperatorError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        typer.echo(json.dumps(operator.describe()))
+    else:
+        typer.echo(f"Operator '{operator.name}' created ({operator.role}); log in at /admin/login.")
+
+
+@operator_app.command("list")
+def operator_list(as_json: JsonFlag = False) -> None:
+    """List operators (never their passwords or hashes)."""
+    from identity_sync.cli import _print_rows
+
+    rows = [o.describe() for o in _service().list()]
+    if not as_json:
+        rows = [{**row, "disabled": "yes" if row["disabled"] else "no"} for row in rows]
+    _print_rows(rows, as_json, "operators", ("operator", "role", "created_at", "disabled"))
+
+
+@operator_app.command("disable")
+def operator_disable(name: str) -> None:
+    """Disable an operator: no more logins, and their open sessions end at their next request."""
+    try:
+        _service().disable(name)
+    except OperatorError as exc:
+        _fail(str(exc))
+    typer.echo(f"Operator '{name}' disabled.")

@@ -1,0 +1,349 @@
+"""The console's pages and actions (docs/console.md): a Starlette app mounted at ``/admin`` by
+``web/app.py`` when ``console_enabled``.
+
+Every page needs a session (else: the login page); every POST needs the session's CSRF token
+(else 403); every POST but logout needs the ``admin`` role (else 403). Logins, failed logins,
+logouts and job actions are audit events of no tenant (service/operators.py). Pages are
+answered with a Content-Security-Policy that allows no inline script or style and nothing from
+another origin, and are never cached.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import anyio.to_thread
+import jinja2
+import structlog
+from sqlalchemy.exc import OperationalError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from identity_sync.config import Settings
+from identity_sync.console.auth import CSRF_FIELD, LoginLimiter, Session, Sessions, console_key, csrf_ok
+from identity_sync.console.pages import ConsoleData
+from identity_sync.engine.jobs import JobError
+from identity_sync.engine.operations import JobOperations
+from identity_sync.service.operators import Operator, OperatorError, OperatorService, record_event
+from identity_sync.storage.db import Database
+
+log = structlog.get_logger("identity_sync.console")
+HERE = Path(__file__).parent
+PREFIX = "/admin"
+#: The largest form body read (a login form is well under 2 KB).
+MAX_FORM_BYTES = 16_384
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+Handler = Callable[[Request, Session, Operator], Awaitable[Response]]
+
+
+class Console:
+    def __init__(self, settings: Settings, db: Database, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.db = db
+        self.clock = clock
+        self.operators = OperatorService(db)
+        self.data = ConsoleData(db, settings)
+        self.operations = JobOperations(self.data.jobs)
+        self.limiter = LoginLimiter()
+        self._sessions: Sessions | None = None
+        self._sessions_lock = threading.Lock()
+        env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
+                                 undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+        env.filters["when"] = when
+        self.templates = Jinja2Templates(env=env)
+
+    @property
+    def sessions(self) -> Sessions:
+        # Made on the first request, not at start-up: a service whose console is never opened
+        # never writes a key file.
+        with self._sessions_lock:
+            if self._sessions is None:
+                self._sessions = Sessions(console_key(self.settings.data_dir),
+                                          self.settings.console_session_idle_minutes * 60,
+                                          self.settings.console_secure_cookies, clock=lambda: self.clock())
+            return self._sessions
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def render(self, request: Request, name: str, context: dict[str, Any], status: int = 200,
+               session: Session | None = None, operator: Operator | None = None) -> Response:
+        base = request.scope.get("root_path", "")
+        return self.templates.TemplateResponse(request, name, {
+            "base": base, "operator": operator, "csrf": session.csrf if session else "", "csrf_field": CSRF_FIELD,
+            **context}, status_code=status)
+
+    async def current(self, request: Request) -> tuple[Session | None, Operator | None]:
+        """The request's session and its operator (both ``None``: not logged in)."""
+        session = self.sessions.read(request.cookies)
+        if session is None or session.operator_id is None:
+            return session, None
+        operator = await anyio.to_thread.run_sync(self.operators.by_id, session.operator_id)
+        if not self.sessions.valid_for(session, operator):
+            return None, None
+        return session, operator
+
+    def page(self, handler: Handler, *, touch: bool = True) -> Callable[[Request], Awaitable[Response]]:
+        """A page for logged-in operators; the others are sent to the login page. A page view
+        restarts the idle timer (``touch``); the live progress poll does not."""
+        async def endpoint(request: Request) -> Response:
+            session, operator = await self.current(request)
+            if session is None or operator is None:
+                if not touch:  # a script's poll: no redirect to follow, say it plainly
+                    return JSONResponse({"error": "not logged in"}, status_code=401)
+                response: Response = RedirectResponse(f"{request.scope.get('root_path', '')}/login", 303)
+                if request.cookies.get(self.sessions.cookie):
+                    response.delete_cookie(**self.sessions.delete_options())  # expired: forget it
+                return response
+            response = await handler(request, session, operator)
+            if touch:
+                response.set_cookie(**self.sessions.cookie_options(self.sessions.touched(session)))
+            return response
+        return endpoint
+
+    def action(self, handler: Handler, *, admin: bool = True) -> Callable[[Request], Awaitable[Response]]:
+        """A POST: logged in, the session's CSRF token in the form, and (``admin``) the admin role."""
+        async def endpoint(request: Request) -> Response:
+            form = await read_form(request)
+            session, operator = await self.current(request)
+            if session is None or operator is None:
+                return self.forbidden(request, session, None, "Your session has ended: log in again.")
+            if not csrf_ok(session, form.get(CSRF_FIELD)):
+                log.warning("console.csrf_refused", path=request.url.path, operator=operator.name)
+                return self.forbidden(request, session, operator, "This form is out of date (its security token "
+                                      "does not match your session). Reload the page and try again.")
+            if admin and not operator.is_admin:
+                return self.forbidden(request, session, operator, "Your role (viewer) may look, not change.")
+            request.state.form = form
+            response = await handler(request, session, operator)
+            if "set-cookie" not in response.headers:  # logout deletes it: not set again here
+                response.set_cookie(**self.sessions.cookie_options(self.sessions.touched(session)))
+            return response
+        return endpoint
+
+    def forbidden(self, request: Request, session: Session | None, operator: Operator | None,
+                  message: str) -> Response:
+        return self.render(request, "error.html", {"title": "Forbidden", "message": message}, 403, session,
+                           operator)
+
+    async def audit(self, actor: str, action: str, resource_type: str, resource_id: str,
+                    attributes: list[str] | None = None) -> None:
+        def write() -> None:
+            with self.db.write() as conn:
+                record_event(conn, actor, action, resource_type, resource_id, attributes)
+        await anyio.to_thread.run_sync(write)
+
+    # -- login and logout -----------------------------------------------------------------------
+
+    async def login_page(self, request: Request) -> Response:
+        session, operator = await self.current(request)
+        if operator is not None:
+            return RedirectResponse(request.scope.get("root_path") or "/", 303)
+        return self.login_form(request, None, 200)
+
+    def login_form(self, request: Request, error: str | None, status: int, name: str = "",
+                   headers: dict[str, str] | None = None) -> Response:
+        anonymous = self.sessions.new(None)  # a fresh CSRF token for each display of the form
+        response = self.render(request, "login.html", {"error": error, "name": name}, status, anonymous)
+        response.set_cookie(**self.sessions.cookie_options(anonymous))
+        for key, value in (headers or {}).items():
+            response.headers[key] = value
+        return response
+
+    async def login(self, request: Request) -> Response:
+        form = await read_form(request)
+        session = self.sessions.read(request.cookies)
+        if not csrf_ok(session, form.get(CSRF_FIELD)):
+            return self.forbidden(request, None, None, "The login form is out of date (or cookies are off): "
+                                  "reload the login page and try again.")
+        name, password = str(form.get("username", "")).strip(), str(form.get("password", ""))
+        client = request.client.host if request.client else "unknown"
+        wait = self.limiter.retry_after(name, client)
+        if wait:
+            await self.login_failed(name, client, ["locked"])
+            return self.login_form(request, "Too many failed logins: try again later.", 429, name,
+                                   {"Retry-After": str(wait)})
+        operator = await anyio.to_thread.run_sync(self.operators.verify, name, password) if name and password \
+            else None
+        if operator is None:
+            self.limiter.failed(name, client)
+            await self.login_failed(name, client)
+            return self.login_form(request, "Wrong name or password.", 401, name)
+        self.limiter.succeeded(name, client)
+        await self.audit(f"console:{operator.name}", "login", "Operator", operator.id)
+        log.info("console.login", operator=operator.name, client=client)
+        response = RedirectResponse(request.scope.get("root_path") or "/", 303)
+        # A new session (new CSRF token) at login: nothing of the anonymous one carries over.
+        response.set_cookie(**self.sessions.cookie_options(self.sessions.new(operator)))
+        return response
+
+    async def login_failed(self, name: str, client: str, attributes: list[str] | None = None) -> None:
+        known = await anyio.to_thread.run_sync(self._operator_id, name)
+        # The name goes into the trail only when it is an operator's: a typed name may be a password.
+        await self.audit(f"console:{name}" if known else "console:unknown", "login-failed", "Operator", known or "",
+                         attributes)
+        log.info("console.login_failed", client=client, known_operator=bool(known), locked=bool(attributes))
+
+    def _operator_id(self, name: str) -> str | None:
+        try:
+            return self.operators.get(name).id
+        except OperatorError:
+            return None
+
+    async def logout(self, request: Request, session: Session, operator: Operator) -> Response:
+        await self.audit(f"console:{operator.name}", "logout", "Operator", operator.id)
+        response = RedirectResponse(f"{request.scope.get('root_path', '')}/login", 303)
+        response.delete_cookie(**self.sessions.delete_options())
+        return response
+
+    # -- pages -----------------------------------------------------------------------------------
+
+    async def overview(self, request: Request, session: Session, operator: Operator) -> Response:
+        data = await anyio.to_thread.run_sync(self.data.overview)
+        return self.render(request, "overview.html", data, session=session, operator=operator)
+
+    async def job(self, request: Request, session: Session, operator: Operator) -> Response:
+        name = request.path_params["name"]
+        try:
+            data = await anyio.to_thread.run_sync(self.data.job, name)
+        except JobError:
+            return self.not_found(request, session, operator)
+        return self.render(request, "job.html", data, session=session, operator=operator)
+
+    async def progress(self, request: Request, session: Session, operator: Operator) -> Response:
+        name = request.path_params["name"]
+
+        def read() -> dict[str, Any]:
+            return self.data.progress(self.data.jobs.get(name))
+        try:
+            return JSONResponse(await anyio.to_thread.run_sync(read), headers={"Cache-Control": "no-store"})
+        except JobError:
+            return JSONResponse({"error": "no such job"}, status_code=404)
+
+    async def job_action(self, request: Request, session: Session, operator: Operator) -> Response:
+        name, verb = request.path_params["name"], request.path_params["verb"]
+        if verb not in ("pause", "start"):
+            return self.not_found(request, session, operator)
+
+        def act() -> str:
+            if verb == "pause":
+                return self.operations.pause(name).id
+            return self.operations.start(name, datetime.now(UTC)).id
+        try:
+            job_id = await anyio.to_thread.run_sync(act)
+        except JobError:
+            return self.not_found(request, session, operator)
+        await self.audit(f"console:{operator.name}", verb, "Job", job_id)
+        log.info("console.job_action", operator=operator.name, job=name, action=verb)
+        return RedirectResponse(f"{request.scope.get('root_path', '')}/jobs/{name}", 303)
+
+    def not_found(self, request: Request, session: Session | None = None, operator: Operator | None = None) -> Response:
+        return self.render(request, "error.html", {"title": "Not found", "message": "There is no such page."}, 404,
+                           session, operator)
+
+
+def when(stamp: str | None) -> str:
+    """A stored timestamp (``2026-12-05T10:00:00.123456Z``) as people read it: to the second, UTC."""
+    return "—" if not stamp else stamp[:19].replace("T", " ")
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """An ``application/x-www-form-urlencoded`` body, bounded (no multipart: no file is ever posted)."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise HTTPException(413)
+    try:
+        fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=20)
+    except (UnicodeDecodeError, ValueError):
+        raise HTTPException(400) from None
+    return {key: values[0] for key, values in fields.items()}
+
+
+class SecurityHeaders:
+    """The headers every console response carries; pages (not the static files) are never cached."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        static = scope["path"].startswith(f"{scope.get('root_path', '')}/static/")
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
+                            (b"x-frame-options", b"DENY"), (b"referrer-policy", b"same-origin")]
+                if not static:
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def console_app(console: Console) -> Starlette:
+    c = console
+    routes = [
+        Route("/", c.page(c.overview), methods=["GET"]),
+        Route("/login", c.login_page, methods=["GET"]),
+        Route("/login", c.login, methods=["POST"]),
+        Route("/logout", c.action(c.logout, admin=False), methods=["POST"]),
+        Route("/jobs/{name}", c.page(c.job), methods=["GET"]),
+        Route("/jobs/{name}/progress", c.page(c.progress, touch=False), methods=["GET"]),
+        Route("/jobs/{name}/{verb:str}", c.action(c.job_action), methods=["POST"]),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404:
+            return c.not_found(request)
+        return c.render(request, "error.html", {"title": "Error", "message": exc.detail}, exc.status_code)
+
+    async def database_error(request: Request, exc: Exception) -> Response:
+        log.warning("console.database_unavailable", path=request.url.path, error=type(exc).__name__)
+        return c.render(request, "error.html", {"title": "Unavailable", "message": "The database cannot be reached "
+                        "right now; try again in a moment."}, 503)
+
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, OperationalError: database_error})
+    app.state.console = console
+    app.add_middleware(SecurityHeaders)
+    return app
+
+
+def console_routes(settings: Settings, db: Database) -> list[BaseRoute]:
+    """What ``web/app.py`` mounts at ``/admin``. ``/admin`` itself is a route of its own, handed
+    to the console as ``/admin/``: the service drops trailing slashes (web/app.py NormalizePath),
+    so a Mount alone would redirect ``/admin`` to ``/admin/``, i.e. to itself, forever."""
+    app = console_app(Console(settings, db))
+    return [Route(PREFIX, _Root(app), methods=["GET", "HEAD"]), Mount(PREFIX, app=app)]
+
+
+class _Root:
+    """``/admin``, answered by the console as its ``/`` (an ASGI app, not a function: Starlette
+    would call a function with a Request)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        root = scope.get("root_path", "") + PREFIX
+        await self.app({**scope, "path": f"{root}/", "root_path": root}, receive, send)
