@@ -220,6 +220,13 @@ class Settings(BaseSettings):
     smtp_ca_file: Path | None = None
     smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
 
+    # -- observability (docs/observability.md) --
+    #: Serve Prometheus metrics at ``/metrics`` (off: that path is 404).
+    metrics_enabled: bool = True
+    #: A file holding the bearer token ``/metrics`` then requires (trailing newline ignored; read at
+    #: each scrape, so a rotated token needs no restart). Unset: ``/metrics`` is open, like ``/healthz``.
+    metrics_token_file: Path | None = None
+
     @model_validator(mode="after")
     def _smtp_complete(self) -> Settings:
         if self.smtp_host is None:
