@@ -23,8 +23,10 @@ from tests.web.test_oauth_credentials import token_for
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
 PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
-#: Routes that are not a tenant's data: they answer anyone the same.
-PUBLIC = {"/healthz", "/.well-known/jwks.json", "/scim/v2/{tenant}/oauth/jwks", "/scim/v2/{tenant}/oauth/token"}
+#: Routes that are not a tenant's data: they answer anyone the same (``/metrics`` unless a metrics
+#: token is set: tests/observability).
+PUBLIC = {"/healthz", "/readyz", "/metrics", "/.well-known/jwks.json", "/scim/v2/{tenant}/oauth/jwks",
+          "/scim/v2/{tenant}/oauth/token"}
 
 
 def _snapshot(db: Database, tenant_id: str) -> list[Any]:
