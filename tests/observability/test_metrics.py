@@ -201,3 +201,19 @@ def test_each_app_counts_its_own_requests(settings: Settings, db: Database, coun
         second.get("/healthz")
         assert value(scrape(first), REQUESTS, tenant="-", route="/healthz", method="GET", status="200") == 2
         assert value(scrape(second), REQUESTS, tenant="-", route="/healthz", method="GET", status="200") == 1
+
+
+def test_the_dashboard_and_the_docs_name_only_metrics_that_exist(http: TestClient) -> None:
+    import json
+    import re
+
+    docs = Path(__file__).parents[2] / "docs"
+    exposed = set(re.findall(r"^# TYPE (\w+) (\w+)", scrape(http), re.MULTILINE))
+    # (prometheus-client adds a `_created` gauge beside each counter and histogram: the time it began.)
+    names = {name for name, _ in exposed if not name.endswith("_created")}
+    dashboard = json.loads((docs / "grafana-dashboard.json").read_text())
+    queried = {m for p in dashboard["panels"] for t in p["targets"] for m in re.findall(r"idsync_\w+", t["expr"])}
+    assert queried, "the dashboard queries something"
+    assert {re.sub(r"_(bucket|count|sum)$", "", m) for m in queried} <= names | {"idsync_http_request_duration_seconds"}
+    documented = set(re.findall(r"^\| `(idsync_\w+)`", (docs / "observability.md").read_text(), re.MULTILINE))
+    assert documented == names
