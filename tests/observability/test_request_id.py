@@ -115,3 +115,21 @@ def test_library_logs_are_json_lines_with_the_request_id(json_lines: Any) -> Non
     assert "timestamp" in uvicorn_line
     failed = next(line for line in lines if line.get("logger") == "some.library")
     assert failed["level"] == "error" and "ValueError: boom" in failed["exception"]
+
+
+def test_a_server_error_has_its_id_and_its_log_lines(scim: ScimClient, json_lines: Any,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from identity_sync.service.resources import ResourceService
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(ResourceService, "get", broken)
+    with TestClient(scim.http.app, base_url="https://scim.example.test", raise_server_exceptions=False) as http:
+        response = http.get("/scim/v2/acme/Users/some-id", headers={"Authorization": f"Bearer {scim.token}",
+                                                                    "X-Request-Id": "req-500"})
+    assert response.status_code == 500
+    assert response.headers["X-Request-Id"] == "req-500"
+    mine = {line["event"]: line for line in json_lines() if line.get("request_id") == "req-500"}
+    assert "RuntimeError: a bug" in mine["request.failed"]["exception"]
+    assert mine["http.request"]["status"] == 500 and mine["http.request"]["tenant"] == "acme"
