@@ -30,8 +30,8 @@ _OURS = "identity_sync_json"
 
 
 def configure(level: str = "INFO") -> None:
-    """JSON lines on stderr, for our events and for every library's (uvicorn, alembic, …): one
-    format for whatever reads the logs. Lines written while a request is served carry its
+    """JSON lines on stderr, for our events and for every library's (uvicorn, alembic, …), one
+    line per write: one format for whatever reads the logs. Lines written while a request is served carry its
     ``request_id`` (bound by the access-log middleware, web/app.py)."""
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
@@ -57,9 +57,12 @@ def configure(level: str = "INFO") -> None:
     # in its filter (userName eq "…"), which never goes into a log (see above).
     for noisy in ("httpx", "httpx2", "httpcore", "httpcore2"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
+    # Our events go through the same handler (rendered by its formatter), not a writer of their
+    # own: two writers on one stream, each with its own lock, interleaved lines under load.
     structlog.configure(
-        processors=[*shared, _redact, structlog.processors.format_exc_info, structlog.processors.JSONRenderer()],
+        processors=[*shared, structlog.stdlib.add_logger_name, _redact, structlog.processors.format_exc_info,
+                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=True,
     )
