@@ -4,6 +4,8 @@ after it, is not ready), and the signing keys open. ``/healthz`` only says the p
 
 from __future__ import annotations
 
+from functools import cache
+
 import sqlalchemy as sa
 import structlog
 from alembic.config import Config
@@ -17,15 +19,17 @@ log = structlog.get_logger("identity_sync.readiness")
 OK = "ok"
 
 
+@cache  # the migrations shipped with this release: read once per process, on the first /readyz
 def migrations_head() -> str | None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return ScriptDirectory.from_config(config).get_current_head()
 
 
-def check(db: Database, keys: SigningKeys, head: str | None) -> dict[str, str]:
+def check(db: Database, keys: SigningKeys) -> dict[str, str]:
     """Each check's outcome: ``ok``, or a word saying what is wrong (no detail: the endpoint is
     unauthenticated; the log says more)."""
+    head = migrations_head()
     result = {"database": "unreachable", "migrations": "unknown", "signing_keys": "unknown"}
     try:
         with db.read() as conn:

@@ -247,10 +247,8 @@ async def _healthz(request: Request) -> Response:
 
 
 def _readyz(h: Handlers) -> Callable[[Request], Any]:
-    head = readiness.migrations_head()
-
     async def readyz(request: Request) -> Response:
-        checks = await anyio.to_thread.run_sync(readiness.check, h.db, h.clients.keys, head)
+        checks = await anyio.to_thread.run_sync(readiness.check, h.db, h.clients.keys)
         ready = all(value == readiness.OK for value in checks.values())
         return ScimResponse(checks, status_code=200 if ready else 503)
 
