@@ -238,6 +238,8 @@ def serve(
 
 
 def _run_uvicorn(settings: Settings, db: Database, workers: int, options: dict[str, Any]) -> None:
+    # The metrics' multiprocess directory is serve's own (_metrics_directory): one process counts in memory.
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     import uvicorn
 
     from identity_sync.web.app import create_app
