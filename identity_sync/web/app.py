@@ -347,36 +347,45 @@ class NormalizePath:
         status = 500
         started = time.perf_counter()
         header = (b"x-request-id", facts.request_id.encode())
+        counted = False
+
+        def count() -> None:
+            nonlocal counted
+            if self.metrics is not None and not counted:
+                counted = True
+                self.metrics.record(tenant=facts.tenant, route=route_template(scope), method=scope["method"],
+                                    status=status, seconds=time.perf_counter() - started,
+                                    auth_failure=facts.auth_failure, limited_by=facts.limited_by)
 
         async def send_wrapper(message: Any) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message = {**message, "headers": [*message.get("headers", []), header]}
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                # Counted before the last byte leaves: a client that got its answer and then scrapes
+                # /metrics (of any worker) finds its request counted.
+                count()
             await send(message)
 
-        path: str = scope["path"]
-        if "\x00" in path:  # a NUL in an id would reach the database as a parameter it cannot hold
-            await error_response(NotFound("No such resource."))(scope, receive, send_wrapper)
-            return
         # Empty segments are dropped too: a Tenant URL pasted with a trailing slash, joined
         # naively by a client, gives `/scim/v2/acme//Users`.
-        parts = ["", *(segment for segment in path.split("/") if segment)]
+        parts = ["", *(segment for segment in scope["path"].split("/") if segment)]
         if len(parts) > 4 and parts[1] == "scim" and parts[2].lower() == "v2":
             parts[2] = "v2"
             parts[4] = _ENDPOINTS.get(parts[4].lower(), parts[4])
         scope = {**scope, "path": "/".join(parts) or "/"}
         try:
-            await self.app(scope, receive, send_wrapper)
+            if "\x00" in scope["path"]:  # a NUL in an id would reach the database as a parameter it cannot hold
+                await error_response(NotFound("No such resource."))(scope, receive, send_wrapper)
+            else:
+                await self.app(scope, receive, send_wrapper)
         finally:
+            count()  # a request that ended without a complete response (an error, a client gone)
             seconds = time.perf_counter() - started
-            route = route_template(scope)  # the router records the route it chose in this scope
-            if self.metrics is not None:
-                self.metrics.record(tenant=facts.tenant, route=route, method=scope["method"], status=status,
-                                    seconds=seconds, auth_failure=facts.auth_failure, limited_by=facts.limited_by)
             client = scope.get("client")
-            log.info("http.request", method=scope["method"], path=scope["path"], route=route, status=status,
-                     ms=round(seconds * 1000, 2), client=client[0] if client else None,
+            log.info("http.request", method=scope["method"], path=scope["path"], route=route_template(scope),
+                     status=status, ms=round(seconds * 1000, 2), client=client[0] if client else None,
                      tenant=facts.tenant or (scope.get("path_params") or {}).get("tenant"),
                      credential_id=facts.credential_id, auth_failure=facts.auth_failure, limited_by=facts.limited_by)
 
