@@ -224,8 +224,10 @@ def serve(
         typer.echo("First start: created the 'default' tenant. Its token is not printed here (not a terminal); "
                    "issue one with: identity-sync token create --tenant default")
     typer.echo(f"Serving SCIM on {scheme}://{host}:{port}/scim/v2/<tenant> (database: {_safe_url(db.url)})")
+    # log_config None: uvicorn's loggers reach our JSON handler (logs.configure) instead of its own text ones.
     options: dict[str, Any] = {"host": host, "port": port, "access_log": False, "log_level": "warning",
-                               "backlog": 2048, **proxy_options(forwarded_allow_ips or settings.forwarded_allow_ips)}
+                               "log_config": None, "backlog": 2048,
+                               **proxy_options(forwarded_allow_ips or settings.forwarded_allow_ips)}
     if ssl_certfile:
         options.update(ssl_certfile=str(ssl_certfile), ssl_keyfile=str(ssl_keyfile))
     if engine:
@@ -237,6 +239,8 @@ def serve(
 
 
 def _run_uvicorn(settings: Settings, db: Database, workers: int, options: dict[str, Any]) -> None:
+    # The metrics' multiprocess directory is serve's own (_metrics_directory): one process counts in memory.
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     import uvicorn
 
     from identity_sync.web.app import create_app
@@ -248,9 +252,28 @@ def _run_uvicorn(settings: Settings, db: Database, workers: int, options: dict[s
         db.dispose()
         # The in-process rate limiter gives each worker 1/N of the tenant's rate (auth/ratelimit.py).
         os.environ["IDSYNC_WORKERS"] = str(workers)
-        uvicorn.run("identity_sync.cli:worker_app", factory=True, workers=workers, **options)
+        with _metrics_directory():
+            uvicorn.run("identity_sync.cli:worker_app", factory=True, workers=workers, **options)
         return
     uvicorn.run(create_app(settings, db), **options)
+
+
+@contextmanager
+def _metrics_directory() -> Iterator[None]:
+    """Where the workers keep their metrics (prometheus-client's multiprocess mode, read by the
+    worker that answers ``/metrics``: observability/metrics.py): a fresh private directory per
+    ``serve``, so that no count of an earlier run (or of another user) is ever added in, removed
+    when ``serve`` stops. Set in the environment, which the spawned workers inherit."""
+    import shutil
+    import tempfile
+
+    directory = tempfile.mkdtemp(prefix="identity-sync-metrics-")  # mode 0700
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    try:
+        yield
+    finally:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def proxy_options(forwarded_allow_ips: str | None) -> dict[str, Any]:

@@ -229,6 +229,12 @@ class Settings(BaseSettings):
     #: Mark the session cookie ``Secure`` (sent over HTTPS only). Turn off only to use the console
     #: over plain HTTP on loopback.
     console_secure_cookies: bool = True
+    # -- observability (docs/observability.md) --
+    #: Serve Prometheus metrics at ``/metrics`` (off: that path is 404).
+    metrics_enabled: bool = True
+    #: A file holding the bearer token ``/metrics`` then requires (trailing newline ignored; read at
+    #: each scrape, so a rotated token needs no restart). Unset: ``/metrics`` is open, like ``/healthz``.
+    metrics_token_file: Path | None = None
 
     @model_validator(mode="after")
     def _smtp_complete(self) -> Settings:

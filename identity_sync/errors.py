@@ -58,12 +58,21 @@ class BadRequest(ScimError):
 class Unauthorized(ScimError):
     status = 401
 
-    def __init__(self, detail: str = "Authentication is required.") -> None:
+    def __init__(self, detail: str = "Authentication is required.", *, reason: str = "missing",
+                 credential_id: str | None = None) -> None:
         super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="identity-sync"'})
+        #: Why, for the log and the metrics only (docs/observability.md): the client always gets
+        #: the same answer, so that it learns nothing about credentials it does not hold.
+        self.reason = reason
+        self.credential_id = credential_id
 
 
 class Forbidden(ScimError):
     status = 403
+
+    def __init__(self, detail: str, *, reason: str = "insufficient_scope") -> None:
+        super().__init__(detail)
+        self.reason = reason
 
 
 class NotFound(ScimError):

@@ -24,26 +24,45 @@ def _redact(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]
     return event
 
 
+#: Marks the root handler :func:`configure` installs, so that calling it again replaces it (and
+#: only it: a test runner's handlers stay).
+_OURS = "identity_sync_json"
+
+
 def configure(level: str = "INFO") -> None:
+    """JSON lines on stderr, for our events and for every library's (uvicorn, alembic, …), one
+    line per write: one format for whatever reads the logs. Lines written while a request is served carry its
+    ``request_id`` (bound by the access-log middleware, web/app.py)."""
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         numeric = logging.INFO
-    logging.basicConfig(stream=sys.stderr, level=numeric, format="%(message)s")
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name(_OURS)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        # Records of the standard library's loggers: the same fields as ours, plus the logger's name.
+        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, _redact,
+                    structlog.processors.format_exc_info, structlog.processors.JSONRenderer()],
+    ))
+    root = logging.getLogger()
+    root.handlers[:] = [h for h in root.handlers if h.get_name() != _OURS] + [handler]
+    root.setLevel(numeric)
     logging.getLogger("alembic").setLevel(max(numeric, logging.WARNING))
     # The HTTP clients log every request line at INFO: a SCIM or Graph query carries personal data
     # in its filter (userName eq "…"), which never goes into a log (see above).
     for noisy in ("httpx", "httpx2", "httpcore", "httpcore2"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
+    # Our events go through the same handler (rendered by its formatter), not a writer of their
+    # own: two writers on one stream, each with its own lock, interleaved lines under load.
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _redact,
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
-        ],
+        processors=[*shared, structlog.stdlib.add_logger_name, _redact, structlog.processors.format_exc_info,
+                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=True,
     )

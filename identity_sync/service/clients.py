@@ -285,6 +285,17 @@ class ClientService:
         return client
 
 
+#: The refusal reasons of tokens that are JWTs (docs/observability.md), by the start of the
+#: :class:`~identity_sync.auth.jwt.InvalidToken` message; anything else is ``malformed``.
+_JWT_REASONS = {
+    "expired": "expired", "secret expired": "expired", "not yet valid": "not_yet_valid",
+    "key withdrawn": "bad_signature", "unknown kid": "bad_signature", "signature": "bad_signature",
+    "algorithm not allowed or no kid": "bad_signature", "issuer": "wrong_issuer", "tid": "wrong_issuer",
+    "audience": "wrong_audience", "unknown client": "unknown", "revoked": "revoked",
+    "tenant disabled": "tenant_disabled", "wrong tenant": "wrong_tenant", "no Entra trust for this tenant": "no_trust",
+}
+
+
 class Authenticator:
     """Every request's credential check: one database read, whatever the kind of credential."""
 
@@ -309,7 +320,8 @@ class Authenticator:
             return self._entra_token(token, tenant_name)
         except (jwtv.InvalidToken, ValueError) as exc:
             log.debug("auth.refused", tenant=tenant_name, reason=str(exc))
-            raise Unauthorized("The bearer token is not valid for this Tenant URL.") from None
+            reason = _JWT_REASONS.get(str(exc).split(":")[0], "malformed")
+            raise Unauthorized("The bearer token is not valid for this Tenant URL.", reason=reason) from None
 
     def _access_token(self, token: str, tenant_name: str) -> Principal:
         # ``aud`` must name the tenant whose URL was called: checked below, once the tenant is known.
@@ -321,24 +333,29 @@ class Authenticator:
             raise jwtv.InvalidToken("claims")
         with self.db.fast_read() as conn:
             row = store.access_token_state(conn, client_id, secret_id)
-        if (
-            row is None
-            or row["client_revoked_at"] is not None
-            or row["secret_revoked_at"] is not None
-            or row["secret_expires_at"] <= now_text()
-            or row["tenant_status"] != "active"
-            or row["tenant_name"] != tenant_name
-            or claims.get("aud") != oauth.audience_for(row["tenant_id"])
-        ):
-            raise jwtv.InvalidToken("client, secret or tenant")
+        # One check after the other (each names why, for the log and the metrics): any is a 401.
+        if row is None:
+            raise jwtv.InvalidToken("unknown client")
+        if row["client_revoked_at"] is not None or row["secret_revoked_at"] is not None:
+            raise jwtv.InvalidToken("revoked")
+        if row["secret_expires_at"] <= now_text():
+            raise jwtv.InvalidToken("secret expired")
+        if row["tenant_status"] != "active":
+            raise jwtv.InvalidToken("tenant disabled")
+        if row["tenant_name"] != tenant_name:
+            raise jwtv.InvalidToken("wrong tenant")
+        if claims.get("aud") != oauth.audience_for(row["tenant_id"]):
+            raise jwtv.InvalidToken("audience")
         scopes = frozenset(str(claims.get("scope", "")).split()) & frozenset(row["scopes"].split())
         return Principal(row["tenant_id"], row["tenant_name"], f"{client_id}/{secret_id}", scopes)
 
     def _entra_token(self, token: str, tenant_name: str) -> Principal:
         with self.db.fast_read() as conn:
             trust = store.entra_trust_for(conn, tenant_name)
-        if trust is None or trust["tenant_status"] != "active":
+        if trust is None:
             raise jwtv.InvalidToken("no Entra trust for this tenant")
+        if trust["tenant_status"] != "active":
+            raise jwtv.InvalidToken("tenant disabled")
         tid = trust["entra_tenant_id"]
         keys = self._keys_for(trust)
         claims = jwtv.verify(

@@ -123,20 +123,16 @@ class TenantService:
         another tenant, a disabled tenant — gets the same answer, so a caller learns nothing."""
         token = tokens.bearer_from_header(authorization)
         if token is None:
-            raise Unauthorized()
+            raise Unauthorized(reason="malformed" if authorization and authorization.strip() else "missing")
         token_digest = tokens.digest(token)
         with self.db.fast_read() as conn:
             row = store.credential_by_hash(conn, token_digest)
         now = now_text()
-        if (
-            row is None
-            or not tokens.same_digest(row["secret_hash"], token_digest)
-            or row["revoked_at"] is not None
-            or (row["expires_at"] is not None and row["expires_at"] <= now)
-            or row["tenant_status"] != "active"
-            or row["tenant_name"] != tenant_name
-        ):
-            raise Unauthorized("The bearer token is not valid for this Tenant URL.")
+        refused = _refusal(row, token_digest, tenant_name, now)
+        if refused is not None:
+            # The reason is logged and counted, never answered (docs/observability.md).
+            raise Unauthorized("The bearer token is not valid for this Tenant URL.", reason=refused,
+                               credential_id=row["id"] if refused != "unknown" and row is not None else None)
         last_used = row["last_used_at"]
         if last_used is None or parse_timestamp(now) - parse_timestamp(last_used) > LAST_USED_RESOLUTION:
             with self.db.write() as conn:
@@ -145,6 +141,21 @@ class TenantService:
 
     def _tenant(self, conn: Any, name: str) -> dict[str, Any]:
         return tenant_named(conn, name)
+
+
+def _refusal(row: Any, token_digest: str, tenant_name: str, now: str) -> str | None:
+    """Why a static token is refused (``None``: it is not), the checks in their order."""
+    if row is None or not tokens.same_digest(row["secret_hash"], token_digest):
+        return "unknown"
+    if row["revoked_at"] is not None:
+        return "revoked"
+    if row["expires_at"] is not None and row["expires_at"] <= now:
+        return "expired"
+    if row["tenant_status"] != "active":
+        return "tenant_disabled"
+    if row["tenant_name"] != tenant_name:
+        return "wrong_tenant"
+    return None
 
 
 #: A century: longer is "forever" (0), and dates beyond it would overflow.

@@ -4,6 +4,7 @@ authentication included, so each request costs one thread hop), render the resul
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -19,10 +20,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from identity_sync.auth import scopes
+from identity_sync.auth import scopes, tokens
 from identity_sync.auth.tokens import Principal
 from identity_sync.config import Settings
-from identity_sync.errors import NotFound, ScimError, ServiceUnavailable
+from identity_sync.errors import NotFound, ScimError, ServiceUnavailable, Unauthorized
+from identity_sync.observability import context, readiness
+from identity_sync.observability.metrics import Metrics, route_template
 from identity_sync.scim.registry import GROUP, ResourceType
 from identity_sync.service.clients import Authenticator, ClientService
 from identity_sync.service.resources import ResourceService, etag
@@ -46,6 +49,8 @@ _ENDPOINTS = {name.lower(): name for name in (
 class Handlers:
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
+        self.db = db
+        self.metrics = Metrics(db)
         self.tenants = TenantService(db)
         self.resources = ResourceService(db, settings)
         # Credentials of every kind (static, OAuth access token, Entra-issued), scopes and the
@@ -71,7 +76,9 @@ class Handlers:
         scope = scopes.required_scope(request.method, request.url.path)
 
         def work() -> T:
-            principal = scopes.require(self.auth.authenticate(header, tenant), scope)
+            principal = self.auth.authenticate(header, tenant)
+            context.authenticated(principal.tenant_name, principal.credential_id)
+            scopes.require(principal, scope)
             limits.check(self.limiter, principal.tenant_id)
             with self.concurrency.slot(principal.tenant_id), self.cpu.charged(principal.tenant_id):
                 return action(principal)
@@ -227,7 +234,10 @@ def _routes(h: Handlers) -> list[Route]:
         Route(f"{PREFIX}/Schemas", h.schemas, methods=["GET"]),
         Route(f"{PREFIX}/Schemas/{{urn}}", h.schemas, methods=["GET"]),
         Route("/healthz", _healthz, methods=["GET"]),
+        Route("/readyz", _readyz(h), methods=["GET"]),
     ]
+    if h.settings.metrics_enabled:
+        routes.append(Route("/metrics", _metrics(h), methods=["GET"]))
     routes += oauth_routes.routes(h.settings, h.clients, PREFIX)
     return routes
 
@@ -236,8 +246,49 @@ async def _healthz(request: Request) -> Response:
     return ScimResponse({"status": "ok"})
 
 
+def _readyz(h: Handlers) -> Callable[[Request], Any]:
+    async def readyz(request: Request) -> Response:
+        checks = await anyio.to_thread.run_sync(readiness.check, h.db, h.clients.keys)
+        ready = all(value == readiness.OK for value in checks.values())
+        return ScimResponse(checks, status_code=200 if ready else 503)
+
+    return readyz
+
+
+def _metrics(h: Handlers) -> Callable[[Request], Any]:
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    async def metrics(request: Request) -> Response:
+        token_file = h.settings.metrics_token_file
+        if token_file is not None:
+            try:
+                expected = token_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                log.warning("metrics.token_file_unreadable", error=exc.strerror)
+                raise ServiceUnavailable() from None
+            presented = tokens.bearer_from_header(request.headers.get("authorization")) or ""
+            # Never an empty token: an empty file locks /metrics rather than opening it.
+            if not expected or not hmac.compare_digest(presented.encode(), expected.encode()):
+                raise Unauthorized("The metrics token is missing or wrong.", reason="metrics_token")
+        body = await anyio.to_thread.run_sync(h.metrics.exposition)  # the engine's metrics read the database
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    return metrics
+
+
 async def _scim_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ScimError)
+    if exc.status in (401, 403):
+        # Why, at INFO, for the operator: the client only ever sees the same answer. Never the
+        # credential itself; its id (not a secret: `token list` shows it) when it is known.
+        reason = getattr(exc, "reason", "unknown")
+        credential_id = getattr(exc, "credential_id", None)
+        context.auth_failed(reason, credential_id)
+        facts = context.current()
+        log.info("auth.refused", status=exc.status, reason=reason, tenant=request.path_params.get("tenant"),
+                 credential_id=credential_id or (facts.credential_id if facts else None))
+    if exc.status == 429:
+        context.limited(getattr(exc, "limit_name", "rate"))
     if exc.status != 401 and exc.status != 404:
         # The detail of a bad filter quotes the filter, which may carry personal data: not logged.
         detail = None if exc.scim_type == "invalidFilter" else exc.detail
@@ -265,48 +316,94 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 class NormalizePath:
     """Trailing and doubled slashes are ignored and endpoint names matched case-insensitively
     (``/users/``, ``//Users``, ``/Users``); ``?aadOptscim062020`` and other unknown parameters are ignored by
-    the handlers. Also writes one access-log line per request, without the query string (filters
-    carry personal data) and without headers (they carry credentials)."""
+    the handlers.
 
-    def __init__(self, app: ASGIApp) -> None:
+    Also the access log and the request metrics (docs/observability.md): each request gets an id
+    (the caller's ``X-Request-Id`` if it is a sane token, else a new one), bound to every log line
+    written while it is served and sent back in ``X-Request-Id``; one ``http.request`` line per
+    request says who called (address, tenant, credential id), what (method, path without the query
+    string — filters carry personal data), the answer and its duration — never headers (they carry
+    credentials). It wraps the whole app, error handlers included (:class:`_Service`), so that
+    a 500 has its id and its line too."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics | None = None) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
-        if "\x00" in path:  # a NUL in an id would reach the database as a parameter it cannot hold
-            await error_response(NotFound("No such resource."))(scope, receive, send)
-            return
-        # Empty segments are dropped too: a Tenant URL pasted with a trailing slash, joined
-        # naively by a client, gives `/scim/v2/acme//Users`.
-        parts = ["", *(segment for segment in path.split("/") if segment)]
-        if len(parts) > 4 and parts[1] == "scim" and parts[2].lower() == "v2":
-            parts[2] = "v2"
-            parts[4] = _ENDPOINTS.get(parts[4].lower(), parts[4])
-        scope = {**scope, "path": "/".join(parts) or "/"}
+        incoming = next((value for name, value in scope["headers"] if name == b"x-request-id"), None)
+        facts = context.RequestFacts(context.request_id(incoming.decode("latin-1") if incoming else None))
+        token = context.begin(facts)
+        try:
+            with structlog.contextvars.bound_contextvars(request_id=facts.request_id):
+                await self._observed(scope, receive, send, facts)
+        finally:
+            context.end(token)
+
+    async def _observed(self, scope: Scope, receive: Receive, send: Send, facts: context.RequestFacts) -> None:
         status = 500
         started = time.perf_counter()
+        header = (b"x-request-id", facts.request_id.encode())
+        counted = False
+
+        def count() -> None:
+            nonlocal counted
+            if self.metrics is not None and not counted:
+                counted = True
+                self.metrics.record(tenant=facts.tenant, route=route_template(scope), method=scope["method"],
+                                    status=status, seconds=time.perf_counter() - started,
+                                    auth_failure=facts.auth_failure, limited_by=facts.limited_by)
 
         async def send_wrapper(message: Any) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), header]}
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                # Counted before the last byte leaves: a client that got its answer and then scrapes
+                # /metrics (of any worker) finds its request counted.
+                count()
             await send(message)
 
+        # Empty segments are dropped too: a Tenant URL pasted with a trailing slash, joined
+        # naively by a client, gives `/scim/v2/acme//Users`.
+        parts = ["", *(segment for segment in scope["path"].split("/") if segment)]
+        if len(parts) > 4 and parts[1] == "scim" and parts[2].lower() == "v2":
+            parts[2] = "v2"
+            parts[4] = _ENDPOINTS.get(parts[4].lower(), parts[4])
+        scope = {**scope, "path": "/".join(parts) or "/"}
         try:
-            await self.app(scope, receive, send_wrapper)
+            if "\x00" in scope["path"]:  # a NUL in an id would reach the database as a parameter it cannot hold
+                await error_response(NotFound("No such resource."))(scope, receive, send_wrapper)
+            else:
+                await self.app(scope, receive, send_wrapper)
         finally:
-            log.info("http.request", method=scope["method"], path=scope["path"], status=status,
-                     ms=round((time.perf_counter() - started) * 1000, 2))
+            count()  # a request that ended without a complete response (an error, a client gone)
+            seconds = time.perf_counter() - started
+            client = scope.get("client")
+            log.info("http.request", method=scope["method"], path=scope["path"], route=route_template(scope),
+                     status=status, ms=round(seconds * 1000, 2), client=client[0] if client else None,
+                     tenant=facts.tenant or (scope.get("path_params") or {}).get("tenant"),
+                     credential_id=facts.credential_id, auth_failure=facts.auth_failure, limited_by=facts.limited_by)
+
+
+class _Service(Starlette):
+    """The app with :class:`NormalizePath` outside Starlette's own error middleware: a middleware
+    added with ``add_middleware`` runs inside it, and would see neither the 500 it sends nor log
+    that request's line with its id."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return NormalizePath(super().build_middleware_stack(), self.state.metrics)
 
 
 def create_app(settings: Settings | None = None, db: Database | None = None) -> Starlette:
     settings = settings or Settings()
     db = db or Database(settings.resolved_database_url())
     handlers = Handlers(settings, db)
-    app = Starlette(
+    app = _Service(
         routes=_routes(handlers),
         lifespan=jobs.lifespan(TombstoneService(db), settings.retention_interval_seconds),
         exception_handlers={
@@ -324,5 +421,5 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.settings = settings
     app.state.db = db
     app.state.concurrency = handlers.concurrency  # what each tenant has in progress (operators, tests)
-    app.add_middleware(NormalizePath)
+    app.state.metrics = handlers.metrics
     return app

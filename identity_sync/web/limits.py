@@ -28,6 +28,8 @@ STORES = ("auto", "database", "memory")
 
 class TooManyRequests(ScimError):
     status = 429
+    #: The limit's name in the metrics (docs/observability.md).
+    limit_name = "rate"
 
     def __init__(self, wait: float) -> None:
         seconds = retry_after(wait)
@@ -66,6 +68,8 @@ def token_limiter(settings: Settings) -> Limiter:
 
 class TooManyConcurrentRequests(ScimError):
     status = 429
+    #: The limit's name in the metrics (docs/observability.md).
+    limit_name = "concurrency"
 
     def __init__(self, limit: int) -> None:
         super().__init__(f"This tenant already has {limit} requests in progress; retry after 1 s.",
@@ -114,6 +118,8 @@ class ConcurrencyLimit:
 
 class CpuBudgetSpent(ScimError):
     status = 429
+    #: The limit's name in the metrics (docs/observability.md).
+    limit_name = "cpu"
 
     def __init__(self, wait: float) -> None:
         seconds = retry_after(wait)

@@ -20,6 +20,7 @@ from starlette.routing import Route
 from identity_sync.auth import oauth
 from identity_sync.config import Settings
 from identity_sync.errors import PayloadTooLarge
+from identity_sync.observability import context
 from identity_sync.service.clients import ClientService
 from identity_sync.web import limits
 from identity_sync.web.body import read_body
@@ -48,7 +49,8 @@ def routes(settings: Settings, clients: ClientService, prefix: str) -> list[Rout
     limiter = limits.token_limiter(settings)
     callers = limits.token_limiter(settings)
 
-    def slow_down(wait: float) -> Response:
+    def slow_down(wait: float, limit: str) -> Response:
+        context.limited(limit)
         return _json({"error": "slow_down", "error_description": "Too many token requests."}, 429,
                      {"Retry-After": str(limits.retry_after(wait))})
 
@@ -59,7 +61,7 @@ def routes(settings: Settings, clients: ClientService, prefix: str) -> list[Rout
         address = request.client.host if request.client else "unknown"
         wait = callers.take(f"{tenant}\x1f{address}")
         if wait > 0:
-            return slow_down(wait)
+            return slow_down(wait, "token_caller")
         try:
             raw = await read_body(request, max_bytes=settings.token_request_max_bytes)
         except PayloadTooLarge:
@@ -70,10 +72,13 @@ def routes(settings: Settings, clients: ClientService, prefix: str) -> list[Rout
             issued = await anyio.to_thread.run_sync(clients.issue_token, tenant, parsed)
         except oauth.TokenRequestError as exc:
             log.info("oauth.token_refused", tenant=tenant, error=exc.error)
+            if exc.status == 401:
+                context.auth_failed("invalid_client")
             return _error(exc)
+        context.authenticated(tenant, None)  # the client authenticated for this tenant
         wait = limiter.take(tenant)
         if wait > 0:
-            return slow_down(wait)  # the token just minted is never shown: it is as if not issued
+            return slow_down(wait, "token_tenant")  # the token just minted is never shown: it is as if not issued
         return _json({"access_token": issued.access_token, "token_type": "Bearer",
                       "expires_in": issued.expires_in, "scope": issued.scope})
 

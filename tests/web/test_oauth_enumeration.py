@@ -24,9 +24,10 @@ USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
 PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 #: Routes that are not a tenant's data: they answer anyone the same (``/admin``: the web console,
-#: which sends anyone without an operator's session to its login form).
-PUBLIC = {"/healthz", "/.well-known/jwks.json", "/scim/v2/{tenant}/oauth/jwks", "/scim/v2/{tenant}/oauth/token",
-          "/admin"}
+#: which sends anyone without an operator's session to its login form; ``/metrics`` unless a metrics
+#: token is set: tests/observability).
+PUBLIC = {"/healthz", "/readyz", "/metrics", "/.well-known/jwks.json", "/scim/v2/{tenant}/oauth/jwks",
+          "/scim/v2/{tenant}/oauth/token", "/admin"}
 
 
 def _snapshot(db: Database, tenant_id: str) -> list[Any]:
