@@ -12,8 +12,10 @@ import uvicorn
 
 class ThreadedServer:
     def __init__(self, app: Any, port: int, name: str) -> None:
+        # log_config=None: uvicorn would otherwise reconfigure the process's logging (its loggers
+        # stop reaching the root handler), and tests that run later in this process would see it.
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                                    lifespan="off"))
+                                                    lifespan="off", log_config=None))
         self.thread = threading.Thread(target=self.server.run, name=name, daemon=True)
         self.name = name
 
