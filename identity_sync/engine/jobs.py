@@ -319,11 +319,16 @@ class JobService:
         return done
 
     def cycles(self, job: Job, limit: int = 20) -> list[dict[str, Any]]:
+        """The last cycles as ``job show`` prints them (counts flattened into each)."""
+        return [{"cycle": r.id, "kind": r.kind, "state": r.state, "started_at": r.started_at,
+                 "ended_at": r.ended_at, **r.counts, "error": r.error} for r in self.cycle_rows(job, limit)]
+
+    def cycle_rows(self, job: Job, limit: int) -> list[Any]:
+        """The job's newest cycle rows (``engine_cycles``), newest first."""
         t = engine_cycles.c
         query = sa.select(engine_cycles).where(t.job_id == job.id).order_by(t.started_at.desc()).limit(limit)
         with self.db.read() as conn:
-            return [{"cycle": r.id, "kind": r.kind, "state": r.state, "started_at": r.started_at,
-                     "ended_at": r.ended_at, **r.counts, "error": r.error} for r in conn.execute(query)]
+            return list(conn.execute(query))
 
     def _find(self, name: str) -> Job | None:
         with self.db.read() as conn:

@@ -20,7 +20,7 @@ from identity_sync.engine import quarantine as rules
 from identity_sync.engine.jobs import Job, JobService
 from identity_sync.engine.lease import Lease
 from identity_sync.engine.quarantine import Quarantine, Thresholds
-from identity_sync.engine.tables import engine_cycles, engine_jobs
+from identity_sync.engine.tables import engine_jobs
 
 STATES = ("active", "paused", "quarantined", "disabled")
 #: Error codes that say nothing about the job's health: the cycle resumes as soon as it can.
@@ -109,12 +109,8 @@ class JobOperations:
 
     def history(self, job: Job, limit: int = 50) -> list[dict[str, Any]]:
         """Graph's ``synchronizationTaskExecution`` per cycle, newest first (``job history``)."""
-        t = engine_cycles.c
-        query = sa.select(engine_cycles).where(t.job_id == job.id).order_by(t.started_at.desc()).limit(limit)
-        with self.db.read() as conn:
-            rows = list(conn.execute(query))
         history = []
-        for row in rows:
+        for row in self.jobs.cycle_rows(job, limit):
             counts = dict(row.counts or {})
             exported = sum(int(counts.get(k, 0)) for k in ("created", "updated", "disabled", "deleted"))
             history.append({"cycle": row.id, "kind": row.kind, "state": row.state, "began": row.started_at,

@@ -46,6 +46,7 @@ from urllib.parse import quote
 import httpx2
 import structlog
 
+from identity_sync.clock import format_timestamp
 from identity_sync.engine.client import BearerToken, ClientCredentials, ScimClient, TargetError, documents
 from identity_sync.engine.client.scim_client import IncompleteListing
 from identity_sync.engine.client.transport import Transport
@@ -231,7 +232,7 @@ class ScimSource:
 
 async def _modified_since(reader: _Reader, start: datetime) -> dict[ObjectType, list[Raw]] | None:
     """The Users and Groups modified after ``start``; ``None`` when the service cannot say."""
-    query = f'meta.lastModified gt "{_format(start)}"'
+    query = f'meta.lastModified gt "{format_timestamp(start)}"'
     listed: dict[ObjectType, list[Raw]] = {}
     for object_type in ("user", "group"):
         try:
@@ -415,7 +416,7 @@ class _Cursor:
 
     def __init__(self, since: datetime | None, listed_at: str | None = None) -> None:
         self.since = since
-        self.listed_at = listed_at if listed_at is not None else _format(datetime.now(UTC))
+        self.listed_at = listed_at if listed_at is not None else format_timestamp(datetime.now(UTC))
 
     @classmethod
     def parse(cls, text: str) -> _Cursor | None:
@@ -432,7 +433,7 @@ class _Cursor:
         return cls(since, str(data.get("listed_at", "")))
 
     def text(self) -> str:
-        since = _format(self.since) if self.since is not None else None
+        since = format_timestamp(self.since) if self.since is not None else None
         return json.dumps({"since": since, "listed_at": self.listed_at}, sort_keys=True)
 
 
@@ -460,8 +461,3 @@ def _parse(text: Any) -> datetime | None:
     except ValueError:
         return None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _format(moment: datetime) -> str:
-    utc = moment.astimezone(UTC)
-    return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond:06d}Z"
