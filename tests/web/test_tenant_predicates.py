@@ -54,6 +54,11 @@ EXEMPT = [
     (r"^SELECT audit_events\..* FROM audit_events ORDER BY audit_events\.id", None,
      "the operator's export of every tenant's audit trail (`audit list` without --tenant): across tenants "
      "by nature; Citus runs it on every shard"),
+    (r"^UPDATE resource_counts SET live = 0, generation = |^SELECT count\(\*\) FROM resource_counts$"
+     r"|^INSERT INTO resource_counts \(tenant_id, resource_type, live, generation\) SELECT tenant_id, resource_type, "
+     r"count\(\*\), \S+ FROM resources WHERE deleted_at IS NULL GROUP BY tenant_id, resource_type", None,
+     "the operator's `recount` of every tenant's live resources: across tenants by nature; Citus runs it on every "
+     "shard (grouped by tenant_id, co-located with resources)"),
 ]
 
 _PARAM = r"(?:\?|:\w+|%\(\w+\)s|\$\d+)"
@@ -286,6 +291,7 @@ def _operator_flows(db: Database) -> None:
     TombstoneService(db).list("acme", None)
     TombstoneService(db).list(None, None)
     tenants = TenantService(db)
+    tenants.recount_resources()  # every tenant's: exempt (EXEMPT says why)
     tenants.set_retention("acme", 1)
     TombstoneService(db).purge_expired(datetime.now(UTC) + timedelta(days=2))
     TombstoneService(db).purge("acme", "2999-01-01T00:00:00.000000Z")
