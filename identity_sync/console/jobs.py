@@ -81,7 +81,7 @@ class JobPages:
             return {**data, "events": events, "mapping": mapping_view(job.mapping()),
                     "explanation": EXPLANATIONS.get((job.quarantine_data or {}).get("reason", ""), ""),
                     "older": None if older is None else _query(params, before=str(older)),
-                    "newest": _query(params, before=None) if before is not None else None}
+                    "newest": (_query(params, before=None) or "?") if before is not None else None}
         try:
             data = await anyio.to_thread.run_sync(read)
         except JobError:
