@@ -97,9 +97,11 @@ class AuditPages:
         except (TimeError, TenantError) as exc:
             return self.c.render(request, "error.html", {"title": "Bad filter", "message": str(exc)}, 400,
                                  session, operator)
+        # What the trail holds now, without the event of this very export (recorded next).
+        upto = await anyio.to_thread.run_sync(self.service.newest_seq)
         await self.c.audit(f"console:{operator.name}", "export", "AuditTrail", kind)
-        lines = to_csv(self.service.stream(audit_filter)) if kind == "csv" else to_ndjson(
-            self.service.stream(audit_filter))
+        events = self.service.stream(audit_filter, upto=upto)
+        lines = to_csv(events) if kind == "csv" else to_ndjson(events)
         media = "text/csv; charset=utf-8" if kind == "csv" else "application/x-ndjson"
         # A sync iterator: Starlette reads it in a worker thread, one database batch at a time.
         return StreamingResponse(lines, media_type=media, headers={

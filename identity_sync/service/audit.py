@@ -50,15 +50,20 @@ class AuditService:
         shown = [_shown(row, names) for row in rows[:limit]]
         return shown, (shown[-1]["seq"] if len(rows) > limit else None)
 
-    def stream(self, audit_filter: audit.AuditFilter, batch: int = 1_000) -> Iterator[dict[str, Any]]:
-        """Every event matching, newest first, read ``batch`` at a time (each batch its own short
-        read transaction): an export of millions of events holds one batch in memory, and no
-        database connection between batches. Events written after the export began are left out
-        (it starts below the newest id of that moment), so that it is one consistent list."""
+    def newest_seq(self) -> int:
+        """The ``seq`` of the newest event (0: none): where an export that starts now stops."""
+        with self.db.read() as conn:
+            return int(conn.execute(sa.select(sa.func.max(audit_events.c.id))).scalar() or 0)
+
+    def stream(self, audit_filter: audit.AuditFilter, batch: int = 1_000,
+               upto: int | None = None) -> Iterator[dict[str, Any]]:
+        """Every event matching up to ``seq`` ``upto`` (default: the newest when the export
+        starts), newest first, read ``batch`` at a time (each batch its own short read
+        transaction): an export of millions of events holds one batch in memory, and no database
+        connection between batches. Later events are left out, so that it is one consistent list."""
         with self.db.read() as conn:
             names = {t["id"]: t["name"] for t in tenant_store.list_tenants(conn)}
-            top = conn.execute(sa.select(sa.func.max(audit_events.c.id))).scalar()
-        before = None if top is None else int(top) + 1
+        before: int | None = (self.newest_seq() if upto is None else upto) + 1
         while before is not None:
             with self.db.read() as conn:
                 rows = audit.newest(conn, audit_filter, before=before, limit=batch)
