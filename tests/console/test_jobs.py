@@ -135,6 +135,22 @@ def test_the_logs_filters_give_exactly_the_matching_events(browser: Browser, ope
     assert bad.status_code == 400 and "status must be one of success, failure, skipped, warning" in bad.text
 
 
+def test_the_logs_page_lists_what_job_logs_lists_for_the_same_filters(
+        browser: Browser, operators: Any, ran: dict[str, Any], cli: Cli) -> None:
+    _logged_in(browser, operators)
+    cases = [("", ()), ("?status=failure", ("--status", "failure")), ("?action=create", ("--action", "create")),
+             ("?object=u2", ("--object", "u2")), ("?since=2000-01-01", ("--since", "2000-01-01T00:00:00Z")),
+             ("?since=2999-01-01", ("--since", "2999-01-01T00:00:00Z")), (f"?cycle={ran['cycle']}",
+                                                                       ("--cycle", ran["cycle"]))]
+    results = cli.all([("job", "logs", "hr", "--json", *args) for _, args in cases])
+    for (query, _), result in zip(cases, results, strict=True):
+        assert result.returncode == 0, result.stderr
+        by_cli = [e["id"] for e in json.loads(result.stdout)["events"]]  # oldest first
+        assert _shown(browser.http.get(f"/admin/jobs/hr{query}").text) == by_cli[::-1], query
+    bad = cli("job", "logs", "hr", "--since", "yesterday")
+    assert bad.returncode == 1 and "--since 'yesterday': not a time" in bad.stderr
+
+
 def _target_ids(db: Database) -> list[str | None]:
     with db.read() as conn:
         return [r.target_id for r in conn.execute(sa.select(engine_events.c.target_id))]
