@@ -1,15 +1,15 @@
 """Indexes for the console's audit trail page (identity_sync/console/audit.py): newest first
 within a time range, and one actor's events, without reading the whole trail.
 
-Revision ID: 0017
-Revises: 0016
+Revision ID: 0018
+Revises: 0017
 Create Date: 2026-12-05
 """
 
 from alembic import op
 
-revision = "0017"
-down_revision = "0016"
+revision = "0018"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
