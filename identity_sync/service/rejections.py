@@ -1,0 +1,101 @@
+"""Each tenant's recent rejected SCIM requests (answered 4xx), for the console's tenant page: what
+the customer's IT admin needs to see why Entra's provisioning log says "401" or "409" without
+asking the operator for the service's logs.
+
+Why a table of its own: the audit trail records changes that happened, not requests refused, and
+the logs are the operator's, not the tenant admin's. Written cheaply:
+
+* one ``INSERT … SELECT`` per rejection (the tenant is looked up in the same statement; a URL
+  naming no tenant records nothing);
+* bounded: every :data:`PRUNE_EVERY` rejections of a tenant (per process), its rows beyond the
+  newest :data:`KEEP` are deleted — so a tenant holds at most ``KEEP + PRUNE_EVERY × processes``;
+* throttled: at most :data:`BURST` rejections of a tenant are written per :data:`WINDOW_SECONDS`
+  per process; a flood of bad tokens is counted by ``/metrics`` and logged, not written row by
+  row (a 401 costs the caller nothing; it must not cost the database a write each).
+
+What is stored: time, status, a short reason (the auth failure reason of docs/observability.md,
+the SCIM ``scimType``, the limit that refused it, or the status's name), method, route template
+(``/scim/v2/{tenant}/Users/{id}``: no id, no query string — filters carry personal data), client
+address, the credential's id when known and the request id. Never a credential, a header or a body.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from identity_sync.clock import now_text
+from identity_sync.ids import new_id
+from identity_sync.service.tenants import tenant_named
+from identity_sync.storage import rejections as store
+from identity_sync.storage.db import Database
+
+log = structlog.get_logger("identity_sync.rejections")
+KEEP = 200
+PRUNE_EVERY = 25
+BURST = 20
+WINDOW_SECONDS = 10.0
+#: A reason for statuses that carry none of their own.
+STATUS_REASONS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                  405: "method_not_allowed", 409: "conflict", 412: "precondition_failed", 413: "too_large",
+                  415: "unsupported_media_type", 429: "rate_limited"}
+
+
+class RejectionService:
+    def __init__(self, db: Database, clock: Callable[[], float] = time.monotonic) -> None:
+        self.db = db
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._windows: dict[str, tuple[float, int]] = {}  # tenant name -> (window start, written in it)
+        self._since_prune: dict[str, int] = {}
+
+    def _admit(self, tenant: str) -> bool:
+        now = self.clock()
+        with self._lock:
+            start, written = self._windows.get(tenant, (now, 0))
+            if now - start >= WINDOW_SECONDS:
+                start, written = now, 0
+            if written >= BURST:
+                return False
+            if len(self._windows) > 10_000:  # a spray of tenant names: forget the old windows
+                self._windows = {k: v for k, v in self._windows.items() if now - v[0] < WINDOW_SECONDS}
+            self._windows[tenant] = (start, written + 1)
+            return True
+
+    def record(self, tenant: str, status: int, reason: str | None, method: str, route: str | None,
+               client: str | None, credential_id: str | None, request_id: str | None) -> bool:
+        """Record one rejection (``False``: throttled, or no such tenant). Never raises: a failure
+        to record must not turn a 4xx into a 500."""
+        if not 400 <= status < 500 or len(tenant) > 63 or not self._admit(tenant):
+            return False
+        row = {"id": new_id(), "at": now_text(), "status": status,
+               "reason": (reason or STATUS_REASONS.get(status, str(status)))[:40], "method": method[:10],
+               "route": (route or "?")[:80], "client": (client or None) and client[:64],
+               "credential_id": (credential_id or None) and credential_id[:80],
+               "request_id": (request_id or None) and request_id[:64]}
+        try:
+            with self.db.write() as conn:
+                tenant_id = store.insert(conn, row, tenant)
+                if tenant_id is not None and self._due(tenant):
+                    store.prune(conn, tenant_id, KEEP)
+        except Exception:  # logged: the client's answer is what matters
+            log.warning("rejections.not_recorded", tenant=tenant, status=status, exc_info=True)
+            return False
+        return tenant_id is not None
+
+    def _due(self, tenant: str) -> bool:
+        with self._lock:
+            count = self._since_prune.get(tenant, 0) + 1
+            self._since_prune[tenant] = 0 if count >= PRUNE_EVERY else count
+            if len(self._since_prune) > 10_000:
+                self._since_prune.clear()
+            return count >= PRUNE_EVERY
+
+    def latest(self, tenant_name: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The tenant's newest rejections, newest first (``TenantError`` for an unknown tenant)."""
+        with self.db.read() as conn:
+            return store.latest(conn, tenant_named(conn, tenant_name)["id"], limit)
