@@ -28,3 +28,13 @@ class AuditService:
             "action": row["action"], "type": row["resource_type"], "id": row["resource_id"], "version": row["version"],
             "attributes": row["attributes"],
         } for row in rows]
+
+    def recent(self, tenant_name: str, limit: int, resource_id: str | None = None) -> list[dict[str, Any]]:
+        """A tenant's newest ``limit`` events (or one resource's), newest first: the console's
+        "recent activity" and a user's or group's history."""
+        with self.db.read() as conn:
+            tenant_id = tenant_named(conn, tenant_name)["id"]
+            rows = audit.latest(conn, tenant_id=tenant_id, resource_id=resource_id, limit=limit)
+        return [{"seq": row["id"], "at": row["at"], "tenant": tenant_name, "actor": row["actor"],
+                 "action": row["action"], "type": row["resource_type"], "id": row["resource_id"],
+                 "version": row["version"], "attributes": row["attributes"]} for row in rows]

@@ -183,9 +183,10 @@ class OperatorService:
 
 
 def record_event(conn: sa.Connection, actor: str, action: str, resource_type: str, resource_id: str,
-                 attributes: list[str] | None = None) -> None:
-    """An audit event of the service itself (no tenant): a console login, logout or job action."""
-    audit.record(conn, audit.Event(NO_TENANT, now_text(), actor[:120], action[:16], resource_type, resource_id[:36],
+                 attributes: list[str] | None = None, tenant_id: str = NO_TENANT) -> None:
+    """An audit event of the console: of the service itself (no tenant: a login, logout or job
+    action) or of one tenant (a credential created in the console)."""
+    audit.record(conn, audit.Event(tenant_id, now_text(), actor[:120], action[:16], resource_type, resource_id[:36],
                                    None, attributes or []))
 
 

@@ -66,3 +66,11 @@ def events(conn: Connection, *, tenant_id: str | None, since: str | None, resour
     if resource_id is not None:
         query = query.where(audit_events.c.resource_id == resource_id)
     return [{**row._asdict(), "attributes": orjson.loads(row.attributes)} for row in conn.execute(query)]
+
+
+def latest(conn: Connection, *, tenant_id: str, resource_id: str | None, limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` events of a tenant (or of one of its resources), newest first."""
+    query = sa.select(audit_events).where(audit_events.c.tenant_id == tenant_id).order_by(audit_events.c.id.desc())
+    if resource_id is not None:
+        query = query.where(audit_events.c.resource_id == resource_id)
+    return [{**row._asdict(), "attributes": orjson.loads(row.attributes)} for row in conn.execute(query.limit(limit))]
