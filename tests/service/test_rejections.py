@@ -57,6 +57,7 @@ def test_the_table_stays_bounded(db: Database, issued: Any, monkeypatch: pytest.
     monkeypatch.setattr(rejections, "KEEP", 10)
     monkeypatch.setattr(rejections, "PRUNE_EVERY", 5)
     monkeypatch.setattr(rejections, "BURST", 1_000)
+    monkeypatch.setattr(rejections, "TOTAL_BURST", 1_000)
     service = RejectionService(db)
 
     for _ in range(42):
@@ -90,3 +91,15 @@ def test_scim_rejections_are_recorded_without_the_credential(scim: ScimClient, d
                                                             (401, "unknown")]
     assert latest[1]["route"] == "/scim/v2/{tenant}/Users/{id}" and latest[1]["credential_id"]
     assert all(bad not in str(r) and "secret-person" not in str(r) for r in latest)
+
+
+def test_a_spray_of_made_up_tenant_names_is_throttled_as_a_whole(db: Database, issued: Any) -> None:
+    clock = Clock()
+    service = RejectionService(db, clock=clock)
+
+    admitted = sum(service._admit(f"made-up-{i}") for i in range(rejections.TOTAL_BURST + 50))
+
+    assert admitted == rejections.TOTAL_BURST
+    assert not record(service)  # a real tenant waits for the next window too
+    clock.now += rejections.WINDOW_SECONDS
+    assert record(service)
