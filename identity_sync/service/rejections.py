@@ -6,7 +6,10 @@ Why a table of its own: the audit trail records changes that happened, not reque
 the logs are the operator's, not the tenant admin's. Written cheaply:
 
 * one ``INSERT … SELECT`` per rejection (the tenant is looked up in the same statement; a URL
-  naming no tenant records nothing);
+  naming no tenant records nothing), written by a background thread of the process (a bounded
+  queue, dropped when full): the client's answer never waits for it. It must not: a 429 for too
+  many requests in progress, or a 401 while a long transaction holds SQLite's write lock, comes
+  exactly when the database is busiest;
 * bounded: every :data:`PRUNE_EVERY` rejections of a tenant (per process), its rows beyond the
   newest :data:`KEEP` are deleted — so a tenant holds at most ``KEEP + PRUNE_EVERY × processes``;
 * throttled: at most :data:`BURST` rejections of a tenant, and :data:`TOTAL_BURST` in all (a spray
@@ -23,6 +26,7 @@ address, the credential's id when known and the request id. Never a credential, 
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -42,6 +46,8 @@ PRUNE_EVERY = 25
 BURST = 20
 TOTAL_BURST = 100
 WINDOW_SECONDS = 10.0
+#: Rejections waiting for the background writer; more are dropped.
+QUEUE_SIZE = 1_000
 #: A reason for statuses that carry none of their own.
 STATUS_REASONS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                   405: "method_not_allowed", 409: "conflict", 412: "precondition_failed", 413: "too_large",
@@ -56,6 +62,8 @@ class RejectionService:
         self._windows: dict[str, tuple[float, int]] = {}  # tenant name -> (window start, written in it)
         self._total: tuple[float, int] = (clock(), 0)  # every tenant's (and made-up names')
         self._since_prune: dict[str, int] = {}
+        self._queue: queue.Queue[tuple[dict[str, Any], str]] = queue.Queue(QUEUE_SIZE)
+        self._writer: threading.Thread | None = None
 
     def _admit(self, tenant: str) -> bool:
         now = self.clock()
@@ -74,24 +82,60 @@ class RejectionService:
             self._windows[tenant] = (start, written + 1)
             return True
 
+    def submit(self, tenant: str, status: int, reason: str | None, method: str, route: str | None,
+               client: str | None, credential_id: str | None, request_id: str | None) -> None:
+        """Queue one rejection for the background writer (what the SCIM error handler calls):
+        returns at once, whatever the database is doing."""
+        row = self._row(tenant, status, reason, method, route, client, credential_id, request_id)
+        if row is None:
+            return
+        try:
+            self._queue.put_nowait((row, tenant))
+        except queue.Full:
+            log.info("rejections.dropped", tenant=tenant, status=status)
+            return
+        with self._lock:
+            if self._writer is None or not self._writer.is_alive():
+                self._writer = threading.Thread(target=self._write_queued, name="rejections-writer", daemon=True)
+                self._writer.start()
+
+    def flush(self) -> None:
+        """Wait until every queued rejection is written (tests, an orderly shutdown)."""
+        self._queue.join()
+
+    def _write_queued(self) -> None:
+        while True:
+            row, tenant = self._queue.get()
+            try:
+                self._write(row, tenant)
+            finally:
+                self._queue.task_done()
+
     def record(self, tenant: str, status: int, reason: str | None, method: str, route: str | None,
                client: str | None, credential_id: str | None, request_id: str | None) -> bool:
-        """Record one rejection (``False``: throttled, or no such tenant). Never raises: a failure
-        to record must not turn a 4xx into a 500."""
+        """Record one rejection now, in this thread (``False``: throttled, or no such tenant)."""
+        row = self._row(tenant, status, reason, method, route, client, credential_id, request_id)
+        return row is not None and self._write(row, tenant)
+
+    def _row(self, tenant: str, status: int, reason: str | None, method: str, route: str | None,
+             client: str | None, credential_id: str | None, request_id: str | None) -> dict[str, Any] | None:
         if not 400 <= status < 500 or len(tenant) > 63 or not self._admit(tenant):
-            return False
-        row = {"id": new_id(), "at": now_text(), "status": status,
-               "reason": (reason or STATUS_REASONS.get(status, str(status)))[:40], "method": method[:10],
-               "route": (route or "?")[:80], "client": (client or None) and client[:64],
-               "credential_id": (credential_id or None) and credential_id[:80],
-               "request_id": (request_id or None) and request_id[:64]}
+            return None
+        return {"id": new_id(), "at": now_text(), "status": status,
+                "reason": (reason or STATUS_REASONS.get(status, str(status)))[:40], "method": method[:10],
+                "route": (route or "?")[:80], "client": (client or None) and client[:64],
+                "credential_id": (credential_id or None) and credential_id[:80],
+                "request_id": (request_id or None) and request_id[:64]}
+
+    def _write(self, row: dict[str, Any], tenant: str) -> bool:
+        """Never raises: a failure to record is logged, and changes no answer."""
         try:
             with self.db.write() as conn:
                 tenant_id = store.insert(conn, row, tenant)
                 if tenant_id is not None and self._due(tenant):
                     store.prune(conn, tenant_id, KEEP)
         except Exception:  # logged: the client's answer is what matters
-            log.warning("rejections.not_recorded", tenant=tenant, status=status, exc_info=True)
+            log.warning("rejections.not_recorded", tenant=tenant, status=row["status"], exc_info=True)
             return False
         return tenant_id is not None
 

@@ -295,12 +295,13 @@ async def _scim_error(request: Request, exc: Exception) -> Response:
         detail = None if exc.scim_type == "invalidFilter" else exc.detail
         log.info("request.rejected", path=request.url.path, status=exc.status, scim_type=exc.scim_type,
                  detail=detail)
-    await _remember_rejection(request, exc)
+    _remember_rejection(request, exc)
     return error_response(exc)
 
 
-async def _remember_rejection(request: Request, exc: ScimError) -> None:
-    """A tenant's 4xx, kept for its console page (service/rejections.py: bounded, throttled)."""
+def _remember_rejection(request: Request, exc: ScimError) -> None:
+    """A tenant's 4xx, kept for its console page (service/rejections.py: queued, written by a
+    background thread, bounded, throttled)."""
     tenant = request.path_params.get("tenant")
     rejections: RejectionService | None = getattr(request.app.state, "rejections", None)
     if tenant is None or rejections is None or not 400 <= exc.status < 500:
@@ -311,9 +312,8 @@ async def _remember_rejection(request: Request, exc: ScimError) -> None:
         reason = f"limit:{facts.limited_by}" if facts and facts.limited_by else None
     reason = reason or exc.scim_type
     client = request.client.host if request.client else None
-    await anyio.to_thread.run_sync(
-        rejections.record, tenant, exc.status, reason, request.method, route_template(request.scope), client,
-        facts.credential_id if facts else None, facts.request_id if facts else None)
+    rejections.submit(tenant, exc.status, reason, request.method, route_template(request.scope), client,
+                      facts.credential_id if facts else None, facts.request_id if facts else None)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

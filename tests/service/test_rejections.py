@@ -85,6 +85,7 @@ def test_scim_rejections_are_recorded_without_the_credential(scim: ScimClient, d
     assert scim.get("/Users/does-not-exist").status_code == 404
     assert scim.get("/Users", params={"filter": 'userName eq "secret-person@example.com" and ('}).status_code == 400
 
+    scim.http.app.state.rejections.flush()  # written by a background thread
     latest = RejectionService(db).latest("acme")
 
     assert [(r["status"], r["reason"]) for r in latest] == [(400, "invalidFilter"), (404, "not_found"),
@@ -103,3 +104,15 @@ def test_a_spray_of_made_up_tenant_names_is_throttled_as_a_whole(db: Database, i
     assert not record(service)  # a real tenant waits for the next window too
     clock.now += rejections.WINDOW_SECONDS
     assert record(service)
+
+
+def test_the_answer_never_waits_for_the_record(scim: ScimClient, db: Database) -> None:
+    """A 401 while another transaction holds the write lock (SQLite: the whole database) is
+    answered at once; the rejection is written once the lock is released."""
+    with db.write() as conn:
+        conn.execute(sa.delete(rejected_requests))  # a write: the lock is held until the block ends
+        refused = scim.get("/Users", headers={"Authorization": "Bearer idsync_wrong"})
+        assert refused.status_code == 401
+    scim.http.app.state.rejections.flush()
+
+    assert [r["status"] for r in RejectionService(db).latest("acme")] == [401]
