@@ -95,17 +95,32 @@ class RejectionService:
             log.info("rejections.dropped", tenant=tenant, status=status)
             return
         with self._lock:
-            if self._writer is None or not self._writer.is_alive():
+            if self._writer is None:
                 self._writer = threading.Thread(target=self._write_queued, name="rejections-writer", daemon=True)
                 self._writer.start()
 
-    def flush(self) -> None:
-        """Wait until every queued rejection is written (tests, an orderly shutdown)."""
-        self._queue.join()
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued rejection is written, at most ``timeout`` seconds (the app's
+        shutdown calls it, so that no write outlives the app's database; tests call it)."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
 
     def _write_queued(self) -> None:
+        """The writer: ends after a second with nothing to write (a new one starts with the next
+        rejection), so that no thread lingers for an app that is gone."""
         while True:
-            row, tenant = self._queue.get()
+            try:
+                row, tenant = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                with self._lock:
+                    if self._queue.empty():  # under the lock: submit() sees the writer gone and starts one
+                        self._writer = None
+                        return
+                continue
             try:
                 self._write(row, tenant)
             finally:

@@ -4,9 +4,10 @@ authentication included, so each request costs one thread hop), render the resul
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import anyio.to_thread
@@ -422,9 +423,20 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     settings = settings or Settings()
     db = db or Database(settings.resolved_database_url())
     handlers = Handlers(settings, db)
+    rejections = RejectionService(db)
+    retention = jobs.lifespan(TombstoneService(db), settings.retention_interval_seconds)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        async with retention(app):
+            try:
+                yield
+            finally:  # the rejections still queued are written before the app (and its database) goes
+                await anyio.to_thread.run_sync(rejections.flush)
+
     app = _Service(
         routes=_routes(handlers),
-        lifespan=jobs.lifespan(TombstoneService(db), settings.retention_interval_seconds),
+        lifespan=lifespan,
         exception_handlers={
             ScimError: _scim_error,
             HTTPException: _http_error,
@@ -441,5 +453,5 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.db = db
     app.state.concurrency = handlers.concurrency  # what each tenant has in progress (operators, tests)
     app.state.metrics = handlers.metrics
-    app.state.rejections = RejectionService(db)
+    app.state.rejections = rejections
     return app
