@@ -70,10 +70,7 @@ class TenantData:
 
     def tenant(self, name: str) -> dict[str, Any]:
         """The tenant's row (``TenantError`` if there is none)."""
-        found = next((t for t in self.tenants.list_tenants() if t["name"] == name), None)
-        if found is None:
-            raise TenantError(f"No tenant named '{name}'.")
-        return found
+        return self.tenants.get_tenant(name)
 
     def list(self) -> list[dict[str, Any]]:
         return self.tenants.list_tenants()
@@ -115,8 +112,15 @@ class TenantData:
 
     def resource(self, name: str, kind: str, resource_id: str) -> dict[str, Any]:
         """A user or group, and its audit history (``ScimError`` 404 if it is not live)."""
-        stored = self.resources.get(self.principal(name), KINDS[kind], resource_id)
-        return {"kind": kind, "id": stored.id, "doc": json.dumps(stored.doc, indent=2, sort_keys=True),
+        principal, rt = self.principal(name), KINDS[kind]
+        stored = self.resources.related(principal, rt, [self.resources.get(principal, rt, resource_id)],
+                                        with_members=True, with_groups=True)[0]
+        # A user's groups, a group's members (users or groups): links to their own pages.
+        links = [{"id": item["value"], "display": item.get("display"),
+                  "kind": "groups" if rt is USER or item.get("type") == "Group" else "users"}
+                 for item in next(iter((stored.related or {}).values()), [])]
+        return {"kind": kind, "id": stored.id, "relation": "Groups" if rt is USER else "Members",
+                "links": links[:500], "link_total": len(links), "doc": json.dumps(stored.doc, indent=2, sort_keys=True),
                 "name": stored.doc.get("userName") or stored.doc.get("displayName") or stored.id,
                 "version": stored.version, "created_at": stored.created_at, "last_modified": stored.last_modified,
                 "history": self.audit.recent(name, 100, resource_id)}

@@ -66,6 +66,11 @@ class TenantService:
         with self.db.read() as conn:
             return store.list_tenants(conn)
 
+    def get_tenant(self, name: str) -> dict[str, Any]:
+        """The tenant called ``name`` (``TenantError`` if there is none)."""
+        with self.db.read() as conn:
+            return tenant_named(conn, name)
+
     def set_status(self, name: str, status: str) -> None:
         with self.db.write() as conn:
             tenant = self._tenant(conn, name)

@@ -123,6 +123,8 @@ def test_groups_are_searched_by_display_name(browser: Browser, admin: str, scim:
 def test_a_users_detail_shows_its_audit_history_and_another_tenants_user_is_404(
         browser: Browser, admin: str, scim: ScimClient, other_scim: ScimClient) -> None:
     user = scim.create_user("ann@example.com")
+    group = scim.post("/Groups", {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Staff",
+                                  "members": [{"value": user["id"]}]}).json()
     patch = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
              "Operations": [{"op": "replace", "path": "displayName", "value": "Ann B."}]}
     assert scim.patch(f"/Users/{user['id']}", patch).status_code == 200
@@ -136,6 +138,10 @@ def test_a_users_detail_shows_its_audit_history_and_another_tenants_user_is_404(
     actions = re.findall(r"<tr><td>[^<]*</td><td>[^<]*</td><td>(\w+)</td>", history)
     assert actions == ["patch", "create"]  # newest first
     assert "displayName" in history
+    relations = page.text[page.text.index('id="relations"'):page.text.index('id="history"')]
+    assert "Groups (1)" in relations and f'href="/admin/tenants/acme/groups/{group["id"]}">Staff</a>' in relations
+    group_page = browser.http.get(f"/admin/tenants/acme/groups/{group['id']}").text
+    assert "Members (1)" in group_page and f'href="/admin/tenants/acme/users/{user["id"]}"' in group_page
     assert browser.http.get(f"/admin/tenants/acme/users/{foreign['id']}").status_code == 404
     assert browser.http.get(f"/admin/tenants/acme/things/{user['id']}").status_code == 404
 
