@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, quote
 
 import anyio.to_thread
@@ -57,6 +57,8 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
 Handler = Callable[[Request, Session, Operator], Awaitable[Response]]
+#: Whether a route is open to tenant admins (see the module's docstring); "deny" by default.
+TenantAdmin = Literal["deny", "own", "see", "allow"]
 
 
 class Console:
@@ -106,7 +108,7 @@ class Console:
         return session, operator
 
     def page(self, handler: Handler, *, touch: bool = True,
-             tenant_admin: str = "deny") -> Callable[[Request], Awaitable[Response]]:
+             tenant_admin: TenantAdmin = "deny") -> Callable[[Request], Awaitable[Response]]:
         """A page for logged-in operators; the others are sent to the login page. A page view
         restarts the idle timer (``touch``); the live progress poll does not. ``tenant_admin``:
         see the module's docstring."""
@@ -129,7 +131,7 @@ class Console:
         return endpoint
 
     def action(self, handler: Handler, *, admin: bool = True,
-               tenant_admin: str = "deny") -> Callable[[Request], Awaitable[Response]]:
+               tenant_admin: TenantAdmin = "deny") -> Callable[[Request], Awaitable[Response]]:
         """A POST: logged in, the session's CSRF token in the form, and (``admin``) the admin role —
         or, where ``tenant_admin="own"``, a tenant admin of the route's tenant."""
         async def endpoint(request: Request) -> Response:
@@ -154,7 +156,7 @@ class Console:
             return response
         return endpoint
 
-    def tenant_scope(self, request: Request, session: Session, operator: Operator, mode: str,
+    def tenant_scope(self, request: Request, session: Session, operator: Operator, mode: TenantAdmin,
                      json: bool = False) -> Response | None:
         """``None`` if ``operator`` may reach this route; else the answer (deny by default)."""
         if not operator.is_tenant_admin or mode == "allow":
