@@ -268,9 +268,12 @@ def _days(text: str | None) -> int | None:
     if text is None or not text.strip():
         return None
     try:
-        return int(text.strip())
+        days = int(text.strip())
     except ValueError:
         raise ValueError("The number of days must be a whole number.") from None
+    if not 1 <= days <= MAX_RETENTION_DAYS:  # a century; more would overflow the expiry date
+        raise ValueError(f"The number of days must be a whole number from 1 to {MAX_RETENTION_DAYS}.")
+    return days
 
 
 def routes(console: Console) -> list[BaseRoute]:

@@ -103,8 +103,9 @@ class TenantService:
     def create_token(self, tenant_name: str, expires_in_days: int | None = None) -> IssuedToken:
         token = tokens.new_token()
         credential_id = tokens.new_credential_id()
-        if expires_in_days is not None and expires_in_days < 1:
-            raise TenantError("A token must live at least one day (omit the option for no expiry).")
+        if expires_in_days is not None and not 1 <= expires_in_days <= MAX_RETENTION_DAYS:
+            # Over a century the expiry date would overflow (a traceback, not an answer).
+            raise TenantError(f"A token lives 1 to {MAX_RETENTION_DAYS} days (omit the option for no expiry).")
         expires_at = ago_text(-timedelta(days=expires_in_days)) if expires_in_days is not None else None
         with self.db.write() as conn:
             tenant = self._tenant(conn, tenant_name)
@@ -117,8 +118,9 @@ class TenantService:
         stops working at once; for an overlap, create a second token and revoke the first later)."""
         token = tokens.new_token()
         new_credential = tokens.new_credential_id()
-        if expires_in_days is not None and expires_in_days < 1:
-            raise TenantError("A token must live at least one day (omit the option for no expiry).")
+        if expires_in_days is not None and not 1 <= expires_in_days <= MAX_RETENTION_DAYS:
+            # Over a century the expiry date would overflow (a traceback, not an answer).
+            raise TenantError(f"A token lives 1 to {MAX_RETENTION_DAYS} days (omit the option for no expiry).")
         expires_at = ago_text(-timedelta(days=expires_in_days)) if expires_in_days is not None else None
         with self.db.write() as conn:
             tenant = self._tenant(conn, tenant_name)

@@ -19,7 +19,7 @@ from identity_sync.console.routes import Console, console_app
 from identity_sync.engine.jobs import Job
 from identity_sync.service.clients import ClientService
 from identity_sync.service.operators import OperatorService
-from identity_sync.service.tenants import TenantService
+from identity_sync.service.tenants import TenantError, TenantService
 from identity_sync.storage.db import Database
 from identity_sync.storage.tables import audit_events, credentials, oauth_client_secrets, tenants
 from tests.conftest import ScimClient
@@ -243,11 +243,14 @@ def test_a_bad_value_or_nothing_to_revoke_is_said_plainly_and_changes_nothing(
     bad_days = browser.post_form("/admin/tenants/acme", "/admin/tenants/acme/tokens", expires_in_days="soon")
     no_token = browser.post_form("/admin/tenants/acme", "/admin/tenants/acme/tokens/nothing/revoke")
     too_long = browser.post_form("/admin/tenants/acme", "/admin/tenants/acme/clients", secret_days="5000")
+    overflow = browser.post_form("/admin/tenants/acme", "/admin/tenants/acme/tokens", expires_in_days="99999999")
 
-    assert bad_days.status_code == no_token.status_code == too_long.status_code == 400
+    assert bad_days.status_code == no_token.status_code == too_long.status_code == overflow.status_code == 400
     assert "whole number" in bad_days.text and "No live token" in no_token.text and "1095" in too_long.text
     assert [t["id"] for t in TenantService(db).list_tokens("acme")] == [issued.credential_id]
     assert ClientService(db, Settings()).list_clients("acme") == []
+    with pytest.raises(TenantError, match="1 to 36500 days"):  # the service's own bound (the CLI's too)
+        TenantService(db).create_token("acme", expires_in_days=99_999_999)
 
 
 def test_an_admin_creates_a_tenant_whose_first_token_is_shown_once_and_works(
