@@ -11,13 +11,12 @@ from typing import Any
 
 from identity_sync.auth.tokens import Principal
 from identity_sync.config import Settings
-from identity_sync.errors import ScimError
 from identity_sync.scim.registry import GROUP, USER, ResourceType
 from identity_sync.service.audit import AuditService
 from identity_sync.service.clients import ClientService
 from identity_sync.service.rejections import RejectionService
 from identity_sync.service.resources import ResourceService
-from identity_sync.service.tenants import TenantError, TenantService
+from identity_sync.service.tenants import TenantService
 from identity_sync.service.tombstones import TombstoneService
 from identity_sync.storage.db import Database
 from identity_sync.storage.listing import ListRequest
@@ -126,9 +125,6 @@ class TenantData:
                 "history": self.audit.recent(name, 100, resource_id)}
 
     def deleted(self, name: str) -> dict[str, Any]:
-        """The tenant's tombstones, newest first, with their history."""
+        """The tenant's tombstones, newest first (the newest 500), with their former memberships."""
         rows = list(reversed(self.tombstones.list(name, None)))
         return {"tenant": self.tenant(name), "tombstones": rows[:500], "total": len(rows)}
-
-
-__all__ = ["KINDS", "PAGE_SIZE", "Listing", "ScimError", "TenantData", "TenantError", "search_filter"]
