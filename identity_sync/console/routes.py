@@ -3,7 +3,15 @@
 
 Every page needs a session (else: the login page); every POST needs the session's CSRF token
 (else 403); every POST but logout needs the ``admin`` role (else 403). Logins, failed logins,
-logouts and job actions are audit events of no tenant (service/operators.py). Pages are
+logouts and job actions are audit events of no tenant (service/operators.py).
+
+**Tenant admins** (role ``tenant-admin``, bound to one tenant) are denied by default: a page or
+action answers them 404 — the same as a page that does not exist, so that they cannot learn which
+other tenants exist — unless it opts in with ``tenant_admin="own"`` (the route has a ``{name}``
+path parameter and it is their tenant; the action is then allowed without the admin role),
+``tenant_admin="see"`` (their tenant's, but the action still needs the admin role: 403) or
+``tenant_admin="allow"`` (logout). ``/admin`` itself sends them to their tenant's page. A page added
+later without the option is therefore closed to them. Pages are
 answered with a Content-Security-Policy that allows no inline script or style and nothing from
 another origin, and are never cached.
 """
@@ -14,8 +22,8 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs
+from typing import Any, Literal
+from urllib.parse import parse_qs, quote
 
 import anyio.to_thread
 import jinja2
@@ -31,11 +39,11 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from identity_sync.config import Settings
-from identity_sync.console import audit, jobs
+from identity_sync.console import audit, jobs, tenants
 from identity_sync.console.auth import CSRF_FIELD, LoginLimiter, Session, Sessions, console_key, csrf_ok
 from identity_sync.console.pages import ConsoleData
 from identity_sync.engine.operations import JobOperations
-from identity_sync.service.operators import Operator, OperatorError, OperatorService, record_event
+from identity_sync.service.operators import NO_TENANT, Operator, OperatorError, OperatorService, record_event
 from identity_sync.storage.db import Database
 
 log = structlog.get_logger("identity_sync.console")
@@ -48,6 +56,8 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
 Handler = Callable[[Request, Session, Operator], Awaitable[Response]]
+#: Whether a route is open to tenant admins (see the module's docstring); "deny" by default.
+TenantAdmin = Literal["deny", "own", "see", "allow"]
 
 
 class Console:
@@ -96,9 +106,11 @@ class Console:
             return None, None
         return session, operator
 
-    def page(self, handler: Handler, *, touch: bool = True) -> Callable[[Request], Awaitable[Response]]:
+    def page(self, handler: Handler, *, touch: bool = True,
+             tenant_admin: TenantAdmin = "deny") -> Callable[[Request], Awaitable[Response]]:
         """A page for logged-in operators; the others are sent to the login page. A page view
-        restarts the idle timer (``touch``); the live progress poll does not."""
+        restarts the idle timer (``touch``); the live progress poll does not. ``tenant_admin``:
+        see the module's docstring."""
         async def endpoint(request: Request) -> Response:
             session, operator = await self.current(request)
             if session is None or operator is None:
@@ -108,25 +120,34 @@ class Console:
                 if request.cookies.get(self.sessions.cookie):
                     response.delete_cookie(**self.sessions.delete_options())  # expired: forget it
                 return response
+            denied = self.tenant_scope(request, session, operator, tenant_admin, json=not touch)
+            if denied is not None:
+                return denied
             response = await handler(request, session, operator)
             if touch:
                 response.set_cookie(**self.sessions.cookie_options(self.sessions.touched(session)))
             return response
         return endpoint
 
-    def action(self, handler: Handler, *, admin: bool = True) -> Callable[[Request], Awaitable[Response]]:
-        """A POST: logged in, the session's CSRF token in the form, and (``admin``) the admin role."""
+    def action(self, handler: Handler, *, admin: bool = True,
+               tenant_admin: TenantAdmin = "deny") -> Callable[[Request], Awaitable[Response]]:
+        """A POST: logged in, the session's CSRF token in the form, and (``admin``) the admin role —
+        or, where ``tenant_admin="own"``, a tenant admin of the route's tenant."""
         async def endpoint(request: Request) -> Response:
             form = await read_form(request)
             session, operator = await self.current(request)
             if session is None or operator is None:
                 return self.forbidden(request, session, None, "Your session has ended: log in again.")
+            denied = self.tenant_scope(request, session, operator, tenant_admin)
+            if denied is not None:
+                return denied
             if not csrf_ok(session, form.get(CSRF_FIELD)):
                 log.warning("console.csrf_refused", path=request.url.path, operator=operator.name)
                 return self.forbidden(request, session, operator, "This form is out of date (its security token "
                                       "does not match your session). Reload the page and try again.")
-            if admin and not operator.is_admin:
-                return self.forbidden(request, session, operator, "Your role (viewer) may look, not change.")
+            if admin and not (operator.is_admin or (operator.is_tenant_admin and tenant_admin == "own")):
+                return self.forbidden(request, session, operator,
+                                      f"Your role ({operator.role}) may not make this change.")
             request.state.form = form
             response = await handler(request, session, operator)
             if "set-cookie" not in response.headers:  # logout deletes it: not set again here
@@ -134,16 +155,31 @@ class Console:
             return response
         return endpoint
 
+    def tenant_scope(self, request: Request, session: Session, operator: Operator, mode: TenantAdmin,
+                     json: bool = False) -> Response | None:
+        """``None`` if ``operator`` may reach this route; else the answer (deny by default)."""
+        if not operator.is_tenant_admin or mode == "allow":
+            return None
+        if mode in ("own", "see") and operator.may_see(str(request.path_params.get("name", ""))):
+            return None
+        root = request.scope.get("root_path", "")
+        if request.method == "GET" and request.url.path.rstrip("/") == root and operator.tenant:
+            return RedirectResponse(f"{root}/tenants/{quote(operator.tenant)}", 303)
+        log.info("console.tenant_admin_denied", operator=operator.name, path=request.url.path)
+        if json:
+            return JSONResponse({"error": "not found"}, status_code=404)
+        return self.not_found(request, session, operator)
+
     def forbidden(self, request: Request, session: Session | None, operator: Operator | None,
                   message: str) -> Response:
         return self.render(request, "error.html", {"title": "Forbidden", "message": message}, 403, session,
                            operator)
 
     async def audit(self, actor: str, action: str, resource_type: str, resource_id: str,
-                    attributes: list[str] | None = None) -> None:
+                    attributes: list[str] | None = None, tenant_id: str = NO_TENANT) -> None:
         def write() -> None:
             with self.db.write() as conn:
-                record_event(conn, actor, action, resource_type, resource_id, attributes)
+                record_event(conn, actor, action, resource_type, resource_id, attributes, tenant_id)
         await anyio.to_thread.run_sync(write)
 
     # -- login and logout -----------------------------------------------------------------------
@@ -270,9 +306,10 @@ def console_app(console: Console) -> Starlette:
         Route("/", c.page(c.overview), methods=["GET"]),
         Route("/login", c.login_page, methods=["GET"]),
         Route("/login", c.login, methods=["POST"]),
-        Route("/logout", c.action(c.logout, admin=False), methods=["POST"]),
+        Route("/logout", c.action(c.logout, admin=False, tenant_admin="allow"), methods=["POST"]),
         *jobs.routes(c),
         *audit.routes(c),
+        *tenants.routes(c),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
 

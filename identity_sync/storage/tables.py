@@ -296,4 +296,24 @@ operators = sa.Table(
     sa.Column("password_hash", sa.Text, nullable=False),
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    # The one tenant a ``tenant-admin`` may see (NULL: every tenant; migration 0017).
+    sa.Column("tenant_id", sa.String(36)),
+)
+
+# The last few hundred SCIM requests of each tenant answered 4xx, for the console's tenant page
+# (service/rejections.py): status, a short reason, the route template, the client address and
+# the credential's id — never a credential, a header, a query string or a body.
+rejected_requests = sa.Table(
+    "rejected_requests",
+    metadata,
+    sa.Column("tenant_id", sa.String(36), primary_key=True),
+    sa.Column("id", sa.String(36), primary_key=True),  # UUIDv7 (ids.py): time-ordered
+    sa.Column("at", sa.String(32), nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("reason", sa.String(40), nullable=False),
+    sa.Column("method", sa.String(10), nullable=False),
+    sa.Column("route", sa.String(80), nullable=False),
+    sa.Column("client", sa.String(64)),
+    sa.Column("credential_id", sa.String(80)),
+    sa.Column("request_id", sa.String(64)),
 )

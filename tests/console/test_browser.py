@@ -99,7 +99,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, migrated_template: Path) ->
 
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "identity_sync", "serve", "--port", str(port)],
-                               env=_env(url, directory, IDSYNC_CONSOLE_SECURE_COOKIES="false"),
+                               env=_env(url, directory, IDSYNC_CONSOLE_SECURE_COOKIES="false",
+                                        IDSYNC_PUBLIC_URL="https://scim.example.com"),  # Tenant URLs in screenshots
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for_port(port, process)

@@ -104,3 +104,24 @@ def test_operator_commands_refuse_to_run_without_a_database(tmp_path: Path, pass
     missing = Cli(f"sqlite:///{tmp_path / 'none' / 'db.sqlite'}", tmp_path)
 
     assert_fails(missing("operator", "create", "alice", "--password-file", str(password_file)), "no identity-sync")
+
+
+def test_a_tenant_admin_is_created_for_one_existing_tenant(cli: Cli, password_file: Path, db: Database) -> None:
+    from identity_sync.service.tenants import TenantService
+
+    TenantService(db).create_tenant("acme")
+
+    out = cli.json("operator", "create", "tim", "--role", "tenant-admin", "--tenant", "acme",
+                   "--password-file", str(password_file), "--json")
+
+    assert out == {"operator": "tim", "role": "tenant-admin", "created_at": out["created_at"], "disabled": False,
+                   "tenant": "acme"}
+    assert cli.json("operator", "list", "--json")["operators"][0]["tenant"] == "acme"
+    assert "acme" in cli("operator", "list").stdout
+    assert_fails(cli("operator", "create", "tom", "--role", "tenant-admin", "--password-file", str(password_file)),
+                 "--tenant")
+    assert_fails(cli("operator", "create", "tom", "--role", "admin", "--tenant", "acme",
+                     "--password-file", str(password_file)), "--tenant")
+    assert_fails(cli("operator", "create", "tom", "--role", "tenant-admin", "--tenant", "nope",
+                     "--password-file", str(password_file)), "no tenant")
+    assert [o.name for o in OperatorService(db).list()] == ["tim"]

@@ -279,7 +279,7 @@ def test_the_overview_shows_each_tenant_with_its_user_and_group_counts_and_jobs_
 
     page = browser.http.get("/admin").text
 
-    row = page[page.index("<td>acme</td>"):].split("</tr>")[0]
+    row = page[page.index('<td><a href="/admin/tenants/acme">acme</a></td>'):].split("</tr>")[0]
     assert [cell.split(">")[-1] for cell in row.split("</td>")[2:5]] == ["3", "1", "4"]  # users, groups, changes
     assert "SCIM changes per hour</strong> — 4 in 24 h" in page
     assert '<span class="state active">active</span> 1' in page  # one job, active

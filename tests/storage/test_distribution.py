@@ -31,7 +31,7 @@ REFERENCE = frozenset({"tenants", "signing_keys", "operators"})
 DISTRIBUTED = dict.fromkeys(
     ("resources", "attr_values", "resource_counts", "memberships", "former_memberships", "credentials",
      "audit_events", "oauth_clients", "oauth_client_secrets", "entra_trust", "oauth_federated_credentials",
-     "rate_limit_buckets"), "tenant_id")
+     "rate_limit_buckets", "rejected_requests"), "tenant_id")
 #: Ordinary tables of the coordinator, not distributed.
 LOCAL = frozenset({"engine_jobs", "engine_cycles", "engine_events", "engine_links", "engine_memberships",
                    "engine_source_objects", "engine_escrows", "engine_notifications"})
