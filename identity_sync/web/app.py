@@ -405,7 +405,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     handlers = Handlers(settings, db)
     app = _Service(
         routes=_routes(handlers),
-        lifespan=jobs.lifespan(TombstoneService(db), settings.retention_interval_seconds),
+        lifespan=jobs.lifespan(TombstoneService(db), settings.retention_interval_seconds, handlers.metrics.history),
         exception_handlers={
             ScimError: _scim_error,
             HTTPException: _http_error,
