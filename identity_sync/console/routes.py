@@ -32,6 +32,7 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from identity_sync.config import Settings
+from identity_sync.console import oidc
 from identity_sync.console.auth import CSRF_FIELD, LoginLimiter, Session, Sessions, console_key, csrf_ok
 from identity_sync.console.pages import ConsoleData
 from identity_sync.engine.jobs import JobError
@@ -60,6 +61,7 @@ class Console:
         self.operations = JobOperations(self.data.jobs)
         self.limiter = LoginLimiter(db)
         self._sessions: Sessions | None = None
+        self.oidc: Any = None  # console/oidc.py's routes, when sign-in through a provider is configured
         self._sessions_lock = threading.Lock()
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                                  undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -157,7 +159,8 @@ class Console:
     def login_form(self, request: Request, error: str | None, status: int, name: str = "",
                    headers: dict[str, str] | None = None) -> Response:
         anonymous = self.sessions.anonymous()  # a fresh CSRF token for each display of the form
-        response = self.render(request, "login.html", {"error": error, "name": name}, status, anonymous)
+        response = self.render(request, "login.html", {"error": error, "name": name,
+                                                       "oidc": oidc.enabled(self.settings)}, status, anonymous)
         response.set_cookie(**self.sessions.cookie_options(anonymous))
         for key, value in (headers or {}).items():
             response.headers[key] = value
@@ -322,6 +325,7 @@ def console_app(console: Console) -> Starlette:
         Route("/jobs/{name}", c.page(c.job), methods=["GET"]),
         Route("/jobs/{name}/progress", c.page(c.progress, touch=False), methods=["GET"]),
         Route("/jobs/{name}/{verb:str}", c.action(c.job_action), methods=["POST"]),
+        *oidc.oidc_routes(c),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
 
