@@ -137,15 +137,20 @@ class OidcClient:
         self.client_id = settings.console_oidc_client_id
         self.redirect_uri = settings.resolved_oidc_redirect_uri()
         self.clock = clock
-        self.http = httpx2.Client(timeout=TIMEOUT_SECONDS, follow_redirects=False, transport=transport)
+        self.transport = transport
         self._lock = threading.Lock()
         self._discovery: tuple[float, dict[str, Any]] | None = None
         self._keys: jwt.PyJWKSet | None = None
 
+    def _http(self) -> httpx2.Client:
+        # A client per sign-in (a rare event), closed after: nothing held open between them.
+        return httpx2.Client(timeout=TIMEOUT_SECONDS, follow_redirects=False, transport=self.transport)
+
     def _get_json(self, url: str) -> dict[str, Any]:
         if not _allowed_url(url, self.issuer):
             raise OidcRefused("unavailable")
-        response = self.http.get(url, headers={"Accept": "application/json"})
+        with self._http() as http:
+            response = http.get(url, headers={"Accept": "application/json"})
         if response.status_code != 200 or len(response.content) > MAX_DOCUMENT_BYTES:
             raise OidcRefused("unavailable")
         value = response.json()
@@ -210,8 +215,9 @@ class OidcClient:
             # client_secret_basic, each part form-encoded first (RFC 6749, section 2.3.1).
             auth = (quote(self.client_id, safe=""), quote(secret, safe=""))
         try:
-            response = self.http.post(document["token_endpoint"], data=form, auth=auth,
-                                      headers={"Accept": "application/json"})
+            with self._http() as http:
+                response = http.post(document["token_endpoint"], data=form, auth=auth,
+                                     headers={"Accept": "application/json"})
         except httpx2.HTTPError as exc:
             log.warning("console.oidc_token_unreachable", error=type(exc).__name__)
             raise OidcRefused("unavailable") from None
