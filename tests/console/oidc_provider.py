@@ -41,6 +41,7 @@ class Provider:
         self.user: dict[str, Any] = {"sub": "u-1", "email": "alice@example.com", "email_verified": True}
         self.tamper: dict[str, Any] = {}
         self.sign_with: rsa.RSAPrivateKey | None = None
+        self.kid = KID
         self.codes: dict[str, dict[str, str]] = {}
         self.token_requests: list[dict[str, Any]] = []
         prefix = "/realms/staff"
@@ -67,7 +68,7 @@ class Provider:
 
     async def jwks(self, request: Request) -> Response:
         public = jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
-        return JSONResponse({"keys": [{**public, "kid": KID, "use": "sig", "alg": "RS256"}]})
+        return JSONResponse({"keys": [{**public, "kid": self.kid, "use": "sig", "alg": "RS256"}]})
 
     async def authorize(self, request: Request) -> Response:
         q = request.query_params
@@ -95,7 +96,7 @@ class Provider:
         claims = {"iss": self.issuer, "aud": CLIENT_ID, "iat": now, "exp": now + 300, "nonce": grant["nonce"],
                   **self.user, **self.tamper}
         claims = {key: value for key, value in claims.items() if value is not None}
-        token = jwt.encode(claims, self.sign_with or self.key, algorithm="RS256", headers={"kid": KID})
+        token = jwt.encode(claims, self.sign_with or self.key, algorithm="RS256", headers={"kid": self.kid})
         return JSONResponse({"access_token": "opaque", "token_type": "Bearer", "id_token": token})
 
 

@@ -34,10 +34,18 @@ def provider() -> Iterator[Provider]:
     running.stop()
 
 
+_ORIGINAL: dict[int, Any] = {}
+
+
+def original_key(provider: Provider) -> Any:
+    return _ORIGINAL.setdefault(id(provider), provider.key)
+
+
 @pytest.fixture
 def idp(provider: Provider) -> Provider:
     provider.user = {"sub": "u-1", "email": "Alice@Example.com", "email_verified": True}
     provider.tamper, provider.sign_with = {}, None
+    provider.key, provider.kid = original_key(provider), "test-key-1"
     provider.token_requests.clear()
     return provider
 
@@ -169,3 +177,21 @@ def test_a_sign_in_never_creates_an_operator(http: TestClient, idp: Provider, db
 
     assert sign_in(http).status_code == 403
     assert [o.name for o in OperatorService(db).list()] == ["alice@example.com"]
+
+
+def test_a_key_rotation_at_the_provider_is_followed(http: TestClient, idp: Provider, oidc_app: Any) -> None:
+    assert sign_in(http).status_code == 303  # the keys are now cached
+    idp.key, idp.kid = rsa.generate_private_key(public_exponent=65_537, key_size=2048), "test-key-2"
+    http.cookies.clear()
+
+    assert sign_in(http).status_code == 303  # an unknown key id: the JWKS is fetched again
+
+
+def test_a_discovery_document_of_another_issuer_is_refused(settings: Settings, db: Database, idp: Provider) -> None:
+    configured = settings.model_copy(update={"console_oidc_issuer": idp.issuer + "/",  # not exactly its issuer
+                                             "console_oidc_client_id": CLIENT_ID})
+    with TestClient(create_app(configured, db), base_url=BASE) as client:
+        response = client.get("/admin/oidc/login", follow_redirects=False)
+
+    assert response.status_code == 503 and "cannot be reached" in response.text
+    assert console_events(db)[-1] == ("console:unknown", "login-failed", "Operator")
