@@ -195,3 +195,23 @@ def test_a_discovery_document_of_another_issuer_is_refused(settings: Settings, d
 
     assert response.status_code == 503 and "cannot be reached" in response.text
     assert console_events(db)[-1] == ("console:unknown", "login-failed", "Operator")
+
+
+@pytest.mark.parametrize(("values", "words"), [
+    ({"console_oidc_issuer": "https://idp.example.test"}, "CLIENT_ID"),
+    ({"console_oidc_issuer": "https://idp.example.test", "console_oidc_client_id": "c", "public_url": None},
+     "REDIRECT_URI"),
+    ({"console_oidc_issuer": "https://idp.example.test", "console_oidc_client_id": "c",
+      "console_oidc_scopes": "email profile"}, "openid"),
+])
+def test_an_incomplete_oidc_configuration_is_refused_at_start(tmp_path: Path, values: dict[str, Any],
+                                                               words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        Settings(data_dir=tmp_path, **{"public_url": "https://scim.example.test", **values})
+
+
+def test_the_redirect_uri_defaults_to_the_public_urls_callback(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, public_url="https://scim.example.test/", console_oidc_client_id="c",
+                        console_oidc_issuer="https://idp.example.test")
+
+    assert settings.resolved_oidc_redirect_uri() == "https://scim.example.test/admin/oidc/callback"
