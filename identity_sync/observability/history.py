@@ -29,6 +29,8 @@ from identity_sync.storage.tables import request_counts
 
 log = structlog.get_logger("identity_sync.history")
 FLUSH_SECONDS = 10.0
+#: The longest the last flush, when the process stops, may take.
+FINAL_FLUSH_SECONDS = 5.0
 KEEP_DAYS = 7
 #: How often a process deletes rows older than :data:`KEEP_DAYS` (every process does; a second
 #: delete finds nothing).
@@ -111,8 +113,13 @@ class RequestHistory:
             await asyncio.sleep(seconds)
             await self.flush_logged()
 
-    async def flush_logged(self) -> None:
+    async def flush_logged(self, within: float | None = None) -> None:
+        """Flush, logging a failure; ``within`` seconds at most (the last flush at shutdown: a
+        database that hangs must not hold the process up — those counts are then lost)."""
         try:
-            await anyio.to_thread.run_sync(self.flush)
+            with anyio.fail_after(within):
+                await anyio.to_thread.run_sync(self.flush, abandon_on_cancel=within is not None)
+        except TimeoutError:
+            log.warning("history.flush_timed_out", seconds=within)
         except Exception as exc:  # the database away: counts kept for the next flush
             log.warning("history.flush_failed", error=type(exc).__name__)

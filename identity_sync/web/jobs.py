@@ -19,7 +19,7 @@ from typing import Any
 import anyio.to_thread
 import structlog
 
-from identity_sync.observability.history import RequestHistory
+from identity_sync.observability.history import FINAL_FLUSH_SECONDS, RequestHistory
 from identity_sync.service.tombstones import TombstoneService
 
 log = structlog.get_logger("identity_sync.jobs")
@@ -57,6 +57,6 @@ def lifespan(tombstones: TombstoneService, retention_interval_seconds: float,
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             if history is not None:
-                await history.flush_logged()  # the counts since the last flush
+                await history.flush_logged(FINAL_FLUSH_SECONDS)  # the counts since the last flush
 
     return run
