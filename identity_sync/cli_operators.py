@@ -14,7 +14,7 @@ import typer
 
 from identity_sync.service.operators import ROLES, TENANT_ADMIN, OperatorError, OperatorService, check_password
 
-operator_app = typer.Typer(help="Operators of the web console (/admin): create, list, disable.",
+operator_app = typer.Typer(help="Operators of the web console (/admin): create, list, disable, set a password.",
                            no_args_is_help=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
@@ -99,9 +99,25 @@ def operator_list(as_json: JsonFlag = False) -> None:
 
 @operator_app.command("disable")
 def operator_disable(name: str) -> None:
-    """Disable an operator: no more logins, and their open sessions end at their next request."""
+    """Disable an operator: no more logins, and their open console sessions end."""
     try:
         _service().disable(name)
     except OperatorError as exc:
         _fail(str(exc))
     typer.echo(f"Operator '{name}' disabled.")
+
+
+@operator_app.command("password")
+def operator_password(
+    name: str,
+    password_file: Annotated[Path | None, typer.Option("--password-file", help="A file holding the new password "
+                                                       "(its first line); else it is asked for, twice.")] = None,
+) -> None:
+    """Set an operator's password; their open console sessions end."""
+    service = _service()
+    password = _password(password_file)
+    try:
+        service.set_password(name, password)
+    except OperatorError as exc:
+        _fail(str(exc))
+    typer.echo(f"Operator '{name}': password changed; their console sessions have ended.")

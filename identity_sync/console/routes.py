@@ -39,7 +39,7 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from identity_sync.config import Settings
-from identity_sync.console import audit, jobs, tenants
+from identity_sync.console import audit, jobs, oidc, tenants
 from identity_sync.console.auth import CSRF_FIELD, LoginLimiter, Session, Sessions, console_key, csrf_ok
 from identity_sync.console.pages import ConsoleData
 from identity_sync.engine.operations import JobOperations
@@ -68,8 +68,9 @@ class Console:
         self.operators = OperatorService(db)
         self.data = ConsoleData(db, settings)
         self.operations = JobOperations(self.data.jobs)
-        self.limiter = LoginLimiter()
+        self.limiter = LoginLimiter(db)
         self._sessions: Sessions | None = None
+        self.oidc: Any = None  # console/oidc.py's routes, when sign-in through a provider is configured
         self._sessions_lock = threading.Lock()
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                                  undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -84,7 +85,8 @@ class Console:
             if self._sessions is None:
                 self._sessions = Sessions(console_key(self.settings.data_dir),
                                           self.settings.console_session_idle_minutes * 60,
-                                          self.settings.console_secure_cookies, clock=lambda: self.clock())
+                                          self.settings.console_secure_cookies, self.db,
+                                          clock=lambda: self.clock())
             return self._sessions
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -96,15 +98,20 @@ class Console:
             "base": base, "operator": operator, "csrf": session.csrf if session else "", "csrf_field": CSRF_FIELD,
             **context}, status_code=status)
 
-    async def current(self, request: Request) -> tuple[Session | None, Operator | None]:
-        """The request's session and its operator (both ``None``: not logged in)."""
-        session = self.sessions.read(request.cookies)
-        if session is None or session.operator_id is None:
-            return session, None
-        operator = await anyio.to_thread.run_sync(self.operators.by_id, session.operator_id)
-        if not self.sessions.valid_for(session, operator):
-            return None, None
-        return session, operator
+    async def current(self, request: Request, touch: bool = True) -> tuple[Session | None, Operator | None]:
+        """The request's session and its operator (both ``None``: not logged in); ``touch``: the
+        request counts as use (restarts the idle timer)."""
+        sessions, cookies = self.sessions, request.cookies
+
+        def read() -> tuple[Session | None, Operator | None]:
+            session = sessions.read(cookies)
+            if session is None or session.operator_id is None:
+                return session, None
+            operator = self.operators.by_id(session.operator_id)
+            if not sessions.valid_for(session, operator):
+                return None, None
+            return (sessions.touched(session) if touch else session), operator
+        return await anyio.to_thread.run_sync(read)
 
     def page(self, handler: Handler, *, touch: bool = True,
              tenant_admin: TenantAdmin = "deny") -> Callable[[Request], Awaitable[Response]]:
@@ -112,7 +119,7 @@ class Console:
         restarts the idle timer (``touch``); the live progress poll does not. ``tenant_admin``:
         see the module's docstring."""
         async def endpoint(request: Request) -> Response:
-            session, operator = await self.current(request)
+            session, operator = await self.current(request, touch)
             if session is None or operator is None:
                 if not touch:  # a script's poll: no redirect to follow, say it plainly
                     return JSONResponse({"error": "not logged in"}, status_code=401)
@@ -123,10 +130,7 @@ class Console:
             denied = self.tenant_scope(request, session, operator, tenant_admin, json=not touch)
             if denied is not None:
                 return denied
-            response = await handler(request, session, operator)
-            if touch:
-                response.set_cookie(**self.sessions.cookie_options(self.sessions.touched(session)))
-            return response
+            return await handler(request, session, operator)
         return endpoint
 
     def action(self, handler: Handler, *, admin: bool = True,
@@ -149,10 +153,7 @@ class Console:
                 return self.forbidden(request, session, operator,
                                       f"Your role ({operator.role}) may not make this change.")
             request.state.form = form
-            response = await handler(request, session, operator)
-            if "set-cookie" not in response.headers:  # logout deletes it: not set again here
-                response.set_cookie(**self.sessions.cookie_options(self.sessions.touched(session)))
-            return response
+            return await handler(request, session, operator)
         return endpoint
 
     def tenant_scope(self, request: Request, session: Session, operator: Operator, mode: TenantAdmin,
@@ -192,8 +193,9 @@ class Console:
 
     def login_form(self, request: Request, error: str | None, status: int, name: str = "",
                    headers: dict[str, str] | None = None) -> Response:
-        anonymous = self.sessions.new(None)  # a fresh CSRF token for each display of the form
-        response = self.render(request, "login.html", {"error": error, "name": name}, status, anonymous)
+        anonymous = self.sessions.anonymous()  # a fresh CSRF token for each display of the form
+        response = self.render(request, "login.html", {"error": error, "name": name,
+                                                       "oidc": oidc.enabled(self.settings)}, status, anonymous)
         response.set_cookie(**self.sessions.cookie_options(anonymous))
         for key, value in (headers or {}).items():
             response.headers[key] = value
@@ -201,13 +203,13 @@ class Console:
 
     async def login(self, request: Request) -> Response:
         form = await read_form(request)
-        session = self.sessions.read(request.cookies)
+        session = await anyio.to_thread.run_sync(self.sessions.read, request.cookies)
         if not csrf_ok(session, form.get(CSRF_FIELD)):
             return self.forbidden(request, None, None, "The login form is out of date (or cookies are off): "
                                   "reload the login page and try again.")
         name, password = str(form.get("username", "")).strip(), str(form.get("password", ""))
-        client = request.client.host if request.client else "unknown"
-        wait = self.limiter.retry_after(name, client)
+        client = client_of(request)
+        wait = await anyio.to_thread.run_sync(self.limiter.retry_after, name, client)
         if wait:
             await self.login_failed(name, client, ["locked"])
             return self.login_form(request, "Too many failed logins: try again later.", 429, name,
@@ -215,15 +217,23 @@ class Console:
         operator = await anyio.to_thread.run_sync(self.operators.verify, name, password) if name and password \
             else None
         if operator is None:
-            self.limiter.failed(name, client)
+            await anyio.to_thread.run_sync(self.limiter.failed, name, client)
             await self.login_failed(name, client)
             return self.login_form(request, "Wrong name or password.", 401, name)
-        self.limiter.succeeded(name, client)
-        await self.audit(f"console:{operator.name}", "login", "Operator", operator.id)
-        log.info("console.login", operator=operator.name, client=client)
+        await anyio.to_thread.run_sync(self.limiter.succeeded, name, client)
+        return await self.logged_in(request, operator, "password")
+
+    async def logged_in(self, request: Request, operator: Operator, via: str) -> Response:
+        """A new session (new id, new CSRF token) for ``operator``: nothing of the anonymous one
+        carries over. Audited; the browser goes to the overview."""
+        client = client_of(request)
+        agent = request.headers.get("user-agent", "")
+        session = await anyio.to_thread.run_sync(self.sessions.open, operator, client, agent, via)
+        await self.audit(f"console:{operator.name}", "login", "Operator", operator.id, None if via == "password"
+                         else [via])
+        log.info("console.login", operator=operator.name, client=client, via=via)
         response = RedirectResponse(request.scope.get("root_path") or "/", 303)
-        # A new session (new CSRF token) at login: nothing of the anonymous one carries over.
-        response.set_cookie(**self.sessions.cookie_options(self.sessions.new(operator)))
+        response.set_cookie(**self.sessions.cookie_options(session))
         return response
 
     async def login_failed(self, name: str, client: str, attributes: list[str] | None = None) -> None:
@@ -240,6 +250,7 @@ class Console:
             return None
 
     async def logout(self, request: Request, session: Session, operator: Operator) -> Response:
+        await anyio.to_thread.run_sync(self.sessions.end, session)  # a copy of the cookie dies too
         await self.audit(f"console:{operator.name}", "logout", "Operator", operator.id)
         response = RedirectResponse(f"{request.scope.get('root_path', '')}/login", 303)
         response.delete_cookie(**self.sessions.delete_options())
@@ -254,6 +265,10 @@ class Console:
     def not_found(self, request: Request, session: Session | None = None, operator: Operator | None = None) -> Response:
         return self.render(request, "error.html", {"title": "Not found", "message": "There is no such page."}, 404,
                            session, operator)
+
+
+def client_of(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
 def when(stamp: str | None) -> str:
@@ -310,6 +325,7 @@ def console_app(console: Console) -> Starlette:
         *jobs.routes(c),
         *audit.routes(c),
         *tenants.routes(c),
+        *oidc.oidc_routes(c),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
 

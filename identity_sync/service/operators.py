@@ -31,7 +31,7 @@ from identity_sync.ids import new_id
 from identity_sync.storage import audit
 from identity_sync.storage import tenants as tenant_store
 from identity_sync.storage.db import Database
-from identity_sync.storage.tables import operators, tenants
+from identity_sync.storage.tables import console_sessions, operators, tenants
 
 ROLES = ("admin", "viewer", "tenant-admin")
 #: The role of an operator bound to one tenant.
@@ -152,11 +152,23 @@ class OperatorService:
         return None if row is None else _operator(row)
 
     def disable(self, name: str, *, actor: str = audit.OPERATOR) -> Operator:
-        """The operator can no longer log in, and its sessions end at their next request."""
+        """The operator can no longer log in, and its console sessions end (their rows go)."""
         operator = self.get(name)
         with self.db.write() as conn:
             conn.execute(sa.update(operators).where(operators.c.id == operator.id).values(disabled=True))
+            conn.execute(sa.delete(console_sessions).where(console_sessions.c.operator_id == operator.id))
             _audit(conn, actor, "disable", operator.id, ["disabled"])
+        return self.get(name)
+
+    def set_password(self, name: str, password: str, *, actor: str = audit.OPERATOR) -> Operator:
+        """A new password; every console session opened with the old one ends (their rows go)."""
+        check_password(password)
+        operator = self.get(name)
+        hashed = _hasher.hash(password)
+        with self.db.write() as conn:
+            conn.execute(sa.update(operators).where(operators.c.id == operator.id).values(password_hash=hashed))
+            conn.execute(sa.delete(console_sessions).where(console_sessions.c.operator_id == operator.id))
+            _audit(conn, actor, "update", operator.id, ["password"])
         return self.get(name)
 
     def verify(self, name: str, password: str) -> Operator | None:

@@ -424,7 +424,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     db = db or Database(settings.resolved_database_url())
     handlers = Handlers(settings, db)
     rejections = RejectionService(db)
-    retention = jobs.lifespan(TombstoneService(db), settings.retention_interval_seconds)
+    retention = jobs.lifespan(TombstoneService(db), settings.retention_interval_seconds, handlers.metrics.history)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:

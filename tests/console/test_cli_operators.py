@@ -1,4 +1,4 @@
-"""``identity-sync operator create|list|disable``, run as real subprocesses (tests/test_cli.py's
+"""``identity-sync operator create|list|disable|password``, run as real subprocesses (tests/test_cli.py's
 Cli) on the test's migrated database."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from identity_sync.service.operators import OperatorService
 from identity_sync.storage.db import Database
-from identity_sync.storage.tables import operators
+from identity_sync.storage.tables import console_sessions, operators
 from tests.test_cli import Cli, _env, assert_fails
 
 PASSWORD = "a long enough passphrase"
@@ -98,6 +98,30 @@ def test_disable_stops_logins_and_is_audited(cli: Cli, password_file: Path, db: 
     assert [(e["tenant"], e["actor"], e["action"], e["type"]) for e in events] == [
         (None, "operator:cli", "create", "Operator"), (None, "operator:cli", "disable", "Operator")]
     assert_fails(cli("operator", "disable", "nobody"), "no operator")
+
+
+def test_password_sets_a_new_password_and_ends_the_operators_sessions(cli: Cli, password_file: Path, db: Database,
+                                                                      tmp_path: Path) -> None:
+    assert cli("operator", "create", "alice", "--password-file", str(password_file)).returncode == 0
+    with db.write() as conn:  # an open console session of alice's
+        conn.execute(sa.insert(console_sessions).values(
+            id="0" * 64, operator_id=OperatorService(db).get("alice").id, csrf_digest="1" * 64,
+            password_fingerprint="2" * 16, created_at=0.0, seen_at=0.0, client="127.0.0.1", user_agent="",
+            via="password"))
+    new = tmp_path / "new-password"
+    new.write_text("another long passphrase\n")
+
+    result = cli("operator", "password", "alice", "--password-file", str(new))
+
+    assert result.returncode == 0 and "sessions have ended" in result.stdout
+    service = OperatorService(db)
+    assert service.verify("alice", PASSWORD) is None and service.verify("alice", "another long passphrase")
+    with db.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(console_sessions)).scalar() == 0
+    assert cli.json("audit", "list", "--json")["events"][-1]["action"] == "update"
+    new.write_text("short\n")
+    assert_fails(cli("operator", "password", "alice", "--password-file", str(new)), "at least 12")
+    assert_fails(cli("operator", "password", "nobody", "--password-file", str(password_file)), "no operator")
 
 
 def test_operator_commands_refuse_to_run_without_a_database(tmp_path: Path, password_file: Path) -> None:

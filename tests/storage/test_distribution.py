@@ -34,7 +34,10 @@ DISTRIBUTED = dict.fromkeys(
      "rate_limit_buckets", "rejected_requests"), "tenant_id")
 #: Ordinary tables of the coordinator, not distributed.
 LOCAL = frozenset({"engine_jobs", "engine_cycles", "engine_events", "engine_links", "engine_memberships",
-                   "engine_source_objects", "engine_escrows", "engine_notifications"})
+                   "engine_source_objects", "engine_escrows", "engine_notifications",
+                   # the console's: operators' sessions and failed logins, and the request history
+                   # (added to by every process, read for all tenants at once by the overview)
+                   "console_sessions", "console_login_failures", "request_counts"})
 
 DEPLOYMENT = Path(__file__).resolve().parents[2] / "docs" / "deployment.md"
 
