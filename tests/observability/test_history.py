@@ -134,7 +134,7 @@ def test_requests_served_reach_the_overview_flushed_when_the_app_stops(
         browser = Browser(http)
         browser.login(admin, ADMIN_PASSWORD)
         page = browser.http.get("/admin").text
-    row = page[page.index("<td>acme</td>"):].split("</tr>")[0]
+    row = page[page.index(">acme</a></td>"):].split("</tr>")[0]
     assert [cell.split(">")[-1].strip() for cell in row.split("</td>")[5:7]] == ["4", "1"]  # requests, errors
     assert "SCIM requests per hour</strong> — 4 in 24 h, 1 errors" in page
 
