@@ -1,5 +1,5 @@
 """``identity-sync job …``: provisioning jobs — the engine's CLI. Registered on the main command
-by ``cli.py``; its commands, options and ``--json`` keys are a public interface (issue 10):
+by ``cli/__init__.py``; its commands, options and ``--json`` keys are a public interface (issue 10):
 extend them, don't change them. Target credentials are never printed."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from identity_sync.cli._common import fail, open_database, print_rows, reported
 from identity_sync.engine.cycle import CycleResult
 from identity_sync.engine.errors import CycleAborted
 from identity_sync.engine.jobs import DEFAULT_RESETS, OFF, RESETS, Credentials, JobError
@@ -72,14 +73,10 @@ Concurrency = Annotated[int | None, typer.Option("--concurrency", help="Target r
 
 
 def register(app: typer.Typer) -> None:
-    from identity_sync import cli_operations
-
-    app.add_typer(job_app, name="job")
-    cli_operations.register(app, job_app)
+    app.add_typer(job_app, name="job")  # cli/operations.py adds start, pause and history to it
 
 
 def _open() -> Any:
-    from identity_sync.cli import _open as open_database
     from identity_sync.engine.service import EngineService
 
     settings, db = open_database()
@@ -87,14 +84,10 @@ def _open() -> Any:
 
 
 def _fail(message: str) -> None:
-    from identity_sync.cli import _fail as fail
-
     fail(message)
 
 
 def _reported() -> Any:
-    from identity_sync.cli import _reported as reported
-
     return reported(JobError, ConfigError, SourceSpecError, CredentialsError, CycleAborted, OSError)
 
 
@@ -250,10 +243,8 @@ def job_set(name: str, source: Source = None, target_url: TargetUrl = None, targ
 @job_app.command("list")
 def job_list(as_json: JsonFlag = False) -> None:
     """List jobs."""
-    from identity_sync.cli import _print_rows
-
     engine = _open()
-    _print_rows([job.describe() for job in engine.jobs.list()], as_json, "jobs",
+    print_rows([job.describe() for job in engine.jobs.list()], as_json, "jobs",
                 ("job", "source", "target_url", "scope", "dialect", "state", "next_cycle"))
 
 
