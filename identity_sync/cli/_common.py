@@ -10,7 +10,6 @@ refuse to run on none (``open_database``).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
-from identity_sync.config import ConfigFileError, Settings, config_file_path
+from identity_sync.config import ConfigFileError, Settings, config_file_path, set_in_environment
 from identity_sync.service.tenants import IssuedToken, TenantError
 from identity_sync.storage.db import Database, sqlite_file
 
@@ -84,7 +83,7 @@ def _problem(loc: tuple[int | str, ...], message: str, config_file: Path | None)
         return message
     key = "_".join(str(part) for part in loc)
     variable = f"IDSYNC_{key.upper()}"
-    if variable not in os.environ and config_file is not None:
+    if not set_in_environment(variable) and config_file is not None:
         return f"{key} in {config_file}: {message}"
     return f"{variable}: {message}"
 

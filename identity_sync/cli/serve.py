@@ -52,7 +52,8 @@ def serve(
     """Run the SCIM service (migrations are applied first)."""
     settings = load_settings()
     # What this serve listens on is what its first start's Tenant URL is made of.
-    settings = settings.model_copy(update={"host": host or settings.host, "port": port or settings.port})
+    settings = settings.model_copy(update={"host": host or settings.host, "port": port or settings.port,
+                                           "workers": workers})
     host, port = settings.host, settings.port
     settings, db = open_database(settings, create=True)  # the first serve creates the database (README's set-up)
     _share_the_interpreter(settings)
@@ -103,7 +104,8 @@ def _run_uvicorn(settings: Settings, db: Database, workers: int, options: dict[s
         # from the same IDSYNC_* environment through the factory; migrations and the default
         # tenant were done once, above, before any worker starts.
         db.dispose()
-        # The in-process rate limiter gives each worker 1/N of the tenant's rate (auth/ratelimit.py).
+        # The in-process rate limiter gives each worker 1/N of the tenant's rate (Settings.workers,
+        # auth/ratelimit.py): the workers read their settings from the environment they inherit.
         os.environ["IDSYNC_WORKERS"] = str(workers)
         with _metrics_directory():
             uvicorn.run("identity_sync.cli.serve:worker_app", factory=True, workers=workers, **options)

@@ -18,7 +18,6 @@ naming random tenants in URLs cannot make new series); reasons and limits are fi
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,6 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy.exc import SQLAlchemyError
 
+from identity_sync.config import prometheus_multiproc_dir
 from identity_sync.engine.tables import engine_cycles, engine_jobs
 from identity_sync.storage.db import Database
 
@@ -43,7 +43,7 @@ EXPORTED = ("created", "updated", "disabled", "deleted")
 
 
 def multiprocess() -> bool:
-    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    return prometheus_multiproc_dir() is not None
 
 
 class Metrics:
