@@ -143,7 +143,9 @@ class DatabaseBuckets:
         try:
             cursor = raw.cursor()
             cursor.execute(self._sql, params)
-            return float(cursor.fetchone()[0])
+            row = cursor.fetchone()
+            assert row is not None  # INSERT … RETURNING: one row
+            return float(row[0])
         except self._dbapi.Error as exc:
             # Only a lost connection is retried (not, say, a statement timeout).
             driver = raw.driver_connection

@@ -139,9 +139,10 @@ def fail(message: str) -> None:
 def reported(*errors: type[Exception]) -> Iterator[None]:
     """An operator's mistake (unknown tenant, bad option value, …) becomes one ``error: …`` line on
     stderr and exit code 1, never a traceback."""
+    handled: tuple[type[Exception], ...] = (TenantError, *errors)
     try:
         yield
-    except (TenantError, *errors) as exc:
+    except handled as exc:
         fail(str(exc))
 
 

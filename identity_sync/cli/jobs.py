@@ -125,14 +125,14 @@ def _source_options(current: SourceOptions, bind_dn: str | None, password_file: 
                     service_principal: str | None) -> SourceOptions | None:
     """The job's source options with what the command line gives changed; ``None`` when it gives
     nothing. Secrets come from files only, so they never appear in a process list or a history."""
-    given = {"bind_dn": bind_dn, "password": _secret_file(password_file, "--source-password-file"),
+    given: dict[str, Any] = {"bind_dn": bind_dn, "password": _secret_file(password_file, "--source-password-file"),
              "preset": preset, "ca_file": str(ca_file.resolve()) if ca_file else None, "start_tls": start_tls,
              "user_filter": user_filter, "group_filter": group_filter, "client_id": client_id,
              "client_secret": _secret_file(secret_file, "--source-client-secret-file"),
              "certificate_pem": _secret_file(certificate_file, "--source-certificate-file"),
              "token": _secret_file(token_file, "--source-token-file"), "token_url": token_url,
              "service_principal_id": service_principal}
-    given = {key: value for key, value in given.items() if value is not None}
+    given = {key: value for key, value in given.items() if value is not None}  # SourceOptions' fields
     if preset is not None and preset not in ("ad", "openldap"):
         _fail("--source-preset must be ad or openldap")
     return dataclasses.replace(current, **given) if given else None

@@ -29,7 +29,7 @@ def canonical_scoping(mapping: MappingConfig, snapshot: SourceSnapshot) -> Mappi
     known = {"user": snapshot.user_attributes, "group": snapshot.group_attributes}
     mappings = {}
     for object_type in ("user", "group"):
-        object_mapping = mapping.for_type(object_type)  # type: ignore[arg-type]
+        object_mapping = mapping.for_type(object_type)
         columns = known[object_type]
         if columns is None or not object_mapping.scoping:
             mappings[object_type] = object_mapping

@@ -18,7 +18,7 @@ naming random tenants in URLs cannot make new series); reasons and limits are fi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -92,7 +92,8 @@ class EngineCollector:
         self.db = db
 
     def collect(self) -> Iterator[Metric]:
-        jobs, cycles, exported = engine_jobs.c, engine_cycles.c, []
+        jobs, cycles = engine_jobs.c, engine_cycles.c
+        exported: Sequence[Any] = []
         try:
             with self.db.read() as conn:
                 states = conn.execute(sa.select(jobs.state, sa.func.count()).group_by(jobs.state)).all()
@@ -131,7 +132,7 @@ class EngineCollector:
         yield exported_family
 
 
-def route_template(scope: dict[str, Any]) -> str | None:
+def route_template(scope: Mapping[str, Any]) -> str | None:
     """The template of the route that served ``scope`` (Starlette's router records it there)."""
     route = scope.get("route")
     path = getattr(route, "path", None)

@@ -109,7 +109,8 @@ class BulkRun:
                 if results[index].error is not None:
                     errors += 1
                     continue
-                for waiter in waiting_for.pop(_created_bulk_id(operations[index]), ()):
+                created = _created_bulk_id(operations[index])
+                for waiter in waiting_for.pop(created, []) if created is not None else []:
                     unresolved[waiter] -= 1
                     if unresolved[waiter] == 0:
                         del unresolved[waiter]

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from identity_sync.storage.sqltext import Sql, json_value
+from identity_sync.storage.sqltext import DriverConnection, Sql, json_value
 from identity_sync.storage.tables import former_memberships, memberships, resources
 
 
@@ -106,7 +106,7 @@ def members_of(conn: Connection, group_id: str, batch: int = 1000) -> Iterator[t
         after = page[-1][0]
 
 
-def groups_of(conn: Connection, member_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+def groups_of(conn: Connection | DriverConnection, member_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
     """The direct groups of each member: ``{member id: [{"value", "display"}]}`` (read on every
     User GET, so prepared SQL text)."""
     out: dict[str, list[dict[str, Any]]] = {}

@@ -88,7 +88,7 @@ def _stored(row: Any) -> StoredResource:
     return StoredResource(row[0], json_value(row[1]), row[2], row[3], row[4])
 
 
-def get(conn: Connection, tenant_id: str, rt: ResourceType, resource_id: str, *,
+def get(conn: Connection | DriverConnection, tenant_id: str, rt: ResourceType, resource_id: str, *,
         for_update: bool = False) -> StoredResource | None:
     """The live resource, or ``None``. ``for_update`` locks its row until the transaction ends
     (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite's write transaction already holds the lock), so
@@ -233,7 +233,7 @@ def search(conn: Connection | DriverConnection, tenant_id: str, rt: ResourceType
 
 
 def tombstones(conn: Connection, tenant_id: str | None, older_than: str | None) -> list[dict[str, Any]]:
-    conditions = [resources.c.deleted_at.is_not(None)]
+    conditions: list[sa.ColumnElement[bool]] = [resources.c.deleted_at.is_not(None)]
     if tenant_id is not None:
         conditions.append(resources.c.tenant_id == tenant_id)
     if older_than is not None:

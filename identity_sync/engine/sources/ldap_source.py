@@ -52,7 +52,7 @@ try:
 
     from identity_sync.engine.sources import ldap_sync
 except ImportError:  # pragma: no cover - exercised on machines without the [ldap] extra
-    ldap = None  # type: ignore[assignment]
+    ldap = None
 
 #: The control RFC 4533 content synchronisation is requested with.
 SYNC_CONTROL = "1.3.6.1.4.1.4203.1.9.1.1"
