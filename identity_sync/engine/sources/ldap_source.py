@@ -510,7 +510,8 @@ class LdapSource:
                                                  timeout=self.timeout)
         except ldap.LDAPError as error:
             raise self._fail(error, "reading the root DSE") from None
-        values = next((v for key, v in (found[0][1] if found else {}).items() if key.lower() == name.lower()), [])
+        values: list[bytes] = next((v for key, v in (found[0][1] if found else {}).items()
+                                    if key.lower() == name.lower()), [])
         return values[0] if values else None
 
     def _previous_index(self, previous: SourceSnapshot) -> dict[str, str]:
