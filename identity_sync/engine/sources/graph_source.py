@@ -327,10 +327,10 @@ class GraphSource:
         if roles is not None:
             # Assignments have no delta: every user's roles are recomputed, and sent when they changed.
             _apply_roles(users, groups, roles)
-        removed = [("user", anchor) for anchor in sorted(users.removed)]
+        removed: list[tuple[ObjectType, str]] = [("user", anchor) for anchor in sorted(users.removed)]
         removed += [("group", anchor) for anchor in sorted(groups.removed)]
         changed = [*users.result().values(), *groups.result().values()]
-        return SourceDelta(changed, removed, assigned, _cursor(users_link, groups_link),  # type: ignore[arg-type]
+        return SourceDelta(changed, removed, assigned, _cursor(users_link, groups_link),
                            entries_read=users.entries + groups.entries)
 
     def get(self, anchor: str) -> SourceObject | None:
