@@ -1,7 +1,7 @@
 """The Prometheus metrics (docs/observability.md lists them with their labels).
 
 Request metrics are counted in the process that served the request. With ``serve --workers N``
-each worker is a process of its own: ``serve`` then sets ``PROMETHEUS_MULTIPROC_DIR`` (cli.py),
+each worker is a process of its own: ``serve`` then sets ``PROMETHEUS_MULTIPROC_DIR`` (cli/serve.py),
 prometheus-client keeps every worker's values in files there, and ``/metrics`` — whichever worker
 answers it — adds them all up (``MultiProcessCollector``). With one process, each app has a
 registry of its own (no global state shared between apps, e.g. between tests).
