@@ -104,7 +104,7 @@ class ClientService:
         with self.db.write() as conn:
             tenant = self._tenant(conn, tenant_name)
             store.insert_client(conn, client_id, tenant["id"], " ".join(sorted(scopes)), now_text())
-            return self._add_secret(conn, tenant_name, client_id, scopes, secret_days)
+            return self._add_secret(conn, tenant_name, tenant["id"], client_id, scopes, secret_days)
 
     def rotate_secret(self, tenant_name: str, client_id: str, secret_days: int | None = None) -> IssuedClient:
         """Add another live secret; the existing ones keep working until they expire or are revoked."""
@@ -112,18 +112,19 @@ class ClientService:
             client = self._client(conn, tenant_name, client_id)
             if client["revoked_at"] is not None:
                 raise TenantError(f"Client '{client_id}' is revoked.")
-            if fed_store.federated_for_client(conn, client_id) is not None:
+            if fed_store.federated_for_client(conn, client["tenant_id"], client_id) is not None:
                 raise TenantError(f"Client '{client_id}' is federated: it has no secrets to rotate.")
-            return self._add_secret(conn, tenant_name, client_id, frozenset(client["scopes"].split()), secret_days)
+            return self._add_secret(conn, tenant_name, client["tenant_id"], client_id,
+                                    frozenset(client["scopes"].split()), secret_days)
 
-    def _add_secret(self, conn: Any, tenant_name: str, client_id: str, scopes: frozenset[str],
+    def _add_secret(self, conn: Any, tenant_name: str, tenant_id: str, client_id: str, scopes: frozenset[str],
                     secret_days: int | None) -> IssuedClient:
         days = secret_days if secret_days is not None else self.settings.client_secret_lifetime_days
         if not 1 <= days <= 1095:
             raise TenantError("A client secret lives 1 to 1095 days (3 years).")
         secret, secret_id = oauth.new_client_secret(), tokens.new_credential_id()
         expires_at = ago_text(-timedelta(days=days))
-        store.insert_secret(conn, secret_id, client_id, tokens.digest(secret), now_text(), expires_at)
+        store.insert_secret(conn, tenant_id, secret_id, client_id, tokens.digest(secret), now_text(), expires_at)
         return IssuedClient(tenant_name, client_id, secret, secret_id, expires_at, scopes)
 
     def create_federated_client(self, tenant_name: str, *, issuer: str, subject: str, audience: str,
@@ -144,9 +145,11 @@ class ClientService:
             store.insert_client(conn, client_id, tenant["id"], " ".join(sorted(scopes)), now)
             # A digest no secret can have (``:`` is not hex): the row only carries the credential's
             # id, expiry, revocation and last use.
-            store.insert_secret(conn, credential_id, client_id, "wif:" + secrets.token_hex(30), now, _NEVER)
+            store.insert_secret(conn, tenant["id"], credential_id, client_id, "wif:" + secrets.token_hex(30), now,
+                                _NEVER)
             fed_store.insert_federated(conn, {
-                "id": credential_id, "client_id": client_id, "issuer": issuer, "subject": subject,
+                "id": credential_id, "tenant_id": tenant["id"], "client_id": client_id, "issuer": issuer,
+                "subject": subject,
                 "audience": audience.strip(), "entra_tenant_id": entra_tenant_id,
                 "jwks": json.dumps(jwks) if jwks is not None else None, "jwks_url": jwks_url, "created_at": now})
         return FederatedClient(tenant_name, client_id, credential_id, issuer, subject, audience.strip(),
@@ -164,9 +167,9 @@ class ClientService:
     def revoke(self, tenant_name: str, client_id: str, secret_id: str | None = None) -> None:
         """Revoke a whole client, or one of its secrets; tokens issued with it stop working at once."""
         with self.db.write() as conn:
-            self._client(conn, tenant_name, client_id)
-            done = (store.revoke_secret(conn, client_id, secret_id, now_text()) if secret_id
-                    else store.revoke_client(conn, client_id, now_text()))
+            tenant_id = self._client(conn, tenant_name, client_id)["tenant_id"]
+            done = (store.revoke_secret(conn, tenant_id, client_id, secret_id, now_text()) if secret_id
+                    else store.revoke_client(conn, tenant_id, client_id, now_text()))
         if not done:
             raise TenantError(f"Nothing live to revoke: client '{client_id}'" +
                               (f", secret '{secret_id}'." if secret_id else "."))
@@ -180,7 +183,10 @@ class ClientService:
             return self._issue_federated(tenant_name, request, request.client_assertion)
         presented = tokens.digest(request.client_secret)
         with self.db.read() as conn:
-            rows = store.secrets_for_token(conn, request.client_id) if len(request.client_id) <= 40 else []
+            # The client is looked for in the URL's tenant only (every statement names its tenant).
+            tenant_id = tenant_store.tenant_id_named(conn, tenant_name, self.db.tenant_ids)
+            rows = store.secrets_for_token(conn, tenant_id, request.client_id) \
+                if tenant_id is not None and len(request.client_id) <= 40 else []
         now = now_text()
         match = None
         for row in rows:
@@ -196,7 +202,9 @@ class ClientService:
         """Workload identity federation: the client authenticates with an assertion its federated
         credential accepts (:func:`identity_sync.auth.federation.check_assertion`)."""
         with self.db.read() as conn:
-            row = fed_store.federated_for_client(conn, request.client_id) if len(request.client_id) <= 40 else None
+            tenant_id = tenant_store.tenant_id_named(conn, tenant_name, self.db.tenant_ids)
+            row = fed_store.federated_for_client(conn, tenant_id, request.client_id) \
+                if tenant_id is not None and len(request.client_id) <= 40 else None
         now = now_text()
         try:
             if row is None or row["client_revoked_at"] is not None or row["revoked_at"] is not None \
@@ -227,7 +235,7 @@ class ClientService:
                                          client_id=request.client_id, secret_id=secret_id, scopes=wanted,
                                          lifetime=lifetime)
         with self.db.write() as conn:
-            store.touch_secret(conn, secret_id, now)
+            store.touch_secret(conn, tenant_id, secret_id, now)
         log.info("oauth.token_issued", tenant=tenant_name, client_id=request.client_id,
                  secret_id=secret_id, expires_in=lifetime)
         return AccessToken(token, lifetime, " ".join(sorted(wanted)))
@@ -332,7 +340,12 @@ class Authenticator:
         if not isinstance(client_id, str) or not isinstance(secret_id, str):
             raise jwtv.InvalidToken("claims")
         with self.db.fast_read() as conn:
-            row = store.access_token_state(conn, client_id, secret_id)
+            tenant_id = tenant_store.tenant_id_named(conn, tenant_name, self.db.tenant_ids)
+            # The token names its tenant (``aud``): one of another tenant is refused before any
+            # read, and the state is read in the URL's tenant only (docs/deployment.md).
+            if tenant_id is None or claims.get("aud") != oauth.audience_for(tenant_id):
+                raise jwtv.InvalidToken("wrong tenant")
+            row = store.access_token_state(conn, tenant_id, client_id, secret_id)
         # One check after the other (each names why, for the log and the metrics): any is a 401.
         if row is None:
             raise jwtv.InvalidToken("unknown client")
@@ -351,7 +364,8 @@ class Authenticator:
 
     def _entra_token(self, token: str, tenant_name: str) -> Principal:
         with self.db.fast_read() as conn:
-            trust = store.entra_trust_for(conn, tenant_name)
+            tenant_id = tenant_store.tenant_id_named(conn, tenant_name, self.db.tenant_ids)
+            trust = store.entra_trust_for(conn, tenant_id) if tenant_id is not None else None
         if trust is None:
             raise jwtv.InvalidToken("no Entra trust for this tenant")
         if trust["tenant_status"] != "active":

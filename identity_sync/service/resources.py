@@ -140,13 +140,13 @@ class ResourceService:
             return self._replace_members(conn, principal, group_id, delta, now)
         if delta.kind == "remove_all":
             log.warning("group.members.cleared", tenant=principal.tenant_name, id=group_id)
-            return memberships.remove_all(conn, group_id) > 0
+            return memberships.remove_all(conn, principal.tenant_id, group_id) > 0
         if delta.where is not None:
             # A filter other than `value eq`: evaluated on the members (rare; O(group size)).
-            doomed = [member_id for member_id, kind in memberships.members_of(conn, group_id)
+            doomed = [member_id for member_id, kind in memberships.members_of(conn, principal.tenant_id, group_id)
                       if matches_element(member_plan.MEMBERS, {"value": member_id, "type": kind}, delta.where)]
-            return memberships.remove(conn, group_id, doomed) > 0
-        return memberships.remove(conn, group_id, delta.ids) > 0
+            return memberships.remove(conn, principal.tenant_id, group_id, doomed) > 0
+        return memberships.remove(conn, principal.tenant_id, group_id, delta.ids) > 0
 
     def _add_members(self, conn: Any, principal: Principal, group_id: str, delta: MemberDelta, now: str) -> int:
         if group_id in delta.ids:
@@ -154,7 +154,7 @@ class ResourceService:
         # Only new members are checked (and, on PostgreSQL, locked): Entra re-sends members the
         # group has, and locking those would make a concurrent delete of one of them, which
         # locks the member and then its groups, deadlock with this group's lock.
-        present = memberships.already_members(conn, group_id, delta.ids)
+        present = memberships.already_members(conn, principal.tenant_id, group_id, delta.ids)
         new = [member_id for member_id in delta.ids if member_id not in present]
         found = memberships.live_members(conn, principal.tenant_id, new)
         missing = [member_id for member_id in new if member_id not in found]
@@ -166,12 +166,12 @@ class ResourceService:
 
     def _replace_members(self, conn: Any, principal: Principal, group_id: str, delta: MemberDelta,
                          now: str) -> bool:
-        before = {member_id for member_id, _ in memberships.members_of(conn, group_id)}
+        before = {member_id for member_id, _ in memberships.members_of(conn, principal.tenant_id, group_id)}
         if before == set(delta.ids):
             return False
         # Members kept stay untouched (their membership keeps its date): only the difference
         # is written, and only new members are checked and locked (see _add_members).
-        memberships.remove(conn, group_id, before - set(delta.ids))
+        memberships.remove(conn, principal.tenant_id, group_id, before - set(delta.ids))
         self._add_members(conn, principal, group_id, delta, now)
         return True
 
@@ -180,7 +180,7 @@ class ResourceService:
         with self.db.read() as conn:
             if not store.exists(conn, principal.tenant_id, GROUP, group_id):
                 return []  # deleted while being streamed: the list simply ends
-            return memberships.member_page(conn, group_id, after, limit)
+            return memberships.member_page(conn, principal.tenant_id, group_id, after, limit)
 
     def related(self, principal: Principal, rt: ResourceType, page: list[StoredResource],
                 with_members: bool, with_groups: bool) -> list[StoredResource]:
@@ -190,18 +190,19 @@ class ResourceService:
             return page
         if rt is USER:
             with self.db.fast_read() as conn:
-                groups = memberships.groups_of(conn, [r.id for r in page])
+                groups = memberships.groups_of(conn, principal.tenant_id, [r.id for r in page])
             return [replace(r, related={"groups": groups.get(r.id, [])}) for r in page]
         with self.db.read() as conn:
             return [replace(r, related={"members": [
-                {"value": member_id, "type": kind} for member_id, kind in memberships.members_of(conn, r.id)
+                {"value": member_id, "type": kind}
+                for member_id, kind in memberships.members_of(conn, principal.tenant_id, r.id)
             ]}) for r in page]
 
     def delete(self, principal: Principal, rt: ResourceType, resource_id: str, if_match: str | None) -> None:
         with self.db.write() as conn:
             current = self._current(conn, principal, rt, resource_id, if_match)
             now = now_text()
-            left = memberships.retire(conn, resource_id, now)
+            left = memberships.retire(conn, principal.tenant_id, resource_id, now)
             if store.soft_delete(conn, principal.tenant_id, rt, resource_id, now):
                 # The groups it was a member of changed too: one event each, in the same statement.
                 self._audit(conn, principal, "delete", rt, replace(current, last_modified=now), [], *(

@@ -126,7 +126,10 @@ class TenantService:
             raise Unauthorized(reason="malformed" if authorization and authorization.strip() else "missing")
         token_digest = tokens.digest(token)
         with self.db.fast_read() as conn:
-            row = store.credential_by_hash(conn, token_digest)
+            # Looked for among the URL's tenant's credentials only: every statement on a tenant's
+            # rows names the tenant (docs/deployment.md). A token of another tenant is unknown here.
+            tenant_id = store.tenant_id_named(conn, tenant_name, self.db.tenant_ids)
+            row = store.credential_by_hash(conn, tenant_id, token_digest) if tenant_id is not None else None
         now = now_text()
         refused = _refusal(row, token_digest, tenant_name, now)
         if refused is not None:
@@ -137,7 +140,7 @@ class TenantService:
         last_used = row["last_used_at"]
         if last_used is None or parse_timestamp(now) - parse_timestamp(last_used) > LAST_USED_RESOLUTION:
             with self.db.write() as conn:
-                store.touch_credential(conn, row["id"], now)
+                store.touch_credential(conn, row["tenant_id"], row["id"], now)
         return Principal(row["tenant_id"], row["tenant_name"], row["id"])
 
     def _tenant(self, conn: Any, name: str) -> dict[str, Any]:

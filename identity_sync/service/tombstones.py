@@ -27,11 +27,17 @@ class TombstoneService:
         self.db = db
 
     def list(self, tenant_name: str | None, deleted_before: str | None) -> list[dict[str, Any]]:
+        """Tombstones of one tenant or of all, oldest first. Read tenant by tenant: every
+        statement names its tenant (docs/deployment.md, Citus)."""
         with self.db.read() as conn:
-            tenant_id = self._tenant_id(conn, tenant_name)
             names = {t["id"]: t["name"] for t in tenant_store.list_tenants(conn)}
-            rows = store.tombstones(conn, tenant_id, deleted_before)
-            former = memberships.former_of(conn, [row["id"] for row in rows])
+            tenant_ids = list(names) if tenant_name is None else [tenant_named(conn, tenant_name)["id"]]
+            rows, former = [], {}
+            for tenant_id in tenant_ids:
+                found = store.tombstones(conn, tenant_id, deleted_before)
+                rows += found
+                former.update(memberships.former_of(conn, tenant_id, [row["id"] for row in found]))
+        rows.sort(key=lambda row: row["deleted_at"])
         return [{
             "tenant": names.get(row["tenant_id"]),
             "type": row["resource_type"],
@@ -55,8 +61,12 @@ class TombstoneService:
                     raise TenantError(f"No tenant named '{tenant_name}'.")
                 if tenant_id in held:
                     raise TenantError(f"Tenant '{tenant_name}' is under legal hold: nothing of it can be purged.")
-            doomed = [row for row in store.tombstones(conn, tenant_id, deleted_before) if row["tenant_id"] not in held]
-            purged = _destroy(conn, [row["id"] for row in doomed], audit.OPERATOR)
+            purged = 0
+            for tenant in tenants:
+                if tenant["id"] in held or tenant_id not in (None, tenant["id"]):
+                    continue
+                doomed = store.tombstones(conn, tenant["id"], deleted_before)
+                purged += _destroy(conn, tenant["id"], [row["id"] for row in doomed], audit.OPERATOR)
         log.info("tombstones.purged", tenant=tenant_name, count=purged, deleted_before=deleted_before,
                  held_tenants_skipped=len(held))
         return purged
@@ -92,20 +102,18 @@ class TombstoneService:
                     return total
                 cutoff = format_timestamp(now - timedelta(days=tenant["retention_days"]))
                 ids = store.tombstone_ids(conn, tenant_id, cutoff, PURGE_BATCH)
-                total += _destroy(conn, ids, audit.RETENTION)
+                total += _destroy(conn, tenant_id, ids, audit.RETENTION)
             if len(ids) < PURGE_BATCH:
                 return total
 
-    def _tenant_id(self, conn: Any, name: str | None) -> str | None:
-        return None if name is None else tenant_named(conn, name)["id"]
 
 
-def _destroy(conn: Any, ids: list[str], actor: str) -> int:
-    """Destroy these tombstones and their former memberships, with one audit event for each one
-    this call destroyed (the trail outlives the tombstone: what was purged, when, by whom)."""
-    memberships.forget(conn, ids)
+def _destroy(conn: Any, tenant_id: str, ids: list[str], actor: str) -> int:
+    """Destroy these tombstones of a tenant and their former memberships, with one audit event for
+    each one this call destroyed (the trail outlives the tombstone: what was purged, when, by whom)."""
+    memberships.forget(conn, tenant_id, ids)
     now = now_text()
-    destroyed = store.purge(conn, ids)
+    destroyed = store.purge(conn, tenant_id, ids)
     audit.record(conn, *(audit.Event(row["tenant_id"], now, actor, "purge", row["resource_type"], row["id"], None)
                          for row in destroyed))
     return len(destroyed)

@@ -46,7 +46,14 @@ def record(conn: Connection, *events: Event) -> None:
         for tenant_id in sorted({event.tenant_id for event in events}):
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0))",
                                  {"key": f"audit:{tenant_id}"})
-    conn.execute(audit_events.insert(), [{
+    statement = audit_events.insert()
+    if conn.dialect.name == "sqlite":
+        # No sequence on SQLite, and no autoincrement in the composite key (tenant_id, id): each
+        # row takes the highest id plus one (an index lookup on ix_audit_events_id; each row of
+        # the executemany sees the one before; one writer at a time on SQLite).
+        statement = statement.values(id=sa.select(sa.func.coalesce(sa.func.max(audit_events.c.id), 0) + 1)
+                                     .scalar_subquery())
+    conn.execute(statement, [{
         "tenant_id": e.tenant_id, "at": e.at, "actor": e.actor, "action": e.action, "resource_type": e.resource_type,
         "resource_id": e.resource_id, "version": e.version, "attributes": orjson.dumps(sorted(e.attributes)).decode(),
     } for e in sorted(events, key=lambda e: e.tenant_id)])

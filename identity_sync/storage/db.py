@@ -122,6 +122,8 @@ class Database:
         self._autocommit_lock = threading.Lock()
         #: Where recent index pages of unfiltered lists ended, for the next page to seek from.
         self.marks = PositionMarks()
+        #: Tenant ids by name, remembered (storage/tenants.py, ``tenant_id_named``).
+        self.tenant_ids: dict[str, str] = {}
 
     def autocommit_engine(self) -> Engine:
         """The small autocommit pool (PostgreSQL) for one-statement writes outside any request

@@ -194,7 +194,8 @@ class _Compiler:
         if not node.present and node.value is not None:
             condition = " AND " + self._key_condition(f"{other}.key", sub, "eq" if node.op == "ne" else node.op,
                                                       node.value)
-        exists = (f"EXISTS (SELECT 1 FROM attr_values {other} WHERE {other}.resource_id = {anchor}.resource_id "
+        exists = (f"EXISTS (SELECT 1 FROM attr_values {other} WHERE {other}.tenant_id = {anchor}.tenant_id "
+                  f"AND {other}.resource_id = {anchor}.resource_id "
                   f"AND {other}.element = {anchor}.element AND {other}.path = {path}{condition})")
         return f"NOT {exists}" if negate else exists
 

@@ -86,9 +86,11 @@ def sort_key_sql(sql: Sql, rt: ResourceType, sort_by: str) -> str:
     if primary is not None:
         # RFC 7644 §3.4.2.3: a multi-valued attribute sorts by its primary value, if any.
         flag = sql.param(Resolved(resolved.container, attr, primary).index_path)
-        order = (f"NOT EXISTS (SELECT 1 FROM attr_values q WHERE q.resource_id = s.resource_id "
+        order = (f"NOT EXISTS (SELECT 1 FROM attr_values q WHERE q.tenant_id = s.tenant_id "
+                 f"AND q.resource_id = s.resource_id "
                  f"AND q.path = {flag} AND q.element = s.element AND q.key = 'true'), s.element")
-    return (f"(SELECT s.key FROM attr_values s WHERE s.resource_id = r.id AND s.path = {key_path} "
+    return (f"(SELECT s.key FROM attr_values s WHERE s.tenant_id = r.tenant_id AND s.resource_id = r.id "
+            f"AND s.path = {key_path} "
             f"ORDER BY {order} LIMIT 1)")
 
 

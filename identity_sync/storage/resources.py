@@ -124,17 +124,19 @@ def update(conn: Connection, tenant_id: str, rt: ResourceType, current: StoredRe
     stale = {(path, element) for path, element, _ in before - after} - {(p, e) for p, e, _ in after - before}
     if stale:
         conn.execute(attr_values.delete().where(
+            attr_values.c.tenant_id == tenant_id,
             attr_values.c.resource_id == current.id,
             attr_values.c.path == sa.bindparam("p"),
             attr_values.c.element == sa.bindparam("e"),
         ), [{"p": path, "e": element} for path, element in stale])
     changed = after - before
     if changed:
-        # Upsert: an entry whose key changed keeps its (resource, path, element) primary key.
+        # Upsert: an entry whose key changed keeps its (tenant, resource, path, element) primary key.
         insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
         statement = insert(attr_values)
         conn.execute(statement.on_conflict_do_update(
-            index_elements=[attr_values.c.resource_id, attr_values.c.path, attr_values.c.element],
+            index_elements=[attr_values.c.tenant_id, attr_values.c.resource_id, attr_values.c.path,
+                            attr_values.c.element],
             set_={"key": statement.excluded.key},
         ), _index_rows(tenant_id, current.id, changed))
     return StoredResource(current.id, doc, current.version + 1, current.created_at, now)
@@ -148,7 +150,8 @@ def soft_delete(conn: Connection, tenant_id: str, rt: ResourceType, resource_id:
     )
     if result.rowcount != 1:
         return False
-    conn.execute(attr_values.delete().where(attr_values.c.resource_id == resource_id))
+    conn.execute(attr_values.delete().where(attr_values.c.tenant_id == tenant_id,
+                                            attr_values.c.resource_id == resource_id))
     return True
 
 
@@ -204,7 +207,8 @@ def search(conn: Connection | DriverConnection, tenant_id: str, rt: ResourceType
             # page: SQLite evaluates whole result rows even for the rows OFFSET skips.
             ids = (f"SELECT r.id FROM resources r WHERE {where} AND {seek} ORDER BY {order} "
                    f"LIMIT {sql.named('limit', limit)} OFFSET {sql.named('offset', skip)}")
-            text = f"{_SELECT} WHERE r.id IN ({ids}) ORDER BY {order}"
+            # The tenant again outside: every reference to a tenant table names it (Citus routing).
+            text = f"{_SELECT} WHERE r.tenant_id = {sql.placeholder('tenant')} AND r.id IN ({ids}) ORDER BY {order}"
         elif sort_key is None:
             text = f"{_SELECT} WHERE {where} AND {seek} ORDER BY {order} LIMIT {sql.named('limit', limit)}"
         else:
@@ -232,10 +236,9 @@ def search(conn: Connection | DriverConnection, tenant_id: str, rt: ResourceType
     return Page(total, page, next_cursor)
 
 
-def tombstones(conn: Connection, tenant_id: str | None, older_than: str | None) -> list[dict[str, Any]]:
-    conditions: list[sa.ColumnElement[bool]] = [resources.c.deleted_at.is_not(None)]
-    if tenant_id is not None:
-        conditions.append(resources.c.tenant_id == tenant_id)
+def tombstones(conn: Connection, tenant_id: str, older_than: str | None) -> list[dict[str, Any]]:
+    """The tenant's tombstones (deleted before ``older_than``), oldest first."""
+    conditions = [resources.c.tenant_id == tenant_id, resources.c.deleted_at.is_not(None)]
     if older_than is not None:
         conditions.append(resources.c.deleted_at < older_than)
     rows = conn.execute(
@@ -253,15 +256,16 @@ def tombstone_ids(conn: Connection, tenant_id: str, older_than: str, limit: int)
         .order_by(resources.c.deleted_at).limit(limit)).scalars())
 
 
-def purge(conn: Connection, resource_ids: list[str]) -> list[dict[str, Any]]:
-    """Destroy tombstones for good; returns those this call destroyed (``id``, ``tenant_id``,
+def purge(conn: Connection, tenant_id: str, resource_ids: list[str]) -> list[dict[str, Any]]:
+    """Destroy a tenant's tombstones for good; returns those this call destroyed (``id``, ``tenant_id``,
     ``resource_type``): a concurrent purge of the same ones destroys each only once. Only the
     operator's CLI and the retention job call this; no SCIM request can."""
     destroyed: list[dict[str, Any]] = []
     for start in range(0, len(resource_ids), 500):  # PostgreSQL takes at most 65,535 parameters
         result = conn.execute(
             resources.delete()
-            .where(resources.c.id.in_(resource_ids[start:start + 500]), resources.c.deleted_at.is_not(None))
+            .where(resources.c.tenant_id == tenant_id, resources.c.id.in_(resource_ids[start:start + 500]),
+                   resources.c.deleted_at.is_not(None))
             .returning(resources.c.id, resources.c.tenant_id, resources.c.resource_type)
         )
         destroyed += [dict(row._mapping) for row in result]

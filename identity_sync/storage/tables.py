@@ -10,6 +10,11 @@ compares the two.
 * ``attr_values`` — the searchable values of live resources (see ``scim/index.py``).
 * ``resource_counts`` — live resources per tenant and type, kept with every create and delete.
 * ``audit_events`` — the append-only audit trail of every committed change.
+
+Every tenant-owned table's primary key, unique constraints and foreign keys include ``tenant_id``
+(migration 0017), so that a distributed PostgreSQL (Citus) can shard them all by tenant and
+enforce each key within one shard (docs/deployment.md; tests/storage/test_distribution.py checks
+it). ``tenant_id`` comes first in those keys: every statement names the tenant.
 """
 
 from __future__ import annotations
@@ -37,20 +42,23 @@ tenants = sa.Table(
 credentials = sa.Table(
     "credentials",
     metadata,
-    sa.Column("id", sa.String(16), primary_key=True),
+    sa.Column("id", sa.String(16), nullable=False),
     sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id"), nullable=False, index=True),
     sa.Column("kind", sa.String(16), nullable=False),
-    sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Column("expires_at", sa.String(32)),
     sa.Column("last_used_at", sa.String(32)),
     sa.Column("revoked_at", sa.String(32)),
+    sa.PrimaryKeyConstraint("tenant_id", "id"),
+    # A token is looked for among the credentials of the tenant whose URL it was sent to.
+    sa.UniqueConstraint("tenant_id", "secret_hash", name="uq_credentials_tenant_secret_hash"),
 )
 
 resources = sa.Table(
     "resources",
     metadata,
-    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("id", sa.String(36), nullable=False),
     sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id"), nullable=False),
     sa.Column("resource_type", sa.String(32), nullable=False),
     sa.Column("name_key", sa.Text, nullable=False),
@@ -59,6 +67,7 @@ resources = sa.Table(
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Column("last_modified", sa.String(32), nullable=False),
     sa.Column("deleted_at", sa.String(32)),
+    sa.PrimaryKeyConstraint("tenant_id", "id"),
     sa.Index(
         "uq_resources_live_name",
         "tenant_id",
@@ -98,11 +107,13 @@ resource_counts = sa.Table(
 attr_values = sa.Table(
     "attr_values",
     metadata,
-    sa.Column("resource_id", sa.String(36), sa.ForeignKey("resources.id"), primary_key=True),
-    sa.Column("path", sa.String(160), primary_key=True),
-    sa.Column("element", sa.Integer, primary_key=True),
+    sa.Column("resource_id", sa.String(36), nullable=False),
+    sa.Column("path", sa.String(160), nullable=False),
+    sa.Column("element", sa.Integer, nullable=False),
     sa.Column("tenant_id", sa.String(36), nullable=False),
     sa.Column("key", sa.Text, nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "resource_id", "path", "element"),
+    sa.ForeignKeyConstraint(["tenant_id", "resource_id"], ["resources.tenant_id", "resources.id"]),
     sa.Index("ix_attr_values_lookup", "tenant_id", "path", "key", "resource_id"),
     # The primary key is the table: one copy of each row fewer than with a rowid table.
     sqlite_with_rowid=False,
@@ -114,26 +125,33 @@ attr_values = sa.Table(
 memberships = sa.Table(
     "memberships",
     metadata,
-    sa.Column("group_id", sa.String(36), sa.ForeignKey("resources.id"), primary_key=True),
-    sa.Column("member_id", sa.String(36), sa.ForeignKey("resources.id"), primary_key=True),
+    sa.Column("group_id", sa.String(36), nullable=False),
+    sa.Column("member_id", sa.String(36), nullable=False),
     sa.Column("tenant_id", sa.String(36), nullable=False),
     sa.Column("member_type", sa.String(8), nullable=False),
     sa.Column("created_at", sa.String(32), nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "group_id", "member_id"),
+    sa.ForeignKeyConstraint(["tenant_id", "group_id"], ["resources.tenant_id", "resources.id"]),
+    sa.ForeignKeyConstraint(["tenant_id", "member_id"], ["resources.tenant_id", "resources.id"]),
     sa.Index("ix_memberships_member", "member_id", "group_id"),
 )
 
 # What a deleted user or group was a member of (or contained): the tombstone's memberships,
-# invisible to SCIM, kept for the operator until the tombstone is purged.
+# invisible to SCIM, kept for the operator until the tombstone is purged. ``id`` only tells rows
+# apart: PostgreSQL draws it from the column's sequence; SQLite, which has no sequence and cannot
+# autoincrement a column of a composite key, gets the tenant's highest id plus one from the
+# statement (storage/memberships.py; SQLite runs one writer at a time).
 former_memberships = sa.Table(
     "former_memberships",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.Integer, sa.Sequence("former_memberships_id_seq"), nullable=False, autoincrement=False),
     sa.Column("tenant_id", sa.String(36), nullable=False),
     sa.Column("group_id", sa.String(36), nullable=False, index=True),
     sa.Column("member_id", sa.String(36), nullable=False, index=True),
     sa.Column("member_type", sa.String(8), nullable=False),
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Column("ended_at", sa.String(32), nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "id"),
 )
 
 # The audit trail: one row per committed change of a resource, written in the change's own
@@ -141,11 +159,14 @@ former_memberships = sa.Table(
 # names who (the credential's id, never a secret), what (action, resource, new version, the
 # top-level attributes that changed) and when; not the values, which the documents and
 # tombstones keep. ``id`` orders a tenant's events as they committed (storage/audit.py); ``at`` is
-# the change's own timestamp.
+# the change's own timestamp. ``id`` is unique across tenants: PostgreSQL draws it from the
+# column's sequence, SQLite (no sequence, no autoincrement in a composite key) takes the highest
+# id plus one in the insert, through ``ix_audit_events_id`` (one writer at a time there).
 audit_events = sa.Table(
     "audit_events",
     metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), sa.Sequence("audit_events_id_seq"),
+              nullable=False, autoincrement=False),
     sa.Column("tenant_id", sa.String(36), nullable=False),
     sa.Column("at", sa.String(32), nullable=False),
     sa.Column("actor", sa.String(120), nullable=False),
@@ -154,7 +175,8 @@ audit_events = sa.Table(
     sa.Column("resource_id", sa.String(36), nullable=False),
     sa.Column("version", sa.Integer),
     sa.Column("attributes", sa.Text, nullable=False),
-    sa.Index("ix_audit_events_tenant", "tenant_id", "id"),
+    sa.PrimaryKeyConstraint("tenant_id", "id"),
+    sa.Index("ix_audit_events_id", "id"),
     sa.Index("ix_audit_events_resource", "resource_id", "id"),
 )
 
@@ -165,11 +187,12 @@ audit_events = sa.Table(
 oauth_clients = sa.Table(
     "oauth_clients",
     metadata,
-    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("id", sa.String(40), nullable=False),
     sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id"), nullable=False, index=True),
     sa.Column("scopes", sa.String(200), nullable=False),
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Column("revoked_at", sa.String(32)),
+    sa.PrimaryKeyConstraint("tenant_id", "id"),
 )
 
 # A client's secrets: several live at once (rotation), each with an expiry, stored as SHA-256
@@ -178,13 +201,17 @@ oauth_clients = sa.Table(
 oauth_client_secrets = sa.Table(
     "oauth_client_secrets",
     metadata,
-    sa.Column("id", sa.String(16), primary_key=True),
-    sa.Column("client_id", sa.String(40), sa.ForeignKey("oauth_clients.id"), nullable=False, index=True),
-    sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("id", sa.String(16), nullable=False),
+    sa.Column("tenant_id", sa.String(36), nullable=False),
+    sa.Column("client_id", sa.String(40), nullable=False, index=True),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Column("expires_at", sa.String(32), nullable=False),
     sa.Column("last_used_at", sa.String(32)),
     sa.Column("revoked_at", sa.String(32)),
+    sa.PrimaryKeyConstraint("tenant_id", "id"),
+    sa.UniqueConstraint("tenant_id", "secret_hash", name="uq_oauth_client_secrets_tenant_secret_hash"),
+    sa.ForeignKeyConstraint(["tenant_id", "client_id"], ["oauth_clients.tenant_id", "oauth_clients.id"]),
 )
 
 # Tokens issued by the customer's Microsoft Entra tenant that this tenant accepts (Entra's
@@ -208,8 +235,9 @@ entra_trust = sa.Table(
 oauth_federated_credentials = sa.Table(
     "oauth_federated_credentials",
     metadata,
-    sa.Column("id", sa.String(16), sa.ForeignKey("oauth_client_secrets.id"), primary_key=True),
-    sa.Column("client_id", sa.String(40), sa.ForeignKey("oauth_clients.id"), nullable=False, unique=True),
+    sa.Column("id", sa.String(16), nullable=False),
+    sa.Column("tenant_id", sa.String(36), nullable=False),
+    sa.Column("client_id", sa.String(40), nullable=False),
     sa.Column("issuer", sa.String(200), nullable=False),
     sa.Column("subject", sa.String(200), nullable=False),
     sa.Column("audience", sa.String(200), nullable=False),
@@ -217,6 +245,10 @@ oauth_federated_credentials = sa.Table(
     sa.Column("jwks", sa.Text),
     sa.Column("jwks_url", sa.String(500)),
     sa.Column("created_at", sa.String(32), nullable=False),
+    sa.PrimaryKeyConstraint("tenant_id", "id"),
+    sa.UniqueConstraint("tenant_id", "client_id", name="uq_oauth_federated_credentials_tenant_client"),
+    sa.ForeignKeyConstraint(["tenant_id", "id"], ["oauth_client_secrets.tenant_id", "oauth_client_secrets.id"]),
+    sa.ForeignKeyConstraint(["tenant_id", "client_id"], ["oauth_clients.tenant_id", "oauth_clients.id"]),
 )
 
 # -- shared rate limits (issue 6; auth/ratelimit.py) --------------------------------------------------

@@ -16,6 +16,28 @@ def insert_tenant(conn: Connection, tenant_id: str, name: str, now: str) -> None
     conn.execute(tenants.insert().values(id=tenant_id, name=name, status="active", created_at=now))
 
 
+_TENANT_ID = "SELECT id FROM tenants WHERE name = {name}"
+#: Past this many remembered ids the memory starts over (a bound, not a cache policy: it holds
+#: only names that exist, and an operator's tenants fit well below it).
+_KNOWN_TENANTS = 100_000
+
+
+def tenant_id_named(conn: Connection | sqltext.DriverConnection, name: str, known: dict[str, str]) -> str | None:
+    """The id of the tenant called ``name`` (``None``: no such tenant), for the statements on its
+    rows, which all name it (docs/deployment.md). A name never changes tenant (tenants are
+    neither renamed nor deleted), so ``known`` remembers the ids found, and a request's credential
+    check stays one read; the tenant's status is still read with the credential, each time."""
+    tenant_id = known.get(name)
+    if tenant_id is None:
+        row = sqltext.run(conn, _TENANT_ID, name=name).first()
+        if row is None:
+            return None
+        if len(known) >= _KNOWN_TENANTS:
+            known.clear()
+        tenant_id = known[name] = row[0]
+    return tenant_id
+
+
 def get_tenant(conn: Connection, name: str) -> dict[str, Any] | None:
     row = conn.execute(sa.select(tenants).where(tenants.c.name == name)).first()
     return dict(row._mapping) if row else None
@@ -69,14 +91,17 @@ def insert_credential(conn: Connection, credential_id: str, tenant_id: str, kind
 _CREDENTIAL_BY_HASH = (
     "SELECT c.id, c.tenant_id, c.secret_hash, c.expires_at, c.last_used_at, c.revoked_at, "
     "t.name AS tenant_name, t.status AS tenant_status "
-    "FROM credentials c JOIN tenants t ON t.id = c.tenant_id WHERE c.secret_hash = {digest}"
+    "FROM credentials c JOIN tenants t ON t.id = c.tenant_id "
+    "WHERE c.tenant_id = {tenant} AND c.secret_hash = {digest}"
 )
 
 
-def credential_by_hash(conn: Connection | sqltext.DriverConnection, secret_hash: str) -> dict[str, Any] | None:
-    """The credential with this digest joined with its tenant's name and status (every request
-    runs this, so it is prepared SQL text: see ``sqltext.py``)."""
-    return sqltext.run(conn, _CREDENTIAL_BY_HASH, digest=secret_hash).first_mapping()
+def credential_by_hash(conn: Connection | sqltext.DriverConnection, tenant_id: str,
+                       secret_hash: str) -> dict[str, Any] | None:
+    """The tenant's credential with this digest joined with its tenant's name and status (every
+    request runs this, so it is prepared SQL text: see ``sqltext.py``). A token is looked for
+    among the credentials of the tenant whose URL it came to only."""
+    return sqltext.run(conn, _CREDENTIAL_BY_HASH, tenant=tenant_id, digest=secret_hash).first_mapping()
 
 
 def list_credentials(conn: Connection, tenant_id: str) -> list[dict[str, Any]]:
@@ -98,5 +123,6 @@ def revoke_credential(conn: Connection, tenant_id: str, credential_id: str, now:
     return result.rowcount == 1
 
 
-def touch_credential(conn: Connection, credential_id: str, now: str) -> None:
-    conn.execute(credentials.update().where(credentials.c.id == credential_id).values(last_used_at=now))
+def touch_credential(conn: Connection, tenant_id: str, credential_id: str, now: str) -> None:
+    conn.execute(credentials.update().where(credentials.c.tenant_id == tenant_id, credentials.c.id == credential_id)
+                 .values(last_used_at=now))

@@ -121,6 +121,13 @@ def _paths(rt: ResourceType, text: str | None) -> list[Resolved]:
     for part in text.split(","):
         if not part.strip():
             continue
+        extension = rt.extension(part.strip())
+        if extension is not None:
+            # A whole extension named by its URN: RFC 7644 §3.10 names attributes, but clients (and
+            # our own engine's SCIM source) name the extension itself, meaning all its attributes.
+            resolved += [rt.resolve(parse_patch_path(f"{extension.id}:{a.name}").attr, scim_type="invalidValue")
+                         for a in extension.attributes]
+            continue
         path = parse_patch_path(part.strip())
         if path.filter is not None:
             raise BadRequest("Attribute lists cannot contain filters.", "invalidValue")
@@ -161,6 +168,8 @@ def _drop(out: dict[str, Any], resolved: Resolved) -> None:
         container = out[resolved.container] = dict(container)
     if resolved.sub is None:
         del container[resolved.attribute.name]
+        if resolved.container and not container:  # the extension's last attribute: no empty object
+            del out[resolved.container]
         return
     value = container[resolved.attribute.name]
     sub = resolved.sub.name

@@ -92,13 +92,20 @@ def test_auth_failures_are_counted_by_reason(scim: ScimClient, other_scim: ScimC
     access = scim.http.post(scim.base + "/oauth/token", data={
         "grant_type": "client_credentials", "client_id": reader.client_id,
         "client_secret": reader.client_secret}).json()["access_token"]
+    # A token is looked for in the URL's tenant only: another tenant's static token is unknown
+    # here; an access token names its tenant, so one of another tenant is told apart.
+    globex = ClientService(tenants.db, settings).create_client("globex", frozenset({"scim:read"}))
+    globex_access = other_scim.http.post(other_scim.base + "/oauth/token", data={
+        "grant_type": "client_credentials", "client_id": globex.client_id,
+        "client_secret": globex.client_secret}).json()["access_token"]
     cases = {
         "missing": {},
         "malformed": {"Authorization": f"Basic {scim.token}"},
         "unknown": {"Authorization": "Bearer idsync_" + "A" * 43},
+        "unknown_too": {"Authorization": f"Bearer {other_scim.token}"},
         "revoked": {"Authorization": f"Bearer {revoked.token}"},
         "expired": {"Authorization": f"Bearer {expired.token}"},
-        "wrong_tenant": {"Authorization": f"Bearer {other_scim.token}"},
+        "wrong_tenant": {"Authorization": f"Bearer {globex_access}"},
         "bad_signature": {"Authorization": f"Bearer {access[:-6]}AAAAAA"},
     }
     for headers in cases.values():
@@ -115,7 +122,9 @@ def test_auth_failures_are_counted_by_reason(scim: ScimClient, other_scim: ScimC
 
     text = scrape(scim.http)
 
-    expected = {**dict.fromkeys(cases, 1), "tenant_disabled": 1, "insufficient_scope": 1, "invalid_client": 1}
+    expected = {**dict.fromkeys(cases, 1), "unknown": 2, "tenant_disabled": 1, "insufficient_scope": 1,
+                "invalid_client": 1}
+    del expected["unknown_too"]
     assert {dict(labels)["reason"]: v for labels, v in samples(text, "idsync_auth_failures_total").items()} == expected
     # The 403 was authenticated: it counts under its tenant; the 401s under none.
     assert value(text, REQUESTS, tenant="acme", route=USERS, method="POST", status="403") == 1

@@ -40,10 +40,10 @@ def race(monkeypatch: pytest.MonkeyPatch, delete: Callable[[], Any], add: Callab
     add_started = threading.Event()
     real_retire = memberships.retire
 
-    def held_retire(conn: Any, resource_id: str, now: str) -> int:
+    def held_retire(conn: Any, tenant_id: str, resource_id: str, now: str) -> int:
         add_started.wait(5)
         time.sleep(0.3)  # the add is now waiting for a lock the delete holds (or would deadlock)
-        return real_retire(conn, resource_id, now)
+        return real_retire(conn, tenant_id, resource_id, now)
 
     monkeypatch.setattr(memberships, "retire", held_retire)
     outcomes: dict[str, str] = {}
@@ -111,4 +111,4 @@ def test_re_adding_an_existing_member_while_it_is_deleted(monkeypatch: pytest.Mo
     assert outcomes == {"delete": "ok", "add": "ok"}
     assert members_that_are_tombstones(db) == 0
     with db.read() as conn:
-        assert list(memberships.members_of(conn, group.id)) == []
+        assert list(memberships.members_of(conn, acme.tenant_id, group.id)) == []

@@ -167,10 +167,10 @@ def test_a_hold_placed_while_a_purge_runs_is_never_overtaken(
     real_forget = tombstones.memberships.forget
     purging = threading.Event()
 
-    def slow_forget(conn: Any, ids: list[str]) -> None:
+    def slow_forget(conn: Any, tenant_id: str, ids: list[str]) -> None:
         purging.set()
         time.sleep(0.5)  # the hold is placed meanwhile
-        real_forget(conn, ids)
+        real_forget(conn, tenant_id, ids)
 
     monkeypatch.setattr(tombstones.memberships, "forget", slow_forget)
     purge = threading.Thread(target=lambda: TombstoneService(db).purge(None, format_timestamp(NOW)))

@@ -44,3 +44,20 @@ def test_service_provider_config_advertises_sort_bulk_and_both_paging_methods(sc
     assert config["sort"] == {"supported": True} and config["etag"] == {"supported": True}
     assert config["bulk"]["supported"] and config["bulk"]["maxOperations"] == 1000
     assert config["pagination"]["cursor"] and config["pagination"]["index"]
+
+
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+
+
+def test_an_extension_named_by_its_urn_selects_or_drops_the_whole_extension(scim: ScimClient) -> None:
+    user_id = scim.create_user("ada@x.com", displayName="Ada",
+                               **{ENTERPRISE: {"employeeNumber": "7", "department": "R&D"}})["id"]
+    only = scim.get(f"/Users/{user_id}", params={"attributes": ENTERPRISE})
+    assert only.status_code == 200, only.text
+    body = only.json()
+    assert body[ENTERPRISE] == {"employeeNumber": "7", "department": "R&D"}
+    assert "displayName" not in body and "userName" not in body
+    without = scim.get("/Users", params={"excludedAttributes": ENTERPRISE.upper()}).json()["Resources"][0]
+    assert ENTERPRISE not in without and without["displayName"] == "Ada"
+    unknown = scim.get(f"/Users/{user_id}", params={"attributes": "urn:example:params:scim:schemas:nothing:2.0:User"})
+    assert unknown.status_code == 400 and unknown.json()["scimType"] == "invalidValue"
