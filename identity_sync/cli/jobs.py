@@ -15,9 +15,9 @@ import typer
 from identity_sync.cli._common import fail, open_database, print_rows, reported
 from identity_sync.engine.cycle import CycleResult
 from identity_sync.engine.errors import CycleAborted
-from identity_sync.engine.jobs import DEFAULT_RESETS, OFF, RESETS, Credentials, JobError
-from identity_sync.engine.jsonfile import ConfigError, load_json_file
-from identity_sync.engine.logs import ACTIONS, STATUSES, query_events, summary, to_csv
+from identity_sync.engine.jobs import OFF, RESETS, Credentials, JobError, parse_resets
+from identity_sync.engine.jsonfile import ConfigError
+from identity_sync.engine.logs import ACTIONS, STATUSES, event_summary, preview_action, query_events, to_csv
 from identity_sync.engine.secrets import CredentialsError
 from identity_sync.engine.sources import SourceSpecError
 from identity_sync.engine.sources.base import SourceOptions
@@ -160,11 +160,10 @@ def _threshold(value: str | None) -> int | None:
 def _mapping(path: Path | None) -> dict[str, Any] | None:
     if path is None:
         return None
-    from identity_sync.engine.mapping.model import load_mapping_file
+    from identity_sync.engine.mapping.model import read_mapping_file
 
     with _reported():
-        load_mapping_file(path)  # errors name the file, line and column
-        return load_json_file(path).value
+        return read_mapping_file(path)  # errors name the file, line and column
 
 
 @job_app.command("create")
@@ -309,7 +308,7 @@ def job_preview(name: str, as_json: JsonFlag = False) -> None:
     engine = _open()
     with _reported(), _progress_bar(name) as progress:
         result = engine.preview(name, progress=progress)
-    actions = [_action(e) for e in result.events]
+    actions = [preview_action(e) for e in result.events]
     if as_json:
         typer.echo(json.dumps({**result.as_dict(name), "preview": True, "actions": actions}))
         return
@@ -331,7 +330,7 @@ def job_provision(
     engine = _open()
     with _reported():
         result = engine.provision(name, object_id)
-    events = [summary_of(e) for e in result.events]
+    events = [event_summary(e) for e in result.events]
     if as_json:
         typer.echo(json.dumps({"job": name, "object": object_id, "cycle": result.cycle_id, "events": events}))
         return
@@ -371,6 +370,8 @@ def job_logs(
     status: Annotated[str | None, typer.Option(help=f"Only {'|'.join(STATUSES)}.")] = None,
     action: Annotated[str | None, typer.Option(help=f"Only {'|'.join(ACTIONS)}.")] = None,
     object_id: Annotated[str | None, typer.Option("--object", help="Only this source or target id.")] = None,
+    since: Annotated[str | None, typer.Option(help="Only events at or after this UTC time "
+                                                   "(e.g. 2026-11-26T00:00:00Z).")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1_000_000, help="At most this many events.")] = 1_000,
     as_json: JsonFlag = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV (one row per event).")] = False,
@@ -380,11 +381,19 @@ def job_logs(
         _fail(f"--status must be one of {', '.join(STATUSES)}")
     if action is not None and action not in ACTIONS:
         _fail(f"--action must be one of {', '.join(ACTIONS)}")
+    from identity_sync.clock import format_timestamp, parse_timestamp
+
     engine = _open()
     with _reported():
         job = engine.jobs.get(name)
+    try:
+        # Events carry microseconds: `…T00:00:00Z` must mean the start of that second, not after it.
+        cutoff = format_timestamp(parse_timestamp(since)) if since is not None else None
+    except ValueError:
+        _fail(f"--since {since!r}: not a time (e.g. 2026-11-26T00:00:00Z)")
+        raise
     events = query_events(engine.db, job.id, cycle=cycle, status=status, action=action, object_id=object_id,
-                          limit=limit)
+                          limit=limit, since=cutoff)
     if as_json:
         typer.echo(json.dumps({"job": name, "events": events}))
     elif as_csv:
@@ -410,12 +419,7 @@ def job_restart(
     as_json: JsonFlag = False,
 ) -> None:
     """Forget chosen state so that the next cycle starts afresh (provisioning-engine.md §1.3)."""
-    if reset is None:
-        resets = DEFAULT_RESETS
-    elif reset.strip() == "full":
-        resets = frozenset(RESETS)
-    else:
-        resets = frozenset(part.strip() for part in reset.split(",") if part.strip())
+    resets = parse_resets(reset)
     engine = _open()
     with _reported():
         done = engine.jobs.restart(name, resets)
@@ -431,7 +435,7 @@ def job_export(name: str) -> None:
     engine = _open()
     with _reported():
         job = engine.jobs.get(name)
-    typer.echo(json.dumps(job.mapping_document, indent=2, ensure_ascii=False))
+    typer.echo(job.export_text())
 
 
 @job_app.command("import")
@@ -440,25 +444,11 @@ def job_import(name: str, file: Path) -> None:
     document = _mapping(file)
     engine = _open()
     with _reported():
-        engine.jobs.update(name, mapping=document)
+        engine.jobs.import_mapping(name, document or {})
     typer.echo(f"Job '{name}': mappings imported from {file}; the next cycle is an initial one.")
 
 
 # -- output helpers ------------------------------------------------------------------------------
-
-def summary_of(event: Any) -> dict[str, Any]:
-    return summary({"id": None, "at": event.at, "cycle_id": None, "change_id": event.change_id,
-                    "action": event.action, "status": event.status, "error_code": event.error_code,
-                    "reason": event.reason, "source_id": event.source_id, "source_name": event.source_name,
-                    "object_type": event.object_type, "target_id": event.target_id, "steps": event.steps,
-                    "modified": event.modified, "duration_ms": event.duration_ms})
-
-
-def _action(event: Any) -> dict[str, Any]:
-    return {"action": event.action, "status": event.status, "type": event.object_type, "source_id": event.source_id,
-            "name": event.source_name, "target_id": event.target_id, "reason": event.reason,
-            "error_code": event.error_code, "changes": event.modified}
-
 
 def _show(value: Any) -> str:
     if value is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +56,17 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 class JobError(Exception):
     """An operator's mistake about a job (unknown name, bad option); one line."""
+
+
+def parse_resets(text: str | None) -> frozenset[str]:
+    """``job restart --reset``: comma-separated names of :data:`RESETS`, or ``full`` (all of
+    them); nothing is Entra's "Restart provisioning" (:data:`DEFAULT_RESETS`). Unknown names are
+    refused by :meth:`JobService.restart`."""
+    if text is None or not text.strip():
+        return DEFAULT_RESETS
+    if text.strip() == "full":
+        return frozenset(RESETS)
+    return frozenset(part.strip() for part in text.split(",") if part.strip())
 
 
 @dataclass(frozen=True)
@@ -154,6 +166,11 @@ class Job:
 
     def mapping(self) -> MappingConfig:
         return load_mapping_document(self.mapping_document, f"job {self.name} mapping")
+
+    def export_text(self) -> str:
+        """``job export``: the mapping document as JSON (what ``job import`` and ``--mapping`` read).
+        Only the mapping: credentials and source secrets are not part of it."""
+        return json.dumps(self.mapping_document, indent=2, ensure_ascii=False)
 
     def describe(self) -> dict[str, Any]:
         """What ``job show`` prints: everything but secrets."""
@@ -318,6 +335,11 @@ class JobService:
         done["next_cycle"] = "initial" if resets & {"watermark", "connector-data-store"} else (
             "incremental" if job.watermark else "initial")
         return done
+
+    def import_mapping(self, name: str, document: dict[str, Any]) -> Job:
+        """``job import``: replace the job's mappings and scoping filters with a document already
+        validated (mapping.model.read_mapping_file / read_mapping_text); the next cycle is initial."""
+        return self.update(name, mapping=document)
 
     def cycles(self, job: Job, limit: int = 20) -> builtins.list[dict[str, Any]]:
         """The last cycles as ``job show`` prints them (counts flattened into each)."""

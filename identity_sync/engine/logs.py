@@ -67,19 +67,48 @@ def write_events(conn: Connection, job_id: str, cycle_id: str, events: Iterable[
         conn.execute(sa.insert(engine_events), rows[start:start + 200])
 
 
+@dataclass(frozen=True, slots=True)
+class LogFilter:
+    """What ``job logs`` and the console's logs page narrow the events by; every field optional.
+    ``since``/``until`` are stored-form timestamps (clock.format_timestamp), compared as text."""
+
+    cycle: str | None = None
+    status: str | None = None
+    action: str | None = None
+    object_id: str | None = None  # the source anchor or the target id
+    since: str | None = None
+    until: str | None = None
+
+    def check(self) -> None:
+        """One-line errors for values no event can have (the CLI and the console say the same)."""
+        if self.status and self.status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+        if self.action and self.action not in ACTIONS:
+            raise ValueError(f"action must be one of {', '.join(ACTIONS)}")
+
+    def where(self, query: sa.Select[Any]) -> sa.Select[Any]:
+        t = engine_events.c
+        if self.cycle:
+            query = query.where(t.cycle_id == self.cycle)
+        if self.status:
+            query = query.where(t.status == self.status)
+        if self.action:
+            query = query.where(t.action == self.action)
+        if self.object_id:
+            query = query.where(sa.or_(t.source_id == self.object_id, t.target_id == self.object_id))
+        if self.since:
+            query = query.where(t.at >= self.since)
+        if self.until:
+            query = query.where(t.at < self.until)
+        return query
+
+
 def query_events(db: Database, job_id: str, *, cycle: str | None = None, status: str | None = None,
                  action: str | None = None, object_id: str | None = None, limit: int = 1_000,
-                 after: int | None = None) -> list[dict[str, Any]]:
+                 after: int | None = None, since: str | None = None) -> list[dict[str, Any]]:
     t = engine_events.c
-    query = sa.select(engine_events).where(t.job_id == job_id)
-    if cycle:
-        query = query.where(t.cycle_id == cycle)
-    if status:
-        query = query.where(t.status == status)
-    if action:
-        query = query.where(t.action == action)
-    if object_id:
-        query = query.where(sa.or_(t.source_id == object_id, t.target_id == object_id))
+    query = LogFilter(cycle, status, action, object_id, since).where(
+        sa.select(engine_events).where(t.job_id == job_id))
     if after is not None:
         # Paging forward through an export: the next events after the last one seen, oldest first.
         query = query.where(t.id > after).order_by(t.id).limit(limit)
@@ -89,6 +118,28 @@ def query_events(db: Database, job_id: str, *, cycle: str | None = None, status:
     query = query.order_by(t.id.desc()).limit(limit)
     with db.read() as conn:
         return [summary(row._mapping) for row in reversed(conn.execute(query).all())]
+
+
+def page_events(db: Database, job_id: str, log_filter: LogFilter, *, before: int | None = None,
+                limit: int = 50) -> tuple[list[dict[str, Any]], int | None]:
+    """One page of events, newest first, and the ``before`` of the next (older) page (``None``:
+    this is the last). Keyset paging on the id: a page costs the same deep in a long log."""
+    t = engine_events.c
+    query = log_filter.where(sa.select(engine_events).where(t.job_id == job_id))
+    if before is not None:
+        query = query.where(t.id < before)
+    with db.read() as conn:
+        rows = conn.execute(query.order_by(t.id.desc()).limit(limit + 1)).all()
+    events = [summary(row._mapping) for row in rows[:limit]]
+    return events, (events[-1]["id"] if len(rows) > limit else None)
+
+
+def get_event(db: Database, job_id: str, event_id: int) -> dict[str, Any] | None:
+    """One event of the job (``None``: no such event, or another job's)."""
+    t = engine_events.c
+    with db.read() as conn:
+        row = conn.execute(sa.select(engine_events).where(t.job_id == job_id, t.id == event_id)).first()
+    return None if row is None else summary(row._mapping)
 
 
 def summary(row: Any) -> dict[str, Any]:
@@ -106,6 +157,22 @@ def summary(row: Any) -> dict[str, Any]:
         "provisioningSteps": row["steps"], "modifiedProperties": row["modified"],
         "durationInMilliseconds": row["duration_ms"],
     }
+
+
+def event_summary(event: ProvisioningEvent) -> dict[str, Any]:
+    """An event not stored (on-demand provisioning, preview) in the shape of :func:`summary`."""
+    return summary({"id": None, "at": event.at, "cycle_id": None, "change_id": event.change_id,
+                    "action": event.action, "status": event.status, "error_code": event.error_code,
+                    "reason": event.reason, "source_id": event.source_id, "source_name": event.source_name,
+                    "object_type": event.object_type, "target_id": event.target_id, "steps": event.steps,
+                    "modified": event.modified, "duration_ms": event.duration_ms})
+
+
+def preview_action(event: ProvisioningEvent) -> dict[str, Any]:
+    """One line of ``job preview``: what a cycle would do to one object, with its changes."""
+    return {"action": event.action, "status": event.status, "type": event.object_type, "source_id": event.source_id,
+            "name": event.source_name, "target_id": event.target_id, "reason": event.reason,
+            "error_code": event.error_code, "changes": event.modified}
 
 
 CSV_COLUMNS = ("id", "activityDateTime", "cycleId", "changeId", "identityType", "sourceId", "displayName",

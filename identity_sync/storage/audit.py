@@ -4,7 +4,7 @@ read by the operator's CLI. Nothing here updates or deletes an event."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import orjson
@@ -72,4 +72,43 @@ def events(conn: Connection, *, tenant_id: str | None, since: str | None, resour
         query = query.where(audit_events.c.at >= since)
     if resource_id is not None:
         query = query.where(audit_events.c.resource_id == resource_id)
+    return [{**row._asdict(), "attributes": orjson.loads(row.attributes)} for row in conn.execute(query)]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    """The console's filters of the trail; every field optional (``tenant_id`` ``""`` is the
+    service's own events). ``since``/``until`` are stored-form timestamps: ``since <= at < until``."""
+
+    tenant_id: str | None = None
+    actor: str | None = None
+    action: str | None = None
+    resource_type: str | None = None
+    resource_id: str | None = None
+    since: str | None = None
+    until: str | None = None
+
+    def where(self, query: sa.Select[Any]) -> sa.Select[Any]:
+        t = audit_events.c
+        for name in ("tenant_id", "actor", "action", "resource_type", "resource_id"):
+            value = getattr(self, name)
+            if value is not None:
+                query = query.where(t[name] == value)
+        if self.since is not None:
+            query = query.where(t.at >= self.since)
+        if self.until is not None:
+            query = query.where(t.at < self.until)
+        return query
+
+    def is_empty(self) -> bool:
+        return all(getattr(self, f.name) is None for f in fields(self))
+
+
+def newest(conn: Connection, audit_filter: AuditFilter, *, before: int | None, limit: int) -> list[dict[str, Any]]:
+    """Up to ``limit`` events matching, newest first, of ids below ``before`` (keyset paging: a
+    page deep in a long trail costs what the first does)."""
+    query = audit_filter.where(sa.select(audit_events))
+    if before is not None:
+        query = query.where(audit_events.c.id < before)
+    query = query.order_by(audit_events.c.id.desc()).limit(limit)
     return [{**row._asdict(), "attributes": orjson.loads(row.attributes)} for row in conn.execute(query)]

@@ -178,6 +178,9 @@ audit_events = sa.Table(
     sa.PrimaryKeyConstraint("tenant_id", "id"),
     sa.Index("ix_audit_events_id", "id"),
     sa.Index("ix_audit_events_resource", "resource_id", "id"),
+    # The console's audit page (migration 0017): a time range, one actor.
+    sa.Index("ix_audit_events_at", "at", "id"),
+    sa.Index("ix_audit_events_actor", "actor", "id"),
 )
 
 # -- OAuth 2.0 clients and Entra trust (issue 5; see docs/security.md) ------------------------------

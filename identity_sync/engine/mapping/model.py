@@ -162,6 +162,30 @@ def load_mapping_file(path: Path) -> MappingConfig:
         raise MappingError(str(exc)) from None
 
 
+def read_mapping_file(path: Path) -> dict[str, Any]:
+    """A mapping file's document, validated (``job import``, ``--mapping``); errors name the
+    file, line and column, in one line."""
+    try:
+        located = load_json_file(path)
+    except ConfigError as exc:
+        raise MappingError(str(exc)) from None
+    parse_mapping(located)
+    return located.value
+
+
+def read_mapping_text(text: str, origin: str) -> dict[str, Any]:
+    """A mapping document given as text (the console's import form), validated exactly as a file
+    is; errors name ``origin``, the line and the column."""
+    try:
+        located = load_json_text(text, origin)
+    except ConfigError as exc:
+        raise MappingError(str(exc)) from None
+    parse_mapping(located)
+    if not isinstance(located.value, dict):  # parse_mapping refused it already; for the type checker
+        raise MappingError(f"{origin}: a mapping document is a JSON object")
+    return located.value
+
+
 def load_mapping_document(data: Any, origin: str = "mapping") -> MappingConfig:
     """A mapping from an already-parsed document (the job's stored copy)."""
     import json
