@@ -249,12 +249,44 @@ class Settings(BaseSettings):
     #: Mark the session cookie ``Secure`` (sent over HTTPS only). Turn off only to use the console
     #: over plain HTTP on loopback.
     console_secure_cookies: bool = True
+    #: Sign-in through an OpenID Connect provider (console/oidc.py; docs/console.md, Single sign-on):
+    #: its issuer URL (``https://login.example.com/realms/staff``; unset: password logins only).
+    console_oidc_issuer: str | None = None
+    console_oidc_client_id: str | None = None
+    #: A file holding the client secret (trailing newline ignored; read at each sign-in). Unset: a
+    #: public client (PKCE only).
+    console_oidc_client_secret_file: Path | None = None
+    #: The one redirect URI sent to the provider (register it there); default:
+    #: ``<public_url>/admin/oidc/callback``.
+    console_oidc_redirect_uri: str | None = None
+    #: The ID token claim matched to an existing operator's name. No account is ever created by a
+    #: sign-in; ``email`` needs ``email_verified: true``.
+    console_oidc_operator_claim: Literal["email", "preferred_username", "sub"] = "email"
+    console_oidc_scopes: str = "openid email profile"
     # -- observability (docs/observability.md) --
     #: Serve Prometheus metrics at ``/metrics`` (off: that path is 404).
     metrics_enabled: bool = True
     #: A file holding the bearer token ``/metrics`` then requires (trailing newline ignored; read at
     #: each scrape, so a rotated token needs no restart). Unset: ``/metrics`` is open, like ``/healthz``.
     metrics_token_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> Settings:
+        if self.console_oidc_issuer is None:
+            return self
+        if not self.console_oidc_client_id:
+            raise ValueError("IDSYNC_CONSOLE_OIDC_ISSUER is set: set IDSYNC_CONSOLE_OIDC_CLIENT_ID too")
+        if self.console_oidc_redirect_uri is None and self.public_url is None:
+            raise ValueError("IDSYNC_CONSOLE_OIDC_ISSUER is set: set IDSYNC_CONSOLE_OIDC_REDIRECT_URI (or "
+                             "IDSYNC_PUBLIC_URL, whose /admin/oidc/callback it then is)")
+        if "openid" not in self.console_oidc_scopes.split():
+            raise ValueError("IDSYNC_CONSOLE_OIDC_SCOPES must include openid")
+        return self
+
+    def resolved_oidc_redirect_uri(self) -> str:
+        if self.console_oidc_redirect_uri:
+            return self.console_oidc_redirect_uri
+        return f"{(self.public_url or '').rstrip('/')}/admin/oidc/callback"
 
     @model_validator(mode="after")
     def _smtp_complete(self) -> Settings:

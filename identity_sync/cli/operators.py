@@ -13,9 +13,9 @@ from typing import Annotated
 import typer
 
 from identity_sync.cli._common import fail, open_database, print_rows
-from identity_sync.service.operators import ROLES, OperatorError, OperatorService, check_password
+from identity_sync.service.operators import ROLES, TENANT_ADMIN, OperatorError, OperatorService, check_password
 
-operator_app = typer.Typer(help="Operators of the web console (/admin): create, list, disable.",
+operator_app = typer.Typer(help="Operators of the web console (/admin): create, list, disable, set a password.",
                            no_args_is_help=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
@@ -56,8 +56,10 @@ def _password(password_file: Path | None) -> str:
 @operator_app.command("create")
 def operator_create(
     name: str,
-    role: Annotated[str, typer.Option(help=f"What the operator may do: {' or '.join(ROLES)} (viewer: see only).")]
-    = "viewer",
+    role: Annotated[str, typer.Option(help=f"What the operator may do: {', '.join(ROLES)} (viewer: see only; "
+                                           "tenant-admin: one tenant only, with --tenant).")] = "viewer",
+    tenant: Annotated[str | None, typer.Option("--tenant", help="The one tenant a tenant-admin sees and manages.")]
+    = None,
     password_file: Annotated[Path | None, typer.Option("--password-file", help="A file holding the password (its "
                                                        "first line); else it is asked for, twice.")] = None,
     as_json: JsonFlag = False,
@@ -65,17 +67,20 @@ def operator_create(
     """Create an operator who may log in to the console (password: 12 characters or more)."""
     if role not in ROLES:
         _fail(f"--role must be one of {', '.join(ROLES)}")
+    if (role == TENANT_ADMIN) != (tenant is not None):
+        _fail("--role tenant-admin needs --tenant NAME, and --tenant needs --role tenant-admin")
     service = _service()  # before the prompt: no password is asked for a database that is not there
     password = _password(password_file)
     try:
-        operator = service.create(name, role, password)
+        operator = service.create(name, role, password, tenant=tenant)
     except OperatorError as exc:
         _fail(str(exc))
         return
     if as_json:
         typer.echo(json.dumps(operator.describe()))
     else:
-        typer.echo(f"Operator '{operator.name}' created ({operator.role}); log in at /admin/login.")
+        scope = f" of tenant '{operator.tenant}'" if operator.tenant else ""
+        typer.echo(f"Operator '{operator.name}' created ({operator.role}{scope}); log in at /admin/login.")
 
 
 @operator_app.command("list")
@@ -84,14 +89,30 @@ def operator_list(as_json: JsonFlag = False) -> None:
     rows = [o.describe() for o in _service().list()]
     if not as_json:
         rows = [{**row, "disabled": "yes" if row["disabled"] else "no"} for row in rows]
-    print_rows(rows, as_json, "operators", ("operator", "role", "created_at", "disabled"))
+    print_rows(rows, as_json, "operators", ("operator", "role", "tenant", "created_at", "disabled"))
 
 
 @operator_app.command("disable")
 def operator_disable(name: str) -> None:
-    """Disable an operator: no more logins, and their open sessions end at their next request."""
+    """Disable an operator: no more logins, and their open console sessions end."""
     try:
         _service().disable(name)
     except OperatorError as exc:
         _fail(str(exc))
     typer.echo(f"Operator '{name}' disabled.")
+
+
+@operator_app.command("password")
+def operator_password(
+    name: str,
+    password_file: Annotated[Path | None, typer.Option("--password-file", help="A file holding the new password "
+                                                       "(its first line); else it is asked for, twice.")] = None,
+) -> None:
+    """Set an operator's password; their open console sessions end."""
+    service = _service()
+    password = _password(password_file)
+    try:
+        service.set_password(name, password)
+    except OperatorError as exc:
+        _fail(str(exc))
+    typer.echo(f"Operator '{name}': password changed; their console sessions have ended.")

@@ -1,30 +1,35 @@
-"""Who is looking at the console: sessions in signed cookies, CSRF tokens, the login rate limit.
+"""Who is looking at the console: server-side sessions, CSRF tokens, the shared login rate limit.
 
-**Sessions** live in the cookie itself, signed with HMAC-SHA256 (itsdangerous) under a key of
-the console's own, so that every worker process (and every node given the same key file) accepts
-any other's cookies without a session table. The payload names the operator, carries the CSRF
-token, when the session began, when it was last used, and a fingerprint of the operator's
-password hash. Each request checks them all against the clock and the ``operators`` row: a
-session is over after ``console_session_idle_minutes`` without a page view, after
-:data:`MAX_SESSION_HOURS` whatever happens, as soon as its operator is disabled, or once the
-password changes. Logging out deletes the cookie; a copy of it taken before stays good until
-one of those (there is no server-side list of sessions to strike it from).
+**Sessions** are rows of ``console_sessions``. The cookie carries a random session id (256 bits)
+and the session's CSRF token, signed with HMAC-SHA256 (itsdangerous) under a key of the console's
+own; the row, keyed by the SHA-256 of the id (a copy of the table opens no session), names the
+operator and holds the CSRF token's digest, when the session began, when it was last used, the
+client's address and user agent, and a fingerprint of the operator's password hash. Each request
+checks them all against the clock and the ``operators`` row: a session is over after
+``console_session_idle_minutes`` without a page view, after :data:`MAX_SESSION_HOURS` whatever
+happens, as soon as its operator is disabled, or once the password changes. Logging out, disabling
+the operator and a new password delete the rows (service/operators.py): a copy of the cookie taken
+before is worth nothing after. Expired rows are deleted when met and at every login. Every worker
+and node reads the same table, so any of them serves any session.
 
-**The key** is 32 random bytes in ``<data_dir>/console.key`` (0600), made on first use. Not the
-signing-key passphrase: that one is optional, and a session key derived from it would change
-when it is rotated; a key file of its own can be deleted to end every session at once. Several
-nodes behind one address need the same file (like ``credentials.key``).
+**The key** is 32 random bytes in ``<data_dir>/console.key`` (0600), made on first use. It signs
+the cookies (a forged cookie is refused before any database read) and the short-lived OIDC
+sign-in cookie (console/oidc.py). Several nodes behind one address need the same file.
 
 **CSRF**: every form carries the session's token in a hidden field ``csrf_token``; a POST
 without the right one is refused (403). The login form has one too, from a short anonymous
-session cookie set by the login page, so that another site cannot log a browser in as someone
-else either. The cookies are ``SameSite=Lax`` on top: Strict would drop the cookie on the first
-page after following a link from elsewhere (a ticket, a mail) and show the login page for
-nothing; Lax still keeps it off every cross-site POST.
+cookie set by the login page (no row: a stranger loading the login page writes nothing), so that
+another site cannot log a browser in as someone else either. The cookies are ``SameSite=Lax``:
+Strict would drop the cookie on the first page after following a link from elsewhere (a ticket,
+a mail) and show the login page for nothing; Lax still keeps it off every cross-site POST (and
+lets the OIDC provider's redirect back, a top-level GET, carry the sign-in cookie).
 
-**Login rate limit**: 5 failures for one name from one client address within 15 minutes
-refuse that pair for 15 minutes, right password or not. It is kept in memory, per process: a
-service run with N workers allows up to N times as many guesses (argon2 keeps each one slow).
+**Login rate limit** (``console_login_failures``, shared by every worker and node): 5 failures
+for one name from one client address within 15 minutes refuse that pair until the oldest of
+them is 15 minutes old, right password or not; :data:`ADDRESS_FAILURES_ALLOWED` failures from
+one address whatever the names refuse that address the same way (password spraying: one guess
+at each of many names). A success clears its pair, never the address's count (one account of
+one's own must not reset a spray).
 """
 
 from __future__ import annotations
@@ -33,17 +38,18 @@ import hashlib
 import hmac
 import os
 import secrets
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from identity_sync.service.operators import Operator
+from identity_sync.storage.db import Database
+from identity_sync.storage.tables import console_login_failures, console_sessions
 
 KEY_FILE = "console.key"
 #: A session ends this long after the login, however active.
@@ -51,9 +57,13 @@ MAX_SESSION_HOURS = 12
 #: How long the anonymous cookie of the login form lives (its CSRF token).
 LOGIN_COOKIE_SECONDS = 3_600
 FAILURES_ALLOWED = 5
+#: Failures from one client address, whatever the names, before the address is refused.
+ADDRESS_FAILURES_ALLOWED = 20
 FAILURE_WINDOW_SECONDS = 15 * 60
-LOCKOUT_SECONDS = 15 * 60
 CSRF_FIELD = "csrf_token"
+#: A page view writes ``seen_at`` only if the last write is older than this: the idle timeout is
+#: then exact to within these seconds, and a busy operator costs a write a minute, not one a page.
+TOUCH_EVERY_SECONDS = 30
 
 
 def console_key(data_dir: Path) -> bytes:
@@ -82,8 +92,12 @@ def console_key(data_dir: Path) -> bytes:
 
 
 def password_fingerprint(operator: Operator) -> str:
-    """Binds a session to the password it was opened with, without putting the hash in a cookie."""
+    """Binds a session to the password it was opened with, without storing the hash twice."""
     return hashlib.sha256(operator.password_hash.encode()).hexdigest()[:16]
+
+
+def digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,57 +107,97 @@ class Session:
     began: float
     seen: float
     fingerprint: str = ""
-
-    def as_payload(self) -> dict[str, Any]:
-        return {"op": self.operator_id, "csrf": self.csrf, "began": self.began, "seen": self.seen,
-                "pw": self.fingerprint}
+    sid: str = ""  # the random id the cookie carries (empty: anonymous, no row)
 
 
 class Sessions:
-    def __init__(self, key: bytes, idle_seconds: float, secure: bool,
+    def __init__(self, key: bytes, idle_seconds: float, secure: bool, db: Database,
                  clock: Callable[[], float] = time.time) -> None:
         self.serializer = URLSafeSerializer(key, salt="identity-sync console session")
         self.idle_seconds = idle_seconds
         self.secure = secure
+        self.db = db
         self.clock = clock
         # __Host-: the browser accepts it only Secure, for Path=/ and from this very host (no
         # sibling domain can set or shadow it). Over plain HTTP the prefix would be refused.
         self.cookie = "__Host-idsync-console" if secure else "idsync-console"
 
-    def new(self, operator: Operator | None) -> Session:
+    def anonymous(self) -> Session:
+        """The login form's session: a CSRF token in a cookie, nothing stored."""
         now = self.clock()
-        return Session(operator.id if operator else None, secrets.token_urlsafe(32), now, now,
-                       password_fingerprint(operator) if operator else "")
+        return Session(None, secrets.token_urlsafe(32), now, now)
 
-    def touched(self, session: Session) -> Session:
-        return Session(session.operator_id, session.csrf, session.began, self.clock(), session.fingerprint)
+    def open(self, operator: Operator, client: str, user_agent: str, via: str) -> Session:
+        """A new session of ``operator`` (a row), after clearing out every expired one."""
+        now = self.clock()
+        session = Session(operator.id, secrets.token_urlsafe(32), now, now, password_fingerprint(operator),
+                          secrets.token_urlsafe(32))
+        c = console_sessions.c
+        with self.db.write() as conn:
+            conn.execute(sa.delete(console_sessions).where(sa.or_(
+                c.seen_at < now - self.idle_seconds, c.created_at < now - MAX_SESSION_HOURS * 3_600)))
+            conn.execute(sa.insert(console_sessions).values(
+                id=digest(session.sid), operator_id=operator.id, csrf_digest=digest(session.csrf),
+                password_fingerprint=session.fingerprint, created_at=now, seen_at=now, client=client[:64],
+                user_agent=user_agent[:200], via=via[:16]))
+        return session
 
     def read(self, cookies: dict[str, str]) -> Session | None:
-        """The session of a request's cookie, if the signature holds and it has not expired."""
+        """The session of a request's cookie, if the signature holds, its row exists and it has not
+        expired (an expired row is deleted). Reads the database: call it off the event loop."""
         raw = cookies.get(self.cookie)
         if not raw:
             return None
         try:
             data = self.serializer.loads(raw)
-            session = Session(data["op"], str(data["csrf"]), float(data["began"]), float(data["seen"]),
-                              str(data.get("pw", "")))
-        except (BadSignature, KeyError, TypeError, ValueError):
+            csrf, sid = str(data["csrf"]), str(data.get("sid") or "")
+            began = float(data.get("began", 0))
+        except (BadSignature, KeyError, TypeError, ValueError, AttributeError):
             return None
         now = self.clock()
-        if session.operator_id is None:
-            return session if now - session.began <= LOGIN_COOKIE_SECONDS else None
-        if now - session.seen > self.idle_seconds or now - session.began > MAX_SESSION_HOURS * 3_600:
+        if not sid:
+            return Session(None, csrf, began, began) if 0 <= now - began <= LOGIN_COOKIE_SECONDS else None
+        key = digest(sid)
+        with self.db.read() as conn:
+            row = conn.execute(sa.select(console_sessions).where(console_sessions.c.id == key)).first()
+        if row is None or not hmac.compare_digest(row.csrf_digest, digest(csrf)):
             return None
-        return session
+        if now - row.seen_at > self.idle_seconds or now - row.created_at > MAX_SESSION_HOURS * 3_600:
+            self.end_id(key)
+            return None
+        return Session(row.operator_id, csrf, row.created_at, row.seen_at, row.password_fingerprint, sid)
+
+    def touched(self, session: Session) -> Session:
+        """The session used now: its ``seen_at`` written (at most every few seconds)."""
+        now = self.clock()
+        if not session.sid or now - session.seen < TOUCH_EVERY_SECONDS:
+            return session
+        with self.db.write() as conn:
+            conn.execute(sa.update(console_sessions).where(console_sessions.c.id == digest(session.sid))
+                         .values(seen_at=now))
+        return replace(session, seen=now)
+
+    def end(self, session: Session) -> None:
+        if session.sid:
+            self.end_id(digest(session.sid))
+
+    def end_id(self, key: str) -> None:
+        with self.db.write() as conn:
+            conn.execute(sa.delete(console_sessions).where(console_sessions.c.id == key))
 
     def valid_for(self, session: Session, operator: Operator | None) -> bool:
         return (operator is not None and not operator.disabled and operator.id == session.operator_id
                 and hmac.compare_digest(session.fingerprint, password_fingerprint(operator)))
 
     def cookie_options(self, session: Session) -> dict[str, Any]:
-        """What ``Response.set_cookie`` takes for this session."""
-        max_age = LOGIN_COOKIE_SECONDS if session.operator_id is None else MAX_SESSION_HOURS * 3_600
-        return {"key": self.cookie, "value": self.serializer.dumps(session.as_payload()), "max_age": max_age,
+        """What ``Response.set_cookie`` takes for this session (set once, at login: the row, not
+        the cookie, knows when it was last used)."""
+        value: dict[str, Any]
+        if session.sid:
+            value, max_age = {"sid": session.sid, "csrf": session.csrf}, MAX_SESSION_HOURS * 3_600
+        else:
+            value, max_age = {"csrf": session.csrf, "began": session.began}, LOGIN_COOKIE_SECONDS
+        return {"key": self.cookie, "value": self.serializer.dumps(value), "max_age": max_age,
                 "path": "/", "secure": self.secure, "httponly": True, "samesite": "lax"}
 
     def delete_options(self) -> dict[str, Any]:
@@ -156,54 +210,49 @@ def csrf_ok(session: Session | None, submitted: object) -> bool:
 
 
 class LoginLimiter:
-    """Failed logins per (name, client address), in memory (see the module's docstring)."""
+    """Failed logins per (name, client address) and per address, in the database (see the
+    module's docstring). Each method is one short transaction: call them off the event loop."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
+        self.db = db
         self.clock = clock
-        self._failures: dict[tuple[str, str], deque[float]] = {}
-        self._locked: dict[tuple[str, str], float] = {}
-        self._lock = threading.Lock()
 
     @staticmethod
-    def _key(name: str, client: str) -> tuple[str, str]:
+    def _name(name: str) -> str:
         # A digest, not the name: what someone typed as a name may be a password.
-        return hashlib.sha256(name.casefold().encode()).hexdigest(), client
+        return digest(name.casefold())
 
     def retry_after(self, name: str, client: str) -> int:
         """Seconds until ``name`` may try again from ``client`` (0: now)."""
-        key = self._key(name, client)
-        with self._lock:
-            until = self._locked.get(key)
-            if until is None:
-                return 0
-            left = until - self.clock()
-            if left <= 0:
-                del self._locked[key]
-                return 0
-            return int(left) + 1
+        now = self.clock()
+        since = now - FAILURE_WINDOW_SECONDS
+        t = console_login_failures.c
+        with self.db.read() as conn:
+            pair = conn.execute(sa.select(t.at).where(t.client == client[:64], t.name_digest == self._name(name),
+                                                      t.at > since).order_by(t.at.desc())
+                                .limit(FAILURES_ALLOWED)).scalars().all()
+            address = conn.execute(sa.select(t.at).where(t.client == client[:64], t.at > since)
+                                   .order_by(t.at.desc()).limit(ADDRESS_FAILURES_ALLOWED)).scalars().all()
+        waits = [0.0]
+        # Refused until the oldest of the last N failures leaves the window: then fewer than N are in it.
+        if len(pair) >= FAILURES_ALLOWED:
+            waits.append(pair[-1] + FAILURE_WINDOW_SECONDS - now)
+        if len(address) >= ADDRESS_FAILURES_ALLOWED:
+            waits.append(address[-1] + FAILURE_WINDOW_SECONDS - now)
+        wait = max(waits)
+        return int(wait) + 1 if wait > 0 else 0
 
     def failed(self, name: str, client: str) -> None:
-        key = self._key(name, client)
         now = self.clock()
-        with self._lock:
-            window = self._failures.setdefault(key, deque())
-            window.append(now)
-            while window and now - window[0] > FAILURE_WINDOW_SECONDS:
-                window.popleft()
-            if len(window) >= FAILURES_ALLOWED:
-                self._locked[key] = now + LOCKOUT_SECONDS
-                window.clear()
-            self._forget_old(now)
+        t = console_login_failures.c
+        with self.db.write() as conn:
+            conn.execute(sa.delete(console_login_failures).where(t.at < now - FAILURE_WINDOW_SECONDS))
+            conn.execute(sa.insert(console_login_failures).values(name_digest=self._name(name), client=client[:64],
+                                                                  at=now))
 
     def succeeded(self, name: str, client: str) -> None:
-        with self._lock:
-            self._failures.pop(self._key(name, client), None)
-
-    def _forget_old(self, now: float) -> None:
-        # Bounded memory under a spray of names: windows with nothing recent go.
-        if len(self._failures) > 10_000:
-            for key in [k for k, w in self._failures.items() if not w or now - w[-1] > FAILURE_WINDOW_SECONDS]:
-                del self._failures[key]
-        if len(self._locked) > 10_000:
-            for key in [k for k, until in self._locked.items() if until <= now]:
-                del self._locked[key]
+        t = console_login_failures.c
+        with self.db.write() as conn:  # the pair's failures stay, under no name: they count for the address
+            conn.execute(sa.update(console_login_failures).where(t.client == client[:64],
+                                                                 t.name_digest == self._name(name))
+                         .values(name_digest="-"))

@@ -16,12 +16,14 @@ from identity_sync.config import Settings
 from identity_sync.engine.jobs import Job, JobService
 from identity_sync.engine.operations import STATES, JobOperations
 from identity_sync.engine.tables import engine_cycles, engine_events
+from identity_sync.observability.history import ERROR_CLASSES
+from identity_sync.observability.history import NO_TENANT as HISTORY_NO_TENANT
 from identity_sync.scim.registry import GROUP, USER
 from identity_sync.service.operators import NO_TENANT
 from identity_sync.storage import counts
 from identity_sync.storage import tenants as tenant_store
 from identity_sync.storage.db import Database
-from identity_sync.storage.tables import audit_events
+from identity_sync.storage.tables import audit_events, request_counts
 
 HOURS = 24
 
@@ -44,6 +46,7 @@ class Chart:
     peak: int
     width: int = 480
     height: int = 120
+    failed_word: str = "failed"  # what the red part of a bar is called
 
     @property
     def bar_width(self) -> float:
@@ -58,11 +61,12 @@ class Chart:
         return sum(bar.failed for bar in self.bars)
 
 
-def hourly_chart(title: str, caption: str, values: dict[str, int], failed: dict[str, int], now: datetime) -> Chart:
+def hourly_chart(title: str, caption: str, values: dict[str, int], failed: dict[str, int], now: datetime,
+                 failed_word: str = "failed") -> Chart:
     """Bars for the last 24 hours (the current one last) from counts keyed ``YYYY-MM-DDTHH``."""
     hours = [(now - timedelta(hours=HOURS - 1 - i)).strftime("%Y-%m-%dT%H") for i in range(HOURS)]
     peak = max([values.get(h, 0) for h in hours] + [1])
-    chart = Chart(title, caption, [], peak)
+    chart = Chart(title, caption, [], peak, failed_word=failed_word)
     step = chart.width / HOURS
     for i, hour in enumerate(hours):
         value, bad = values.get(hour, 0), min(failed.get(hour, 0), values.get(hour, 0))
@@ -76,6 +80,26 @@ def _per_hour(conn: sa.Connection, column: sa.ColumnElement[Any], since: str,
     hour = sa.func.substr(column, 1, 13)  # "YYYY-MM-DDTHH" of the stored UTC timestamp
     query = sa.select(hour, sa.func.count()).where(column >= since, *where).group_by(hour)
     return {row[0]: row[1] for row in conn.execute(query)}
+
+
+def request_totals(conn: sa.Connection, now: datetime) -> tuple[dict[str, tuple[int, int]], dict[str, int],
+                                                                dict[str, int]]:
+    """From the request history (observability/history.py), the last 24 hours: (requests, errors)
+    per tenant name (``-``: not authenticated), and requests and errors of the tenants per hour."""
+    t = request_counts.c
+    since = int(now.timestamp()) // 60 - HOURS * 60
+    is_error = t.status_class.in_(ERROR_CLASSES)
+    errors = sa.func.sum(sa.case((is_error, t.count), else_=0))
+    per_tenant = {row[0]: (int(row[1]), int(row[2] or 0)) for row in conn.execute(
+        sa.select(t.tenant, sa.func.sum(t.count), errors).where(t.minute > since).group_by(t.tenant))}
+    hour = t.minute - t.minute % 60  # the first minute of the hour: integer arithmetic in both databases
+    requests_per_hour: dict[str, int] = {}
+    errors_per_hour: dict[str, int] = {}
+    for row in conn.execute(sa.select(hour, sa.func.sum(t.count), errors)
+                            .where(t.minute > since, t.tenant != HISTORY_NO_TENANT).group_by(hour)):
+        key = datetime.fromtimestamp(int(row[0]) * 60, UTC).strftime("%Y-%m-%dT%H")
+        requests_per_hour[key], errors_per_hour[key] = int(row[1]), int(row[2] or 0)
+    return per_tenant, requests_per_hour, errors_per_hour
 
 
 class ConsoleData:
@@ -92,10 +116,13 @@ class ConsoleData:
             changes = {row[0]: row[1] for row in conn.execute(
                 sa.select(audit_events.c.tenant_id, sa.func.count()).where(audit_events.c.at >= since)
                 .group_by(audit_events.c.tenant_id))}
+            requests, requests_per_hour, errors_per_hour = request_totals(conn, now)
             rows = [{"name": t["name"], "status": t["status"],
                      "users": counts.read(conn, t["id"], USER.name).live,
                      "groups": counts.read(conn, t["id"], GROUP.name).live,
-                     "changes": changes.get(t["id"], 0)} for t in tenants]
+                     "changes": changes.get(t["id"], 0),
+                     "requests": requests.get(t["name"], (0, 0))[0],
+                     "errors": requests.get(t["name"], (0, 0))[1]} for t in tenants]
             changes_per_hour = _per_hour(conn, audit_events.c.at, since, audit_events.c.tenant_id != NO_TENANT)
             engine_per_hour = _per_hour(conn, engine_events.c.at, since)
             engine_failed = _per_hour(conn, engine_events.c.at, since, engine_events.c.status == "failure")
@@ -105,7 +132,11 @@ class ConsoleData:
             "tenants": rows,
             "jobs": jobs,
             "jobs_by_state": [(state, by_state.get(state, 0)) for state in STATES],
+            "unauthenticated": requests.get(HISTORY_NO_TENANT, (0, 0)),
             "charts": [
+                hourly_chart("SCIM requests per hour", "Requests of every tenant that authenticated; errors "
+                             "(status 400 and above) in red (last 24 h, UTC; counted by each process, saved "
+                             "every 10 s).", requests_per_hour, errors_per_hour, now, "errors"),
                 hourly_chart("SCIM changes per hour", "Creates, updates and deletes of users and groups, from the "
                              "audit trail (last 24 h, UTC).", changes_per_hour, {}, now),
                 hourly_chart("Engine: objects provisioned per hour", "Provisioning log entries of every job; "

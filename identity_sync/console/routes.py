@@ -3,7 +3,15 @@
 
 Every page needs a session (else: the login page); every POST needs the session's CSRF token
 (else 403); every POST but logout needs the ``admin`` role (else 403). Logins, failed logins,
-logouts and job actions are audit events of no tenant (service/operators.py). Pages are
+logouts and job actions are audit events of no tenant (service/operators.py).
+
+**Tenant admins** (role ``tenant-admin``, bound to one tenant) are denied by default: a page or
+action answers them 404 — the same as a page that does not exist, so that they cannot learn which
+other tenants exist — unless it opts in with ``tenant_admin="own"`` (the route has a ``{name}``
+path parameter and it is their tenant; the action is then allowed without the admin role),
+``tenant_admin="see"`` (their tenant's, but the action still needs the admin role: 403) or
+``tenant_admin="allow"`` (logout). ``/admin`` itself sends them to their tenant's page. A page added
+later without the option is therefore closed to them. Pages are
 answered with a Content-Security-Policy that allows no inline script or style and nothing from
 another origin, and are never cached.
 """
@@ -14,8 +22,8 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs
+from typing import Any, Literal
+from urllib.parse import parse_qs, quote
 
 import anyio.to_thread
 import jinja2
@@ -31,11 +39,11 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from identity_sync.config import Settings
-from identity_sync.console import audit, jobs
+from identity_sync.console import audit, jobs, oidc, tenants
 from identity_sync.console.auth import CSRF_FIELD, LoginLimiter, Session, Sessions, console_key, csrf_ok
 from identity_sync.console.pages import ConsoleData
 from identity_sync.engine.operations import JobOperations
-from identity_sync.service.operators import Operator, OperatorError, OperatorService, record_event
+from identity_sync.service.operators import NO_TENANT, Operator, OperatorError, OperatorService, record_event
 from identity_sync.storage.db import Database
 
 log = structlog.get_logger("identity_sync.console")
@@ -48,6 +56,8 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
 Handler = Callable[[Request, Session, Operator], Awaitable[Response]]
+#: Whether a route is open to tenant admins (see the module's docstring); "deny" by default.
+TenantAdmin = Literal["deny", "own", "see", "allow"]
 
 
 class Console:
@@ -58,8 +68,9 @@ class Console:
         self.operators = OperatorService(db)
         self.data = ConsoleData(db, settings)
         self.operations = JobOperations(self.data.jobs)
-        self.limiter = LoginLimiter()
+        self.limiter = LoginLimiter(db)
         self._sessions: Sessions | None = None
+        self.oidc: Any = None  # console/oidc.py's routes, when sign-in through a provider is configured
         self._sessions_lock = threading.Lock()
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                                  undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -74,7 +85,8 @@ class Console:
             if self._sessions is None:
                 self._sessions = Sessions(console_key(self.settings.data_dir),
                                           self.settings.console_session_idle_minutes * 60,
-                                          self.settings.console_secure_cookies, clock=lambda: self.clock())
+                                          self.settings.console_secure_cookies, self.db,
+                                          clock=lambda: self.clock())
             return self._sessions
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -86,21 +98,28 @@ class Console:
             "base": base, "operator": operator, "csrf": session.csrf if session else "", "csrf_field": CSRF_FIELD,
             **context}, status_code=status)
 
-    async def current(self, request: Request) -> tuple[Session | None, Operator | None]:
-        """The request's session and its operator (both ``None``: not logged in)."""
-        session = self.sessions.read(request.cookies)
-        if session is None or session.operator_id is None:
-            return session, None
-        operator = await anyio.to_thread.run_sync(self.operators.by_id, session.operator_id)
-        if not self.sessions.valid_for(session, operator):
-            return None, None
-        return session, operator
+    async def current(self, request: Request, touch: bool = True) -> tuple[Session | None, Operator | None]:
+        """The request's session and its operator (both ``None``: not logged in); ``touch``: the
+        request counts as use (restarts the idle timer)."""
+        sessions, cookies = self.sessions, request.cookies
 
-    def page(self, handler: Handler, *, touch: bool = True) -> Callable[[Request], Awaitable[Response]]:
+        def read() -> tuple[Session | None, Operator | None]:
+            session = sessions.read(cookies)
+            if session is None or session.operator_id is None:
+                return session, None
+            operator = self.operators.by_id(session.operator_id)
+            if not sessions.valid_for(session, operator):
+                return None, None
+            return (sessions.touched(session) if touch else session), operator
+        return await anyio.to_thread.run_sync(read)
+
+    def page(self, handler: Handler, *, touch: bool = True,
+             tenant_admin: TenantAdmin = "deny") -> Callable[[Request], Awaitable[Response]]:
         """A page for logged-in operators; the others are sent to the login page. A page view
-        restarts the idle timer (``touch``); the live progress poll does not."""
+        restarts the idle timer (``touch``); the live progress poll does not. ``tenant_admin``:
+        see the module's docstring."""
         async def endpoint(request: Request) -> Response:
-            session, operator = await self.current(request)
+            session, operator = await self.current(request, touch)
             if session is None or operator is None:
                 if not touch:  # a script's poll: no redirect to follow, say it plainly
                     return JSONResponse({"error": "not logged in"}, status_code=401)
@@ -108,31 +127,49 @@ class Console:
                 if request.cookies.get(self.sessions.cookie):
                     response.delete_cookie(**self.sessions.delete_options())  # expired: forget it
                 return response
-            response = await handler(request, session, operator)
-            if touch:
-                response.set_cookie(**self.sessions.cookie_options(self.sessions.touched(session)))
-            return response
+            denied = self.tenant_scope(request, session, operator, tenant_admin, json=not touch)
+            if denied is not None:
+                return denied
+            return await handler(request, session, operator)
         return endpoint
 
-    def action(self, handler: Handler, *, admin: bool = True) -> Callable[[Request], Awaitable[Response]]:
-        """A POST: logged in, the session's CSRF token in the form, and (``admin``) the admin role."""
+    def action(self, handler: Handler, *, admin: bool = True,
+               tenant_admin: TenantAdmin = "deny") -> Callable[[Request], Awaitable[Response]]:
+        """A POST: logged in, the session's CSRF token in the form, and (``admin``) the admin role —
+        or, where ``tenant_admin="own"``, a tenant admin of the route's tenant."""
         async def endpoint(request: Request) -> Response:
             form = await read_form(request)
             session, operator = await self.current(request)
             if session is None or operator is None:
                 return self.forbidden(request, session, None, "Your session has ended: log in again.")
+            denied = self.tenant_scope(request, session, operator, tenant_admin)
+            if denied is not None:
+                return denied
             if not csrf_ok(session, form.get(CSRF_FIELD)):
                 log.warning("console.csrf_refused", path=request.url.path, operator=operator.name)
                 return self.forbidden(request, session, operator, "This form is out of date (its security token "
                                       "does not match your session). Reload the page and try again.")
-            if admin and not operator.is_admin:
-                return self.forbidden(request, session, operator, "Your role (viewer) may look, not change.")
+            if admin and not (operator.is_admin or (operator.is_tenant_admin and tenant_admin == "own")):
+                return self.forbidden(request, session, operator,
+                                      f"Your role ({operator.role}) may not make this change.")
             request.state.form = form
-            response = await handler(request, session, operator)
-            if "set-cookie" not in response.headers:  # logout deletes it: not set again here
-                response.set_cookie(**self.sessions.cookie_options(self.sessions.touched(session)))
-            return response
+            return await handler(request, session, operator)
         return endpoint
+
+    def tenant_scope(self, request: Request, session: Session, operator: Operator, mode: TenantAdmin,
+                     json: bool = False) -> Response | None:
+        """``None`` if ``operator`` may reach this route; else the answer (deny by default)."""
+        if not operator.is_tenant_admin or mode == "allow":
+            return None
+        if mode in ("own", "see") and operator.may_see(str(request.path_params.get("name", ""))):
+            return None
+        root = request.scope.get("root_path", "")
+        if request.method == "GET" and request.url.path.rstrip("/") == root and operator.tenant:
+            return RedirectResponse(f"{root}/tenants/{quote(operator.tenant)}", 303)
+        log.info("console.tenant_admin_denied", operator=operator.name, path=request.url.path)
+        if json:
+            return JSONResponse({"error": "not found"}, status_code=404)
+        return self.not_found(request, session, operator)
 
     def forbidden(self, request: Request, session: Session | None, operator: Operator | None,
                   message: str) -> Response:
@@ -140,10 +177,10 @@ class Console:
                            operator)
 
     async def audit(self, actor: str, action: str, resource_type: str, resource_id: str,
-                    attributes: list[str] | None = None) -> None:
+                    attributes: list[str] | None = None, tenant_id: str = NO_TENANT) -> None:
         def write() -> None:
             with self.db.write() as conn:
-                record_event(conn, actor, action, resource_type, resource_id, attributes)
+                record_event(conn, actor, action, resource_type, resource_id, attributes, tenant_id)
         await anyio.to_thread.run_sync(write)
 
     # -- login and logout -----------------------------------------------------------------------
@@ -156,8 +193,9 @@ class Console:
 
     def login_form(self, request: Request, error: str | None, status: int, name: str = "",
                    headers: dict[str, str] | None = None) -> Response:
-        anonymous = self.sessions.new(None)  # a fresh CSRF token for each display of the form
-        response = self.render(request, "login.html", {"error": error, "name": name}, status, anonymous)
+        anonymous = self.sessions.anonymous()  # a fresh CSRF token for each display of the form
+        response = self.render(request, "login.html", {"error": error, "name": name,
+                                                       "oidc": oidc.enabled(self.settings)}, status, anonymous)
         response.set_cookie(**self.sessions.cookie_options(anonymous))
         for key, value in (headers or {}).items():
             response.headers[key] = value
@@ -165,13 +203,13 @@ class Console:
 
     async def login(self, request: Request) -> Response:
         form = await read_form(request)
-        session = self.sessions.read(request.cookies)
+        session = await anyio.to_thread.run_sync(self.sessions.read, request.cookies)
         if not csrf_ok(session, form.get(CSRF_FIELD)):
             return self.forbidden(request, None, None, "The login form is out of date (or cookies are off): "
                                   "reload the login page and try again.")
         name, password = str(form.get("username", "")).strip(), str(form.get("password", ""))
-        client = request.client.host if request.client else "unknown"
-        wait = self.limiter.retry_after(name, client)
+        client = client_of(request)
+        wait = await anyio.to_thread.run_sync(self.limiter.retry_after, name, client)
         if wait:
             await self.login_failed(name, client, ["locked"])
             return self.login_form(request, "Too many failed logins: try again later.", 429, name,
@@ -179,15 +217,23 @@ class Console:
         operator = await anyio.to_thread.run_sync(self.operators.verify, name, password) if name and password \
             else None
         if operator is None:
-            self.limiter.failed(name, client)
+            await anyio.to_thread.run_sync(self.limiter.failed, name, client)
             await self.login_failed(name, client)
             return self.login_form(request, "Wrong name or password.", 401, name)
-        self.limiter.succeeded(name, client)
-        await self.audit(f"console:{operator.name}", "login", "Operator", operator.id)
-        log.info("console.login", operator=operator.name, client=client)
+        await anyio.to_thread.run_sync(self.limiter.succeeded, name, client)
+        return await self.logged_in(request, operator, "password")
+
+    async def logged_in(self, request: Request, operator: Operator, via: str) -> Response:
+        """A new session (new id, new CSRF token) for ``operator``: nothing of the anonymous one
+        carries over. Audited; the browser goes to the overview."""
+        client = client_of(request)
+        agent = request.headers.get("user-agent", "")
+        session = await anyio.to_thread.run_sync(self.sessions.open, operator, client, agent, via)
+        await self.audit(f"console:{operator.name}", "login", "Operator", operator.id, None if via == "password"
+                         else [via])
+        log.info("console.login", operator=operator.name, client=client, via=via)
         response = RedirectResponse(request.scope.get("root_path") or "/", 303)
-        # A new session (new CSRF token) at login: nothing of the anonymous one carries over.
-        response.set_cookie(**self.sessions.cookie_options(self.sessions.new(operator)))
+        response.set_cookie(**self.sessions.cookie_options(session))
         return response
 
     async def login_failed(self, name: str, client: str, attributes: list[str] | None = None) -> None:
@@ -204,6 +250,7 @@ class Console:
             return None
 
     async def logout(self, request: Request, session: Session, operator: Operator) -> Response:
+        await anyio.to_thread.run_sync(self.sessions.end, session)  # a copy of the cookie dies too
         await self.audit(f"console:{operator.name}", "logout", "Operator", operator.id)
         response = RedirectResponse(f"{request.scope.get('root_path', '')}/login", 303)
         response.delete_cookie(**self.sessions.delete_options())
@@ -218,6 +265,10 @@ class Console:
     def not_found(self, request: Request, session: Session | None = None, operator: Operator | None = None) -> Response:
         return self.render(request, "error.html", {"title": "Not found", "message": "There is no such page."}, 404,
                            session, operator)
+
+
+def client_of(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
 def when(stamp: str | None) -> str:
@@ -270,9 +321,11 @@ def console_app(console: Console) -> Starlette:
         Route("/", c.page(c.overview), methods=["GET"]),
         Route("/login", c.login_page, methods=["GET"]),
         Route("/login", c.login, methods=["POST"]),
-        Route("/logout", c.action(c.logout, admin=False), methods=["POST"]),
+        Route("/logout", c.action(c.logout, admin=False, tenant_admin="allow"), methods=["POST"]),
         *jobs.routes(c),
         *audit.routes(c),
+        *tenants.routes(c),
+        *oidc.oidc_routes(c),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
 

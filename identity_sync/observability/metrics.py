@@ -30,6 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from identity_sync.config import prometheus_multiproc_dir
 from identity_sync.engine.tables import engine_cycles, engine_jobs
+from identity_sync.observability.history import RequestHistory
 from identity_sync.storage.db import Database
 
 log = structlog.get_logger("identity_sync.metrics")
@@ -63,12 +64,15 @@ class Metrics:
                                     ["tenant", "limit"], registry=r)
         self.engine = EngineCollector(db)
         r.register(self.engine)
+        #: The console overview's request history (history.py): counted here, with the metrics.
+        self.history = RequestHistory(db)
 
     def record(self, *, tenant: str | None, route: str | None, method: str, status: int, seconds: float,
                auth_failure: str | None, limited_by: str | None) -> None:
         tenant_label, route_label = tenant or NO_TENANT, route or UNMATCHED
         self.requests.labels(tenant_label, route_label, method, str(status)).inc()
         self.latency.labels(route_label, method).observe(seconds)
+        self.history.add(tenant, status)
         if auth_failure is not None:
             self.auth_failures.labels(auth_failure).inc()
         if limited_by is not None and status == 429:

@@ -72,6 +72,16 @@ class AuditService:
             before = rows[-1]["id"] if len(rows) == batch else None
 
 
+    def recent(self, tenant_name: str, limit: int,
+               resource_id: str | None = None) -> builtins.list[dict[str, Any]]:  # list: the method
+        """A tenant's newest ``limit`` events (or one resource's), newest first: the console's
+        "recent activity" and a user's or group's history."""
+        with self.db.read() as conn:
+            tenant_id = tenant_named(conn, tenant_name)["id"]
+            rows = audit.latest(conn, tenant_id=tenant_id, resource_id=resource_id, limit=limit)
+        return [_shown(row, {tenant_id: tenant_name}) for row in rows]
+
+
 def _shown(row: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
     """An event as ``audit list --json`` prints it (the service's own events: tenant ``None``)."""
     return {"seq": row["id"], "at": row["at"], "tenant": names.get(row["tenant_id"]), "actor": row["actor"],

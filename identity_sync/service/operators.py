@@ -8,6 +8,10 @@ answer's timing does not tell which names exist.
 
 Changes of operators are audit events (``audit_events``). They belong to no tenant: their
 ``tenant_id`` is :data:`NO_TENANT` (``audit list`` shows them with tenant ``-``).
+
+Roles: ``admin`` (sees and changes everything), ``viewer`` (sees everything, changes nothing) and
+``tenant-admin``: bound to one tenant (``operators.tenant_id``), it sees only that tenant's pages
+and may manage that tenant's credentials (console/routes.py enforces it, deny by default).
 """
 
 from __future__ import annotations
@@ -25,10 +29,13 @@ from sqlalchemy.exc import IntegrityError
 from identity_sync.clock import now_text
 from identity_sync.ids import new_id
 from identity_sync.storage import audit
+from identity_sync.storage import tenants as tenant_store
 from identity_sync.storage.db import Database
-from identity_sync.storage.tables import operators
+from identity_sync.storage.tables import console_sessions, operators, tenants
 
-ROLES = ("admin", "viewer")
+ROLES = ("admin", "viewer", "tenant-admin")
+#: The role of an operator bound to one tenant.
+TENANT_ADMIN = "tenant-admin"
 #: The shortest password accepted (a passphrase of a few words is longer).
 MIN_PASSWORD_LENGTH = 12
 #: Longer passwords are refused: argon2 hashes any length, but a megabyte-long "password" posted
@@ -55,13 +62,28 @@ class Operator:
     created_at: str
     disabled: bool
     password_hash: str  # never shown; its fingerprint binds sessions to the password (console/auth.py)
+    #: A tenant admin's tenant (its id and name); ``None`` for operators of every tenant.
+    tenant_id: str | None = None
+    tenant: str | None = None
 
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
 
+    @property
+    def is_tenant_admin(self) -> bool:
+        return self.role == TENANT_ADMIN
+
+    def may_see(self, tenant_name: str) -> bool:
+        """Whether this operator may see the tenant of this name at all."""
+        return not self.is_tenant_admin or (self.tenant is not None and self.tenant == tenant_name)
+
     def describe(self) -> dict[str, Any]:
-        return {"operator": self.name, "role": self.role, "created_at": self.created_at, "disabled": self.disabled}
+        described = {"operator": self.name, "role": self.role, "created_at": self.created_at,
+                     "disabled": self.disabled}
+        if self.is_tenant_admin:  # the other roles' keys stay as they were (a public interface)
+            described["tenant"] = self.tenant
+        return described
 
 
 def check_password(password: str) -> None:
@@ -85,53 +107,75 @@ class OperatorService:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def create(self, name: str, role: str, password: str, *, actor: str = audit.OPERATOR) -> Operator:
+    def create(self, name: str, role: str, password: str, *, tenant: str | None = None,
+               actor: str = audit.OPERATOR) -> Operator:
         if not _NAME.fullmatch(name):
             raise OperatorError(f"operator name {name!r}: 1-64 letters, digits, '.', '_', '@' or '-', starting with "
                                 "a letter or digit")
         if role not in ROLES:
             raise OperatorError(f"the role must be one of {', '.join(ROLES)}")
+        if (role == TENANT_ADMIN) != (tenant is not None):
+            raise OperatorError("a tenant-admin needs --tenant, and only a tenant-admin takes one")
         check_password(password)
         operator_id, now = new_id(), now_text()
         hashed = _hasher.hash(password)  # before the transaction: a quarter second holds no lock
         try:
             with self.db.write() as conn:
+                tenant_id = None
+                if tenant is not None:
+                    row = tenant_store.get_tenant(conn, tenant)
+                    if row is None:
+                        raise OperatorError(f"no tenant named '{tenant}'")
+                    tenant_id = row["id"]
                 conn.execute(sa.insert(operators).values(id=operator_id, name=name, role=role, password_hash=hashed,
-                                                         created_at=now, disabled=False))
-                _audit(conn, actor, "create", operator_id, ["name", "role", "password"])
+                                                         created_at=now, disabled=False, tenant_id=tenant_id))
+                _audit(conn, actor, "create", operator_id,
+                       ["name", "role", "password", *(["tenant"] if tenant else [])])
         except IntegrityError:
             raise OperatorError(f"operator '{name}' already exists") from None
         return self.get(name)
 
     def list(self) -> list[Operator]:
         with self.db.read() as conn:
-            return [_operator(row) for row in conn.execute(sa.select(operators).order_by(operators.c.name))]
+            return [_operator(row) for row in conn.execute(_SELECT.order_by(operators.c.name))]
 
     def get(self, name: str) -> Operator:
         with self.db.read() as conn:
-            row = conn.execute(sa.select(operators).where(operators.c.name == name)).first()
+            row = conn.execute(_SELECT.where(operators.c.name == name)).first()
         if row is None:
             raise OperatorError(f"no operator named '{name}'")
         return _operator(row)
 
     def by_id(self, operator_id: str) -> Operator | None:
         with self.db.read() as conn:
-            row = conn.execute(sa.select(operators).where(operators.c.id == operator_id)).first()
+            row = conn.execute(_SELECT.where(operators.c.id == operator_id)).first()
         return None if row is None else _operator(row)
 
     def disable(self, name: str, *, actor: str = audit.OPERATOR) -> Operator:
-        """The operator can no longer log in, and its sessions end at their next request."""
+        """The operator can no longer log in, and its console sessions end (their rows go)."""
         operator = self.get(name)
         with self.db.write() as conn:
             conn.execute(sa.update(operators).where(operators.c.id == operator.id).values(disabled=True))
+            conn.execute(sa.delete(console_sessions).where(console_sessions.c.operator_id == operator.id))
             _audit(conn, actor, "disable", operator.id, ["disabled"])
+        return self.get(name)
+
+    def set_password(self, name: str, password: str, *, actor: str = audit.OPERATOR) -> Operator:
+        """A new password; every console session opened with the old one ends (their rows go)."""
+        check_password(password)
+        operator = self.get(name)
+        hashed = _hasher.hash(password)
+        with self.db.write() as conn:
+            conn.execute(sa.update(operators).where(operators.c.id == operator.id).values(password_hash=hashed))
+            conn.execute(sa.delete(console_sessions).where(console_sessions.c.operator_id == operator.id))
+            _audit(conn, actor, "update", operator.id, ["password"])
         return self.get(name)
 
     def verify(self, name: str, password: str) -> Operator | None:
         """The enabled operator ``name`` if ``password`` is theirs, else ``None``. Always costs one
         argon2 verification, whether the name exists, is disabled, or the password is too long."""
         with self.db.read() as conn:
-            row = conn.execute(sa.select(operators).where(operators.c.name == name)).first()
+            row = conn.execute(_SELECT.where(operators.c.name == name)).first()
         operator = None if row is None else _operator(row)
         hashed = operator.password_hash if operator is not None else _dummy()
         try:
@@ -151,9 +195,10 @@ class OperatorService:
 
 
 def record_event(conn: sa.Connection, actor: str, action: str, resource_type: str, resource_id: str,
-                 attributes: list[str] | None = None) -> None:
-    """An audit event of the service itself (no tenant): a console login, logout or job action."""
-    audit.record(conn, audit.Event(NO_TENANT, now_text(), actor[:120], action[:16], resource_type, resource_id[:36],
+                 attributes: list[str] | None = None, tenant_id: str = NO_TENANT) -> None:
+    """An audit event of the console: of the service itself (no tenant: a login, logout or job
+    action) or of one tenant (a credential created in the console)."""
+    audit.record(conn, audit.Event(tenant_id, now_text(), actor[:120], action[:16], resource_type, resource_id[:36],
                                    None, attributes or []))
 
 
@@ -161,6 +206,11 @@ def _audit(conn: sa.Connection, actor: str, action: str, operator_id: str, attri
     record_event(conn, actor, action, "Operator", operator_id, attributes)
 
 
+#: An operator with its tenant's name (a tenant admin's; NULL for the others).
+_SELECT = sa.select(operators, tenants.c.name.label("tenant_name")).select_from(
+    operators.outerjoin(tenants, tenants.c.id == operators.c.tenant_id))
+
+
 def _operator(row: Any) -> Operator:
     return Operator(id=row.id, name=row.name, role=row.role, created_at=row.created_at, disabled=bool(row.disabled),
-                    password_hash=row.password_hash)
+                    password_hash=row.password_hash, tenant_id=row.tenant_id, tenant=row.tenant_name)

@@ -66,27 +66,32 @@ class TenantService:
         with self.db.read() as conn:
             return store.list_tenants(conn)
 
+    def get_tenant(self, name: str) -> dict[str, Any]:
+        """The tenant called ``name`` (``TenantError`` if there is none)."""
+        with self.db.read() as conn:
+            return tenant_named(conn, name)
+
     def set_status(self, name: str, status: str) -> None:
         with self.db.write() as conn:
             tenant = self._tenant(conn, name)
             store.set_tenant_status(conn, tenant["id"], status)
 
-    def set_retention(self, name: str, days: int) -> None:
+    def set_retention(self, name: str, days: int, *, actor: str = audit.OPERATOR) -> None:
         """How many days a tenant's tombstones are kept before the retention job purges them
         (0: forever, the default). An audit event of the operator, on the tenant."""
         if not 0 <= days <= MAX_RETENTION_DAYS:
             raise TenantError(f"The retention period is 0 (keep forever) to {MAX_RETENTION_DAYS} days.")
-        self._change_policy(name, "retention", retention_days=days)
+        self._change_policy(name, "retention", actor, retention_days=days)
 
-    def set_legal_hold(self, name: str, on: bool) -> None:
+    def set_legal_hold(self, name: str, on: bool, *, actor: str = audit.OPERATOR) -> None:
         """Under legal hold nothing of the tenant is purged, by the job or by the operator."""
-        self._change_policy(name, "hold" if on else "release", legal_hold=on)
+        self._change_policy(name, "hold" if on else "release", actor, legal_hold=on)
 
-    def _change_policy(self, name: str, action: str, **values: Any) -> None:
+    def _change_policy(self, name: str, action: str, actor: str, **values: Any) -> None:
         with self.db.write() as conn:
             tenant = self._tenant(conn, name)
             store.set_tenant_retention(conn, tenant["id"], **values)
-            audit.record(conn, audit.Event(tenant["id"], now_text(), audit.OPERATOR, action, "Tenant", tenant["id"],
+            audit.record(conn, audit.Event(tenant["id"], now_text(), actor, action, "Tenant", tenant["id"],
                                            None, list(values)))
 
     def recount_resources(self) -> int:
@@ -98,14 +103,32 @@ class TenantService:
     def create_token(self, tenant_name: str, expires_in_days: int | None = None) -> IssuedToken:
         token = tokens.new_token()
         credential_id = tokens.new_credential_id()
-        if expires_in_days is not None and expires_in_days < 1:
-            raise TenantError("A token must live at least one day (omit the option for no expiry).")
+        if expires_in_days is not None and not 1 <= expires_in_days <= MAX_RETENTION_DAYS:
+            # Over a century the expiry date would overflow (a traceback, not an answer).
+            raise TenantError(f"A token lives 1 to {MAX_RETENTION_DAYS} days (omit the option for no expiry).")
         expires_at = ago_text(-timedelta(days=expires_in_days)) if expires_in_days is not None else None
         with self.db.write() as conn:
             tenant = self._tenant(conn, tenant_name)
             store.insert_credential(conn, credential_id, tenant["id"], "bearer", tokens.digest(token), now_text(),
                                     expires_at)
         return IssuedToken(tenant_name, credential_id, token, expires_at)
+
+    def rotate_token(self, tenant_name: str, credential_id: str, expires_in_days: int | None = None) -> IssuedToken:
+        """Replace a live token: a new one, and the old one revoked, in one transaction (the old
+        stops working at once; for an overlap, create a second token and revoke the first later)."""
+        token = tokens.new_token()
+        new_credential = tokens.new_credential_id()
+        if expires_in_days is not None and not 1 <= expires_in_days <= MAX_RETENTION_DAYS:
+            # Over a century the expiry date would overflow (a traceback, not an answer).
+            raise TenantError(f"A token lives 1 to {MAX_RETENTION_DAYS} days (omit the option for no expiry).")
+        expires_at = ago_text(-timedelta(days=expires_in_days)) if expires_in_days is not None else None
+        with self.db.write() as conn:
+            tenant = self._tenant(conn, tenant_name)
+            if not store.revoke_credential(conn, tenant["id"], credential_id, now_text()):
+                raise TenantError(f"No live token '{credential_id}' in tenant '{tenant_name}'.")
+            store.insert_credential(conn, new_credential, tenant["id"], "bearer", tokens.digest(token), now_text(),
+                                    expires_at)
+        return IssuedToken(tenant_name, new_credential, token, expires_at)
 
     def list_tokens(self, tenant_name: str) -> list[dict[str, Any]]:
         with self.db.read() as conn:

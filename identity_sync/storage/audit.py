@@ -112,3 +112,11 @@ def newest(conn: Connection, audit_filter: AuditFilter, *, before: int | None, l
         query = query.where(audit_events.c.id < before)
     query = query.order_by(audit_events.c.id.desc()).limit(limit)
     return [{**row._asdict(), "attributes": orjson.loads(row.attributes)} for row in conn.execute(query)]
+
+
+def latest(conn: Connection, *, tenant_id: str, resource_id: str | None, limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` events of a tenant (or of one of its resources), newest first."""
+    query = sa.select(audit_events).where(audit_events.c.tenant_id == tenant_id).order_by(audit_events.c.id.desc())
+    if resource_id is not None:
+        query = query.where(audit_events.c.resource_id == resource_id)
+    return [{**row._asdict(), "attributes": orjson.loads(row.attributes)} for row in conn.execute(query.limit(limit))]

@@ -296,4 +296,73 @@ operators = sa.Table(
     sa.Column("password_hash", sa.Text, nullable=False),
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    # The one tenant a ``tenant-admin`` may see (NULL: every tenant; migration 0017).
+    sa.Column("tenant_id", sa.String(36)),
+)
+
+# The last few hundred SCIM requests of each tenant answered 4xx, for the console's tenant page
+# (service/rejections.py): status, a short reason, the route template, the client address and
+# the credential's id — never a credential, a header, a query string or a body.
+rejected_requests = sa.Table(
+    "rejected_requests",
+    metadata,
+    sa.Column("tenant_id", sa.String(36), primary_key=True),
+    sa.Column("id", sa.String(36), primary_key=True),  # UUIDv7 (ids.py): time-ordered
+    sa.Column("at", sa.String(32), nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("reason", sa.String(40), nullable=False),
+    sa.Column("method", sa.String(10), nullable=False),
+    sa.Column("route", sa.String(80), nullable=False),
+    sa.Column("client", sa.String(64)),
+    sa.Column("credential_id", sa.String(80)),
+    sa.Column("request_id", sa.String(64)),
+)
+
+# -- console sessions and login limit (issue 14; console/auth.py) --------------------------------------
+
+# One row per logged-in console session. The cookie carries a random session id; the row is keyed
+# by its SHA-256 (a copy of this table opens no session) and holds the CSRF token's digest. Logout,
+# disabling the operator and a new password delete the rows: a copied cookie dies with them.
+console_sessions = sa.Table(
+    "console_sessions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("operator_id", sa.String(36), nullable=False),
+    sa.Column("csrf_digest", sa.String(64), nullable=False),
+    sa.Column("password_fingerprint", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),  # epoch seconds, the console's clock
+    sa.Column("seen_at", sa.Double, nullable=False),
+    sa.Column("client", sa.String(64), nullable=False),
+    sa.Column("user_agent", sa.String(200), nullable=False),
+    sa.Column("via", sa.String(16), nullable=False),  # "password" or "oidc"
+    sa.Index("console_sessions_operator", "operator_id"),
+    sa.Index("console_sessions_seen", "seen_at"),
+)
+
+# Failed console logins of the last 15 minutes, shared by every worker and node: the name as a
+# SHA-256 digest (what was typed as a name may be a password), the client address, when.
+console_login_failures = sa.Table(
+    "console_login_failures",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name_digest", sa.String(64), nullable=False),
+    sa.Column("client", sa.String(64), nullable=False),
+    sa.Column("at", sa.Double, nullable=False),
+    sa.Index("console_login_failures_pair", "client", "name_digest", "at"),
+    sa.Index("console_login_failures_at", "at"),
+)
+
+# -- request history of the overview (issue 14; observability/history.py) ----------------------------
+
+# Requests served per tenant (its name; "-": not authenticated), minute (since the epoch) and status
+# class ("2xx"…"5xx"). Each process counts in memory and adds its counts every few seconds with one
+# upsert (count = count + new): never a write per request, and right with any number of workers.
+request_counts = sa.Table(
+    "request_counts",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("minute", sa.Integer, primary_key=True),
+    sa.Column("status_class", sa.String(3), primary_key=True),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Index("request_counts_minute", "minute"),
 )

@@ -4,9 +4,10 @@ authentication included, so each request costs one thread hop), render the resul
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import anyio.to_thread
@@ -28,6 +29,7 @@ from identity_sync.observability import context, readiness
 from identity_sync.observability.metrics import Metrics, route_template
 from identity_sync.scim.registry import GROUP, ResourceType
 from identity_sync.service.clients import Authenticator, ClientService
+from identity_sync.service.rejections import RejectionService
 from identity_sync.service.resources import ResourceService, etag
 from identity_sync.service.tenants import TenantService
 from identity_sync.service.tombstones import TombstoneService
@@ -294,7 +296,25 @@ async def _scim_error(request: Request, exc: Exception) -> Response:
         detail = None if exc.scim_type == "invalidFilter" else exc.detail
         log.info("request.rejected", path=request.url.path, status=exc.status, scim_type=exc.scim_type,
                  detail=detail)
+    _remember_rejection(request, exc)
     return error_response(exc)
+
+
+def _remember_rejection(request: Request, exc: ScimError) -> None:
+    """A tenant's 4xx, kept for its console page (service/rejections.py: queued, written by a
+    background thread, bounded, throttled)."""
+    tenant = request.path_params.get("tenant")
+    rejections: RejectionService | None = getattr(request.app.state, "rejections", None)
+    if tenant is None or rejections is None or not 400 <= exc.status < 500:
+        return
+    facts = context.current()
+    reason = facts.auth_failure if facts and exc.status in (401, 403) and facts.auth_failure else None
+    if exc.status == 429:
+        reason = f"limit:{facts.limited_by}" if facts and facts.limited_by else None
+    reason = reason or exc.scim_type
+    client = request.client.host if request.client else None
+    rejections.submit(tenant, exc.status, reason, request.method, route_template(request.scope), client,
+                      facts.credential_id if facts else None, facts.request_id if facts else None)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -403,9 +423,20 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     settings = settings or Settings()
     db = db or Database(settings.resolved_database_url())
     handlers = Handlers(settings, db)
+    rejections = RejectionService(db)
+    retention = jobs.lifespan(TombstoneService(db), settings.retention_interval_seconds, handlers.metrics.history)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        async with retention(app):
+            try:
+                yield
+            finally:  # the rejections still queued are written before the app (and its database) goes
+                await anyio.to_thread.run_sync(rejections.flush)
+
     app = _Service(
         routes=_routes(handlers),
-        lifespan=jobs.lifespan(TombstoneService(db), settings.retention_interval_seconds),
+        lifespan=lifespan,
         exception_handlers={
             ScimError: _scim_error,
             HTTPException: _http_error,
@@ -422,4 +453,5 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.db = db
     app.state.concurrency = handlers.concurrency  # what each tenant has in progress (operators, tests)
     app.state.metrics = handlers.metrics
+    app.state.rejections = rejections
     return app

@@ -1,4 +1,6 @@
-"""Background work of a serving process: the tombstone retention job (service/tombstones.py).
+"""Background work of a serving process: the tombstone retention job (service/tombstones.py)
+and the request history's flush (observability/history.py: every few seconds, and once more
+when the process stops, so that a restart loses no count).
 
 Every process runs it: with several workers or nodes, each purges what has expired and the
 purge destroys each tombstone once (``storage.resources.purge``), so running it twice costs a
@@ -17,6 +19,7 @@ from typing import Any
 import anyio.to_thread
 import structlog
 
+from identity_sync.observability.history import FINAL_FLUSH_SECONDS, RequestHistory
 from identity_sync.service.tombstones import TombstoneService
 
 log = structlog.get_logger("identity_sync.jobs")
@@ -34,21 +37,26 @@ async def _every(seconds: float, job: Callable[[], Any]) -> None:
         await asyncio.sleep(seconds)
 
 
-def lifespan(tombstones: TombstoneService, retention_interval_seconds: float) -> Callable[[Any], Any]:
+def lifespan(tombstones: TombstoneService, retention_interval_seconds: float,
+             history: RequestHistory | None = None) -> Callable[[Any], Any]:
     """A Starlette lifespan running the retention job every ``retention_interval_seconds`` (0:
-    never) while the app serves."""
+    never) and the request history's flush while the app serves."""
 
     @contextlib.asynccontextmanager
     async def run(_app: Any) -> AsyncIterator[None]:
-        task = None
+        tasks = []
         if retention_interval_seconds > 0:
-            task = asyncio.create_task(_every(retention_interval_seconds, tombstones.purge_expired))
+            tasks.append(asyncio.create_task(_every(retention_interval_seconds, tombstones.purge_expired)))
+        if history is not None:
+            tasks.append(asyncio.create_task(history.run()))
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if history is not None:
+                await history.flush_logged(FINAL_FLUSH_SECONDS)  # the counts since the last flush
 
     return run

@@ -28,6 +28,7 @@ from identity_sync.engine.tables import engine_cycles
 from identity_sync.service.operators import OperatorService
 from identity_sync.service.tenants import TenantService
 from identity_sync.storage.db import Database
+from identity_sync.storage.tables import console_sessions
 from identity_sync.web.app import create_app
 from tests.conftest import ScimClient
 from tests.console.conftest import ADMIN_PASSWORD, VIEWER_PASSWORD
@@ -99,7 +100,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, migrated_template: Path) ->
 
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "identity_sync", "serve", "--port", str(port)],
-                               env=_env(url, directory, IDSYNC_CONSOLE_SECURE_COOKIES="false"),
+                               env=_env(url, directory, IDSYNC_CONSOLE_SECURE_COOKIES="false",
+                                        IDSYNC_PUBLIC_URL="https://scim.example.com"),  # Tenant URLs in screenshots
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for_port(port, process)
@@ -215,3 +217,53 @@ def test_without_its_session_cookie_the_browser_is_back_at_the_login_form(page: 
 
     assert page.url == f"{served.url}/admin/login"
 
+
+
+def _backdate_sessions(served: Served, minutes: float) -> None:
+    """What ``minutes`` without a page view leave in the session table: the server's clock is real,
+    so the row's last use is moved into the past instead."""
+    db = Database(served.db_url)
+    with db.write() as conn:
+        conn.execute(sa.update(console_sessions).values(seen_at=console_sessions.c.seen_at - minutes * 60))
+    db.dispose()
+
+
+def test_after_the_idle_timeout_the_next_page_is_the_login_form_and_an_old_form_is_refused(
+        page: Any, served: Served) -> None:
+    _log_in(page, served, "alice", ADMIN_PASSWORD)
+    page.goto(f"{served.url}/admin/jobs/{JOB}")
+    token = page.get_attribute("input[name=csrf_token]", "value")  # a form of the page, still on screen
+
+    _backdate_sessions(served, 31)  # the default idle timeout is 30 minutes
+
+    response = page.request.post(f"{served.url}/admin/jobs/{JOB}/pause", form={"csrf_token": token})
+    assert response.status == 403 and "Your session has ended" in response.text()
+    page.goto(f"{served.url}/admin/jobs/{JOB}")
+    assert page.url == f"{served.url}/admin/login"
+    page.goto(f"{served.url}/admin/jobs/{JOB}")  # and stays there: nothing of the session is left
+    assert page.url == f"{served.url}/admin/login"
+
+
+def test_a_session_used_within_the_idle_timeout_stays_open(page: Any, served: Served) -> None:
+    _log_in(page, served, "alice", ADMIN_PASSWORD)
+    _backdate_sessions(served, 29)
+
+    page.goto(f"{served.url}/admin/jobs/{JOB}")
+
+    assert page.url == f"{served.url}/admin/jobs/{JOB}"
+
+
+def test_logging_out_ends_the_session_for_a_copied_cookie_too(page: Any, served: Served, chromium: Any) -> None:
+    _log_in(page, served, "alice", ADMIN_PASSWORD)
+    copied = chromium.new_context()
+    copied.add_cookies(page.context.cookies())
+    other = copied.new_page()
+    other.goto(f"{served.url}/admin")
+    assert other.url == f"{served.url}/admin"  # the copy works while the session lives
+
+    page.click("form[action$='/logout'] button")
+    page.wait_for_url(f"{served.url}/admin/login")
+
+    other.goto(f"{served.url}/admin")
+    assert other.url == f"{served.url}/admin/login"
+    copied.close()

@@ -1,4 +1,4 @@
-"""``identity-sync operator create|list|disable``, run as real subprocesses (tests/test_cli.py's
+"""``identity-sync operator create|list|disable|password``, run as real subprocesses (tests/test_cli.py's
 Cli) on the test's migrated database."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from identity_sync.service.operators import OperatorService
 from identity_sync.storage.db import Database
-from identity_sync.storage.tables import operators
+from identity_sync.storage.tables import console_sessions, operators
 from tests.test_cli import Cli, _env, assert_fails
 
 PASSWORD = "a long enough passphrase"
@@ -100,7 +100,52 @@ def test_disable_stops_logins_and_is_audited(cli: Cli, password_file: Path, db: 
     assert_fails(cli("operator", "disable", "nobody"), "no operator")
 
 
+def test_password_sets_a_new_password_and_ends_the_operators_sessions(cli: Cli, password_file: Path, db: Database,
+                                                                      tmp_path: Path) -> None:
+    assert cli("operator", "create", "alice", "--password-file", str(password_file)).returncode == 0
+    with db.write() as conn:  # an open console session of alice's
+        conn.execute(sa.insert(console_sessions).values(
+            id="0" * 64, operator_id=OperatorService(db).get("alice").id, csrf_digest="1" * 64,
+            password_fingerprint="2" * 16, created_at=0.0, seen_at=0.0, client="127.0.0.1", user_agent="",
+            via="password"))
+    new = tmp_path / "new-password"
+    new.write_text("another long passphrase\n")
+
+    result = cli("operator", "password", "alice", "--password-file", str(new))
+
+    assert result.returncode == 0 and "sessions have ended" in result.stdout
+    service = OperatorService(db)
+    assert service.verify("alice", PASSWORD) is None and service.verify("alice", "another long passphrase")
+    with db.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(console_sessions)).scalar() == 0
+    assert cli.json("audit", "list", "--json")["events"][-1]["action"] == "update"
+    new.write_text("short\n")
+    assert_fails(cli("operator", "password", "alice", "--password-file", str(new)), "at least 12")
+    assert_fails(cli("operator", "password", "nobody", "--password-file", str(password_file)), "no operator")
+
+
 def test_operator_commands_refuse_to_run_without_a_database(tmp_path: Path, password_file: Path) -> None:
     missing = Cli(f"sqlite:///{tmp_path / 'none' / 'db.sqlite'}", tmp_path)
 
     assert_fails(missing("operator", "create", "alice", "--password-file", str(password_file)), "no identity-sync")
+
+
+def test_a_tenant_admin_is_created_for_one_existing_tenant(cli: Cli, password_file: Path, db: Database) -> None:
+    from identity_sync.service.tenants import TenantService
+
+    TenantService(db).create_tenant("acme")
+
+    out = cli.json("operator", "create", "tim", "--role", "tenant-admin", "--tenant", "acme",
+                   "--password-file", str(password_file), "--json")
+
+    assert out == {"operator": "tim", "role": "tenant-admin", "created_at": out["created_at"], "disabled": False,
+                   "tenant": "acme"}
+    assert cli.json("operator", "list", "--json")["operators"][0]["tenant"] == "acme"
+    assert "acme" in cli("operator", "list").stdout
+    assert_fails(cli("operator", "create", "tom", "--role", "tenant-admin", "--password-file", str(password_file)),
+                 "--tenant")
+    assert_fails(cli("operator", "create", "tom", "--role", "admin", "--tenant", "acme",
+                     "--password-file", str(password_file)), "--tenant")
+    assert_fails(cli("operator", "create", "tom", "--role", "tenant-admin", "--tenant", "nope",
+                     "--password-file", str(password_file)), "no tenant")
+    assert [o.name for o in OperatorService(db).list()] == ["tim"]

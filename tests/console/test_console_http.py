@@ -213,10 +213,12 @@ def test_a_session_cookie_signed_with_another_key_is_not_a_session(
         browser: Browser, admin: str, settings: Settings) -> None:
     browser.login(admin, ADMIN_PASSWORD)
     (settings.data_dir / "console.key").write_bytes(b"\x01" * 32)  # what another service would sign with
-    app = create_app(settings, None)
+    other_db = Database(settings.resolved_database_url())  # disposed: the app's lifespan writes at its end
+    app = create_app(settings, other_db)
 
     with TestClient(app, base_url="https://scim.example.test", cookies=browser.http.cookies) as other:
         assert other.get("/admin", follow_redirects=False).status_code == 303
+    other_db.dispose()
 
 
 def test_the_key_file_is_owner_only(browser: Browser, admin: str, settings: Settings) -> None:
@@ -279,7 +281,7 @@ def test_the_overview_shows_each_tenant_with_its_user_and_group_counts_and_jobs_
 
     page = browser.http.get("/admin").text
 
-    row = page[page.index("<td>acme</td>"):].split("</tr>")[0]
+    row = page[page.index('<td><a href="/admin/tenants/acme">acme</a></td>'):].split("</tr>")[0]
     assert [cell.split(">")[-1] for cell in row.split("</td>")[2:5]] == ["3", "1", "4"]  # users, groups, changes
     assert "SCIM changes per hour</strong> — 4 in 24 h" in page
     assert '<span class="state active">active</span> 1' in page  # one job, active

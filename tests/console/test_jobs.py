@@ -211,7 +211,7 @@ def test_a_viewer_cannot_act_and_an_admin_without_the_csrf_token_cannot_either(
     assert f'action="/admin/jobs/hr/{action}"' not in page.text  # no button for a viewer
     forged = browser.http.post(f"/admin/jobs/hr/{action}", data={"csrf_token": csrf_of(page.text),
                                                                  **ACTIONS[action]})
-    assert forged.status_code == 403 and "may look, not change" in forged.text
+    assert forged.status_code == 403 and "(viewer) may not make this change" in forged.text
 
     browser.http.cookies.clear()
     _logged_in(browser, operators, "admin")

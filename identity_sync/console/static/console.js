@@ -29,3 +29,26 @@
   }
   setTimeout(poll, 2000);
 })();
+
+// Copy buttons (the Tenant URL, a new secret): data-copy names the element whose text is copied.
+(function () {
+  document.querySelectorAll("button.copy[data-copy]").forEach(function (button) {
+    button.addEventListener("click", async function () {
+      const source = document.getElementById(button.dataset.copy);
+      if (!source) return;
+      try {
+        await navigator.clipboard.writeText(source.textContent.trim());
+        button.textContent = "Copied";
+      } catch (error) {
+        // No clipboard (plain HTTP other than localhost): select the text for Ctrl+C instead.
+        const range = document.createRange();
+        range.selectNodeContents(source);
+        const selection = window.getSelection();
+        selection.removeAllRanges();
+        selection.addRange(range);
+        button.textContent = "Press Ctrl+C";
+      }
+      setTimeout(function () { button.textContent = "Copy"; }, 2000);
+    });
+  });
+})();
