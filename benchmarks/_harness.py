@@ -94,7 +94,7 @@ class Server(ManagedProcess):
         self.prepare = prepare
         self.keep = keep
         self.start_timeout = start_timeout
-        self.dir = Path(tempfile.mkdtemp(prefix="idsync-bench-", dir="/tmp"))
+        self.dir = Path(tempfile.mkdtemp(prefix="idsync-bench-"))
         self.database_url = database_url or f"sqlite:///{self.dir / 'bench.db'}"
         self.tenant_name = tenant or f"bench{uuid.uuid4().hex[:8]}"
         self.env = {**os.environ, "IDSYNC_DATABASE_URL": self.database_url,

@@ -6,7 +6,7 @@ Set-up:
 * identity-sync: the harness (``_harness.py``): a throw-away SQLite DB, a tenant, ``identity-sync
   serve`` on a free loopback port;
 * scim2-server: ``python3 -m venv`` + ``pip install scim2-server==0.8.3`` into a throw-away venv
-  under /tmp (``--peer-venv DIR`` reuses one), started as in ../shared/bench/peers/
+  in the temporary directory (``--peer-venv DIR`` reuses one), started as in ../shared/bench/peers/
   setup_and_run.sh (``--hostname 127.0.0.1 --bearer-token peertoken``) with the GlobalRelay schema
   and resource-type files of ../shared/bench/peers/ registered (peers.md §5), so both servers
   get the full Entra body.
@@ -19,7 +19,7 @@ Workload, each on a fresh server, identity-sync first, then scim2-server:
    one thread, 8 connections, D s each).
 
   .venv/bin/python benchmarks/compare_peers.py                       # N=10,000, about 12 min
-  .venv/bin/python benchmarks/compare_peers.py --users 2000 --wrk-seconds 5 --peer-venv /tmp/s2s
+  .venv/bin/python benchmarks/compare_peers.py --users 2000 --wrk-seconds 5 --peer-venv .venv-peer
 
 Every scimload phase is capped (--create-seconds, --phase-seconds), scimload and run.sh are
 killed after their budget, and the servers are always stopped (also on Ctrl-C / SIGTERM).
@@ -99,7 +99,7 @@ class PeerServer(ManagedProcess):
 
     def __init__(self, venv: Path, start_timeout: float = 60.0) -> None:
         self.venv, self.start_timeout = venv, start_timeout
-        self.dir = Path(tempfile.mkdtemp(prefix="idsync-peer-", dir="/tmp"))
+        self.dir = Path(tempfile.mkdtemp(prefix="idsync-peer-"))
         self.token = PEER_TOKEN
         self.proc: subprocess.Popen[bytes] | None = None
         self.peak: dict[str, int] = {}

@@ -95,6 +95,20 @@ class TomlFileSource(PydanticBaseSettingsSource):
         return dict(self.values)
 
 
+def set_in_environment(name: str) -> bool:
+    """Whether the variable ``name`` is set (so that an error can say where a bad value came from)."""
+    return name in os.environ
+
+
+def prometheus_multiproc_dir() -> str | None:
+    """prometheus-client's own ``PROMETHEUS_MULTIPROC_DIR``: the library reads this variable itself
+    (when it is imported, in every worker process), so it cannot be a setting of ours: a value
+    from the config file would disagree with what the library does. ``serve --workers`` sets it
+    for its workers (cli/serve.py); metrics read it here, so that this module stays the one place
+    that reads the environment."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "identity-sync"
@@ -121,7 +135,7 @@ class Settings(BaseSettings):
     #: Base URL printed in Tenant URLs and used in ``meta.location`` (set it behind a proxy).
     public_url: str | None = None
     #: ``serve``'s defaults for ``--host`` and ``--port``; in the config file, they also tell the
-    #: other commands whether this is a loopback deployment (see ``cli._require_public_url``).
+    #: other commands whether this is a loopback deployment (see ``cli._common.require_public_url``).
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65_535)
     log_level: str = "INFO"
@@ -147,7 +161,10 @@ class Settings(BaseSettings):
     #: much it may save up: past it, 429 until it refills (web/limits.py CpuBudget).
     tenant_cpu_seconds_per_second: float = Field(default=0.5, ge=0)
     tenant_cpu_burst_seconds: float = Field(default=2.0, gt=0)
-    #: ``sys.setswitchinterval`` of each serving process (Python's default: 0.005): see cli.serve.
+    #: Processes serving behind one socket: ``serve --workers N`` sets it for its workers, and each
+    #: one's in-process rate limiter then allows 1/N of a tenant's rate (auth/ratelimit.py).
+    workers: int = Field(default=1, ge=1)
+    #: ``sys.setswitchinterval`` of each serving process (Python's default: 0.005): see cli/serve.py.
     thread_switch_interval_seconds: float = Field(default=0.0005, gt=0, le=0.1)
 
     # -- authorization and limits (docs/security.md) --
@@ -175,6 +192,9 @@ class Settings(BaseSettings):
     #: Per-tenant token bucket for SCIM requests (0 turns it off); Entra needs >= 25 req/s.
     rate_limit_per_second: float = Field(default=100.0, ge=0)
     rate_limit_burst: int = Field(default=300, ge=1)
+    #: Where the tenants' buckets live: ``auto`` (PostgreSQL: in the database, shared by every
+    #: worker and node; SQLite: in each process), or forced ``database`` / ``memory`` (web/limits.py).
+    rate_limit_store: Literal["auto", "database", "memory"] = "auto"
     #: Per-tenant token bucket for the token endpoint (online guessing of client secrets).
     token_rate_limit_per_second: float = Field(default=5.0, ge=0)
     token_rate_limit_burst: int = Field(default=20, ge=1)

@@ -116,7 +116,7 @@ def keys_from_jwks(jwks: dict[str, Any]) -> dict[str, jwt.PyJWK]:
 
 
 class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
         # urllib would follow a redirect anywhere, https to plain http included, and trust the
         # keys found there. A JWKS URL is configured by an operator: they give the final one.
         raise urllib.error.HTTPError(req.full_url, code, f"JWKS URL redirects to {newurl[:200]}", headers, fp)
@@ -196,9 +196,10 @@ def verify(
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
             raise InvalidToken("malformed header") from None
-        kid = header.get("kid")
-        if header.get("alg") not in ALLOWED_ALGORITHMS or not isinstance(kid, str):
+        header_kid = header.get("kid")
+        if header.get("alg") not in ALLOWED_ALGORITHMS or not isinstance(header_kid, str):
             raise InvalidToken("algorithm not allowed or no kid")
+        kid = header_kid
         key = key_for_kid(kid)
         if key is None:
             raise InvalidToken("unknown kid")

@@ -20,7 +20,6 @@ Two stores (``web/limits.py`` picks one by the database's dialect):
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from typing import Any, Protocol
@@ -77,10 +76,10 @@ def retry_after(wait: float) -> int:
     return max(1, math.ceil(wait))
 
 
-def create_limiter(rate: float, burst: int, workers: int | None = None) -> Limiter:
+def create_limiter(rate: float, burst: int, workers: int = 1) -> Limiter:
+    """In-process buckets; ``workers`` (``Settings.workers``) processes behind one socket share the rate."""
     if rate <= 0:
         return Unlimited()
-    workers = workers or int(os.environ.get("IDSYNC_WORKERS", "1") or 1)
     workers = max(1, workers)
     return MemoryBuckets(rate / workers, max(1.0, burst / workers))
 
@@ -144,7 +143,9 @@ class DatabaseBuckets:
         try:
             cursor = raw.cursor()
             cursor.execute(self._sql, params)
-            return float(cursor.fetchone()[0])
+            row = cursor.fetchone()
+            assert row is not None  # INSERT … RETURNING: one row
+            return float(row[0])
         except self._dbapi.Error as exc:
             # Only a lost connection is retried (not, say, a statement timeout).
             driver = raw.driver_connection

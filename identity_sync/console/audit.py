@@ -75,7 +75,8 @@ class AuditPages:
             audit_filter = audit_filter_of(self.service, params)
             return self.service.newest(audit_filter, before=int(before) if before.isdigit() else None,
                                        limit=PAGE_SIZE)
-        error, events, older = None, [], None
+        events: list[dict[str, Any]] = []
+        error, older = None, None
         try:
             events, older = await anyio.to_thread.run_sync(read)
         except (TimeError, TenantError) as exc:

@@ -192,6 +192,7 @@ class Sessions:
     def cookie_options(self, session: Session) -> dict[str, Any]:
         """What ``Response.set_cookie`` takes for this session (set once, at login: the row, not
         the cookie, knows when it was last used)."""
+        value: dict[str, Any]
         if session.sid:
             value, max_age = {"sid": session.sid, "csrf": session.csrf}, MAX_SESSION_HOURS * 3_600
         else:

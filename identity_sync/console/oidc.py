@@ -208,7 +208,7 @@ class OidcClient:
         document = self.discovery()
         form = {"grant_type": "authorization_code", "code": code, "redirect_uri": self.redirect_uri,
                 "code_verifier": pending.verifier, "client_id": self.client_id}
-        auth = None
+        auth: tuple[str, str] | None = None
         secret_file = self.settings.console_oidc_client_secret_file
         if secret_file is not None:
             secret = secret_file.read_text(encoding="utf-8").rstrip("\r\n")
@@ -216,8 +216,9 @@ class OidcClient:
             auth = (quote(self.client_id, safe=""), quote(secret, safe=""))
         try:
             with self._http() as http:
-                response = http.post(document["token_endpoint"], data=form, auth=auth,
-                                     headers={"Accept": "application/json"})
+                # Without a secret, the client's default auth, which is none (_http).
+                response = http.post(document["token_endpoint"], data=form, headers={"Accept": "application/json"},
+                                     auth=auth if auth is not None else httpx2.USE_CLIENT_DEFAULT)
         except httpx2.HTTPError as exc:
             log.warning("console.oidc_token_unreachable", error=type(exc).__name__)
             raise OidcRefused("unavailable") from None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -54,7 +55,8 @@ class Escrows:
         if not failed:
             return
         stamp = format_timestamp(now)
-        inserts, updates = [], []
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
         for anchor, error_code in failed.items():
             attempts = known[anchor][0] + 1 if anchor in known else 1
             due = format_timestamp(next_attempt(attempts, now))

@@ -15,6 +15,9 @@ from identity_sync.engine.model import ObjectType, SourceSnapshot
 from identity_sync.engine.pipeline import DISABLED_DIGEST, Evaluator
 from identity_sync.engine.state import ConnectorStore
 
+#: Users first, then groups (typed, so that each is an ObjectType).
+OBJECT_TYPES: tuple[ObjectType, ObjectType] = ("user", "group")
+
 #: The deletion guard: more than this many objects of a type, and more than this share of those
 #: provisioned, missing from the source stop the cycle.
 DELETE_GUARD_COUNT = 10
@@ -29,7 +32,7 @@ def canonical_scoping(mapping: MappingConfig, snapshot: SourceSnapshot) -> Mappi
     known = {"user": snapshot.user_attributes, "group": snapshot.group_attributes}
     mappings = {}
     for object_type in ("user", "group"):
-        object_mapping = mapping.for_type(object_type)  # type: ignore[arg-type]
+        object_mapping = mapping.for_type(object_type)
         columns = known[object_type]
         if columns is None or not object_mapping.scoping:
             mappings[object_type] = object_mapping
@@ -71,8 +74,9 @@ def check_deletions(snapshot: SourceSnapshot, store: ConnectorStore) -> None:
     """A complete read that lacks many provisioned objects is more likely a truncated or wrong
     export than a wave of departures: past the guard, nothing is deleted until the operator says so
     (``job restart --reset force-deletes``, Entra's "Allow deletes", provisioning-engine.md §4.1)."""
-    for object_type, present in (("user", snapshot.users), ("group", snapshot.groups)):
-        linked = store.anchors(object_type)  # type: ignore[arg-type]
+    for object_type in OBJECT_TYPES:
+        present = snapshot.users if object_type == "user" else snapshot.groups
+        linked = store.anchors(object_type)
         gone = sum(1 for anchor in linked if anchor not in present)
         if gone > DELETE_GUARD_COUNT and gone > DELETE_GUARD_SHARE * len(linked):
             raise CycleAborted(
@@ -99,14 +103,14 @@ def pending_removals(snapshot: SourceSnapshot, store: ConnectorStore, users: Eva
     deletions prevention counts both, users and groups: §4.1). Objects an incremental cycle will not
     look at cannot be removed by it, so only ``changed`` ones are decided."""
     removals: list[Removal] = []
-    kinds = (("user", snapshot.users, users), ("group", snapshot.groups, groups))
-    for object_type, present, evaluator in kinds:
+    for object_type in OBJECT_TYPES:
         if object_type == "group" and not mapping.groups.enabled:
             continue
-        for anchor, link in store.index(object_type).items():  # type: ignore[arg-type]
+        present, evaluator = (snapshot.users, users) if object_type == "user" else (snapshot.groups, groups)
+        for anchor, link in store.index(object_type).items():
             if anchor not in present:
                 if "delete" in evaluator.mapping.actions:
-                    removals.append(Removal(object_type, anchor, anchor, link.target_id, "delete",  # type: ignore[arg-type]
+                    removals.append(Removal(object_type, anchor, anchor, link.target_id, "delete",
                                             "gone from the source"))
                 continue
             if link.digest == DISABLED_DIGEST or (changed is not None and anchor not in changed):
@@ -116,7 +120,7 @@ def pending_removals(snapshot: SourceSnapshot, store: ConnectorStore, users: Eva
             if not soft_deleted or (scope_lost and mapping.skip_out_of_scope_deletions):
                 continue
             action = "disable" if object_type == "user" else "delete"
-            removals.append(Removal(object_type, anchor, obj.display, link.target_id, action,  # type: ignore[arg-type]
+            removals.append(Removal(object_type, anchor, obj.display, link.target_id, action,
                                     "out of scope, disabled or soft-deleted"))
     return removals
 

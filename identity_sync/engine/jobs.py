@@ -8,6 +8,7 @@ out of this module except to build the job's SCIM client.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import json
 import re
@@ -301,7 +302,7 @@ class JobService:
         """The job's source settings with its secrets unsealed, Graph's URLs from Settings and the
         source attributes the mapping uses (so a source can ask its server for no more)."""
         stored = dict(job.settings.get("source") or {})
-        secret = secrets.unseal(self.settings, job.id, job.sealed_credentials).get("source") or {}
+        secret: dict[str, Any] = secrets.unseal(self.settings, job.id, job.sealed_credentials).get("source") or {}
         mapping = job.mapping()
         return SourceOptions(**stored, **secret, graph_url=self.settings.graph_url, login_url=self.settings.login_url,
                              user_attributes=mapping.users.source_attributes(),
@@ -340,12 +341,12 @@ class JobService:
         validated (mapping.model.read_mapping_file / read_mapping_text); the next cycle is initial."""
         return self.update(name, mapping=document)
 
-    def cycles(self, job: Job, limit: int = 20) -> list[dict[str, Any]]:
+    def cycles(self, job: Job, limit: int = 20) -> builtins.list[dict[str, Any]]:
         """The last cycles as ``job show`` prints them (counts flattened into each)."""
         return [{"cycle": r.id, "kind": r.kind, "state": r.state, "started_at": r.started_at,
                  "ended_at": r.ended_at, **r.counts, "error": r.error} for r in self.cycle_rows(job, limit)]
 
-    def cycle_rows(self, job: Job, limit: int) -> list[Any]:
+    def cycle_rows(self, job: Job, limit: int) -> builtins.list[Any]:  # list: the method of this class
         """The job's newest cycle rows (``engine_cycles``), newest first."""
         t = engine_cycles.c
         query = sa.select(engine_cycles).where(t.job_id == job.id).order_by(t.started_at.desc()).limit(limit)

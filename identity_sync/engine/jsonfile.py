@@ -96,7 +96,7 @@ def _walk(node: Tree | Token, path: str, positions: dict[str, tuple[int, int]]) 
             if pair is None:
                 continue
             key_token, value = pair.children
-            key = json.loads(key_token)
+            key = json.loads(str(key_token))  # the key's JSON string, quotes and escapes included
             _walk(value, f"{path}.{key}" if path else key, positions)
     elif node.data == "array":
         for index, child in enumerate(c for c in node.children if c is not None):

@@ -109,19 +109,21 @@ class SourceMirror:
         delta = None
         if incremental and cursor is not None and source.incremental and rows["user"] is not None:
             delta = source.read_changes(cursor, self._previous(source, rows))
+        texts: dict[str, dict[str, str] | None]  # the objects' JSON texts when read as changes
         if delta is None:
             raw = (read_complete or source.read)()
             mode, entries = "complete", len(raw.users) + len(raw.groups)
             texts = {"user": None, "group": None}
         else:
             mode, entries = "changes", delta.entries_read
-            texts = {kind: {a: row.text for a, row in (rows[kind] or {}).items()} for kind in ("user", "group")}
+            changed = {kind: {a: row.text for a, row in (rows[kind] or {}).items()} for kind in ("user", "group")}
             for obj in delta.changed:
-                texts[obj.object_type][obj.anchor] = _text(obj.attributes)
+                changed[obj.object_type][obj.anchor] = _text(obj.attributes)
             for object_type, anchor in delta.removed:
-                texts[object_type].pop(anchor, None)
-            raw = SourceSnapshot(_Objects("user", texts["user"]), _Objects("group", texts["group"]), delta.assigned,
+                changed[object_type].pop(anchor, None)
+            raw = SourceSnapshot(_Objects("user", changed["user"]), _Objects("group", changed["group"]), delta.assigned,
                                  delta.cursor, source.description)
+            texts = {"user": changed["user"], "group": changed["group"]}
         seen = view.apply(raw)
         assignments = effective_assignments(seen, nested=view.nested_scope)
         assigned = {"user": assignments.users, "group": assignments.groups}

@@ -76,6 +76,8 @@ class Quarantine:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Quarantine | None:
+        # The stored dict was written by as_dict: its values have the fields' types, which mypy
+        # cannot see through the comprehension over the field names.
         return None if not data else cls(**{k: data.get(k) for k in cls.__dataclass_fields__})  # type: ignore[arg-type]
 
 

@@ -391,7 +391,7 @@ def evaluate_scope(filters: Iterable[ScopingFilter], attributes: Mapping[str, Va
     """Whether an object passes, with one detail line per clause as on-demand provisioning shows
     them: ``"Sales in EU: department EQUALS Sales: true"``. No filter: in scope, no lines."""
     filters = list(filters)
-    details = []
+    details: list[str] = []
     passing = not filters
     for scoping_filter in filters:
         results = [clause.evaluate(attributes) for clause in scoping_filter.clauses]

@@ -7,6 +7,8 @@ copied onto another job's row does not open there.
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from identity_sync import sealing
@@ -33,7 +35,7 @@ def seal(settings: Settings, job_id: str, credentials: dict[str, str]) -> str:
     return sealing.seal(settings, job_id.encode(), orjson.dumps(credentials))
 
 
-def unseal(settings: Settings, job_id: str, sealed: str) -> dict[str, str]:
+def unseal(settings: Settings, job_id: str, sealed: str) -> dict[str, Any]:
     try:
         return orjson.loads(sealing.unseal(settings, job_id.encode(), sealed))
     except sealing.SealError as exc:

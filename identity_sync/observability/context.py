@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
 #: An ``X-Request-Id`` a client or proxy sent is kept only if it is a short plain token: anything
@@ -45,12 +45,12 @@ def current() -> RequestFacts | None:
     return _current.get()
 
 
-def begin(facts: RequestFacts) -> object:
+def begin(facts: RequestFacts) -> Token[RequestFacts | None]:
     return _current.set(facts)
 
 
-def end(token: object) -> None:
-    _current.reset(token)  # type: ignore[arg-type]
+def end(token: Token[RequestFacts | None]) -> None:
+    _current.reset(token)
 
 
 def authenticated(tenant: str, credential_id: str | None) -> None:

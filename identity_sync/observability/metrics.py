@@ -1,7 +1,7 @@
 """The Prometheus metrics (docs/observability.md lists them with their labels).
 
 Request metrics are counted in the process that served the request. With ``serve --workers N``
-each worker is a process of its own: ``serve`` then sets ``PROMETHEUS_MULTIPROC_DIR`` (cli.py),
+each worker is a process of its own: ``serve`` then sets ``PROMETHEUS_MULTIPROC_DIR`` (cli/serve.py),
 prometheus-client keeps every worker's values in files there, and ``/metrics`` — whichever worker
 answers it — adds them all up (``MultiProcessCollector``). With one process, each app has a
 registry of its own (no global state shared between apps, e.g. between tests).
@@ -18,8 +18,7 @@ naming random tenants in URLs cannot make new series); reasons and limits are fi
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,6 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy.exc import SQLAlchemyError
 
+from identity_sync.config import prometheus_multiproc_dir
 from identity_sync.engine.tables import engine_cycles, engine_jobs
 from identity_sync.observability.history import RequestHistory
 from identity_sync.storage.db import Database
@@ -44,7 +44,7 @@ EXPORTED = ("created", "updated", "disabled", "deleted")
 
 
 def multiprocess() -> bool:
-    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    return prometheus_multiproc_dir() is not None
 
 
 class Metrics:
@@ -96,7 +96,8 @@ class EngineCollector:
         self.db = db
 
     def collect(self) -> Iterator[Metric]:
-        jobs, cycles, exported = engine_jobs.c, engine_cycles.c, []
+        jobs, cycles = engine_jobs.c, engine_cycles.c
+        exported: Sequence[Any] = []
         try:
             with self.db.read() as conn:
                 states = conn.execute(sa.select(jobs.state, sa.func.count()).group_by(jobs.state)).all()
@@ -135,7 +136,7 @@ class EngineCollector:
         yield exported_family
 
 
-def route_template(scope: dict[str, Any]) -> str | None:
+def route_template(scope: Mapping[str, Any]) -> str | None:
     """The template of the route that served ``scope`` (Starlette's router records it there)."""
     route = scope.get("route")
     path = getattr(route, "path", None)

@@ -11,15 +11,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from identity_sync.errors import BadRequest
 from identity_sync.scim import attributes as t
 from identity_sync.scim.attributes import Attribute
 from identity_sync.scim.filter_ast import And, Compare, Filter, Literal, Not, Or, Present, ValuePath
+from identity_sync.scim.filter_check import (
+    PRESENT,
+    AllOf,
+    AnyOf,
+    Checked,
+    Elements,
+    ElementTerm,
+    Negated,
+    Term,
+    check_filter,
+)
 from identity_sync.scim.index import value_key
-from identity_sync.scim.registry import Resolved, ResourceType, canonical_key
+from identity_sync.scim.registry import ResourceType, canonical_key
 
 
 def comparable(attr: Attribute, value: Any) -> Any:
@@ -117,11 +127,8 @@ def equality_terms(attr: Attribute, node: Filter) -> dict[str, Any] | None:
 #   present when any sub-attribute is;
 # * booleans take ``eq``/``ne`` only; ``meta.created``/``meta.lastModified`` take dateTime literals
 #   and no substring operators; ``members``/``groups`` take ``value eq``/``ne`` and ``pr``;
-# * anything else that cannot be compared is ``400 invalidFilter`` — raised whatever the data, as
-#   the compiler raises before any row is read (so ``and``/``or`` evaluate both sides).
-
-_RELATIONS = frozenset({"members", "groups"})
-_ORDERING = frozenset({"eq", "gt", "ge", "lt", "le", "co", "sw", "ew"})
+# * anything else that cannot be compared is ``400 invalidFilter``, decided for both sides by
+#   ``scim/filter_check.py`` before any row is read (whatever the data).
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,155 +143,85 @@ class Candidate:
     related_ids: tuple[str, ...] = ()
 
 
-def matches(rt: ResourceType, resource: Candidate, node: Filter) -> bool:
-    """Whether ``resource`` (of type ``rt``) satisfies ``node``; raises ``BadRequest(invalidFilter)``
-    exactly when the SQL compiler would."""
-    if isinstance(node, (And, Or)):
-        left, right = matches(rt, resource, node.left), matches(rt, resource, node.right)
-        return (left and right) if isinstance(node, And) else (left or right)
-    if isinstance(node, Not):
-        return not matches(rt, resource, node.inner)
-    if isinstance(node, ValuePath):
-        return _value_path(rt, resource, node)
+def matches(rt: ResourceType, resource: Candidate, node: Filter | Checked) -> bool:
+    """Whether ``resource`` (of type ``rt``) satisfies ``node``. A parsed filter is checked first
+    (:func:`check_filter`), so this raises ``BadRequest(invalidFilter)`` exactly when the SQL
+    compiler does; to test many resources, check once and pass the result."""
+    checked = node if isinstance(node, Checked) else check_filter(rt, node)
+    return _matches(rt, resource, checked)
+
+
+def _matches(rt: ResourceType, resource: Candidate, node: Checked) -> bool:
+    if isinstance(node, AllOf):
+        return _matches(rt, resource, node.left) and _matches(rt, resource, node.right)
+    if isinstance(node, AnyOf):
+        return _matches(rt, resource, node.left) or _matches(rt, resource, node.right)
+    if isinstance(node, Negated):
+        return not _matches(rt, resource, node.inner)
+    if isinstance(node, Elements):
+        return _elements_match(resource, node)
+    assert isinstance(node, Term), node  # an ElementTerm is only ever inside Elements
     return _term(rt, resource, node)
 
 
-def _term(rt: ResourceType, resource: Candidate, node: Compare | Present) -> bool:
-    resolved = rt.resolve(node.path, scim_type="invalidFilter")
-    attr = resolved.attribute
-    if attr.name == "id":
-        return _scalar(attr, resource.id, node)
-    if attr.name in _RELATIONS and resolved.container is None:
-        return _relation(attr, resolved.sub.name if resolved.sub else "value", resource, node)
-    if attr.name == "meta":
-        return _meta(rt, resolved, resource, node)
-    if attr.is_complex and resolved.sub is None:
-        if isinstance(node, Present):
-            return bool(_values(resource.doc, resolved.container, attr, None))
-        value_sub = attr.sub("value")
-        if value_sub is None:
-            raise BadRequest(f"Attribute '{attr.name}' cannot be compared directly.", "invalidFilter")
-        resolved = Resolved(resolved.container, attr, value_sub)
-    values = _values(resource.doc, resolved.container, attr, resolved.sub)
-    if isinstance(node, Present):
+def _term(rt: ResourceType, resource: Candidate, term: Term) -> bool:
+    resolved = term.resolved
+    if term.kind == "id":
+        return _scalar(resolved.attribute, resource.id, term.op, term.value)
+    if term.kind == "relation":
+        if term.present:
+            return bool(resource.related_ids)
+        return (term.value in resource.related_ids) == (term.op == "eq")
+    if term.kind == "meta_type":
+        same = isinstance(term.value, str) and term.value.lower() == rt.name.lower()
+        return term.present or same == (term.op == "eq")
+    if term.kind == "meta_time":
+        sub = resolved.target
+        column = resource.created_at if sub.name.lower() == "created" else resource.last_modified
+        return _scalar(sub, column, term.op, term.value)
+    if term.kind == "any":
+        return bool(_values(resource.doc, resolved.container, resolved.attribute, None))
+    values = _values(resource.doc, resolved.container, resolved.attribute, resolved.sub)
+    if term.present:
         return bool(values)
-    if node.value is None:
-        return _null_test(node.op, bool(values))
-    test = _predicate(resolved.target, "eq" if node.op == "ne" else node.op, node.value)
+    if term.value is None:
+        return bool(values) == (term.op == "ne")
+    test = _predicate(resolved.target, "eq" if term.op == "ne" else term.op, term.value)
     found = any(test(value) for value in values)
-    return not found if node.op == "ne" else found
+    return not found if term.op == "ne" else found
 
 
-def _null_test(op: str, present: bool) -> bool:
-    if op not in ("eq", "ne"):
-        raise BadRequest("null can only be compared with eq or ne.", "invalidFilter")
-    return present if op == "ne" else not present
-
-
-def _scalar(attr: Attribute, value: str, node: Compare | Present) -> bool:
+def _scalar(attr: Attribute, value: str, op: str, literal: Literal) -> bool:
     """A column that every resource has (``id``, ``meta.created``…)."""
-    if isinstance(node, Present):
+    if op == PRESENT:
         return True
-    if node.value is None:
-        return _null_test(node.op, True)
-    test = _predicate(attr, "eq" if node.op == "ne" else node.op, node.value)
-    return test(value) != (node.op == "ne")
+    if literal is None:
+        return op == "ne"
+    test = _predicate(attr, "eq" if op == "ne" else op, literal)
+    return test(value) != (op == "ne")
 
 
-def _meta(rt: ResourceType, resolved: Resolved, resource: Candidate, node: Compare | Present) -> bool:
-    sub = resolved.sub
-    if sub is None:
-        raise BadRequest("Filter on a meta sub-attribute such as meta.lastModified.", "invalidFilter")
-    if sub.name == "resourceType":
-        if isinstance(node, Present):
-            return True
-        if node.op not in ("eq", "ne"):
-            raise BadRequest(f"Unsupported operator for meta.resourceType: {node.op}", "invalidFilter")
-        same = isinstance(node.value, str) and node.value.lower() == rt.name.lower()
-        return same == (node.op == "eq")
-    column = {"created": resource.created_at, "lastmodified": resource.last_modified}.get(sub.name.lower())
-    if column is None:
-        raise BadRequest(f"Filtering on meta.{sub.name} is not supported.", "invalidFilter")
-    if isinstance(node, Compare):
-        node = Compare(node.path, node.op, timestamp_literal(node.op, node.value))
-    return _scalar(sub, column, node)
-
-
-#: Stored timestamps are "YYYY-MM-DDTHH:MM:SS.ffffffZ" with years 0001-9999: these sort before
-#: and after every one of them.
-_BEFORE_ALL_TIMESTAMPS = "0000"
-_AFTER_ALL_TIMESTAMPS = "9999-12-31T23:59:59.999999Z~"
-
-
-def timestamp_literal(op: str, value: Literal) -> Literal:
-    """A dateTime filter literal in the stored timestamp form (so that text order is time order)."""
-    if value is None:
-        return None
-    if op in ("co", "sw", "ew") or not isinstance(value, str):
-        raise BadRequest("A dateTime is compared with eq, ne, gt, ge, lt, le and a dateTime string.",
-                         "invalidFilter")
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest("A dateTime literal is required here.", "invalidFilter") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)  # no offset: UTC, as stored (not the server's local time)
-    try:
-        # Formatted here, not by strftime: "%Y" does not pad years below 1000 on every platform,
-        # and "5-01-01" would sort after "2026-…".
-        utc = moment.astimezone(UTC)
-        return (f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:"
-                f"{utc.second:02d}.{utc.microsecond:06d}Z")
-    except OverflowError:
-        # A valid literal whose UTC instant is outside years 1-9999 ("0001-01-01T00:00:00+01:00"
-        # is 0000-12-31T23:00Z): earlier or later than every stored timestamp, so it stands for a
-        # text that sorts before or after all of them (and equals none).
-        return _BEFORE_ALL_TIMESTAMPS if moment.year == 1 else _AFTER_ALL_TIMESTAMPS
-
-
-def _relation(attr: Attribute, sub_name: str, resource: Candidate, node: Compare | Present) -> bool:
-    if isinstance(node, Present):
-        return bool(resource.related_ids)
-    if sub_name.lower() != "value" or node.op not in ("eq", "ne") or not isinstance(node.value, str):
-        raise BadRequest(f"'{attr.name}' can be filtered with value eq/ne or pr only.", "invalidFilter")
-    return (node.value in resource.related_ids) == (node.op == "eq")
-
-
-def _value_path(rt: ResourceType, resource: Candidate, node: ValuePath) -> bool:
-    resolved = rt.resolve(node.path, scim_type="invalidFilter")
-    attr = resolved.attribute
-    if attr.name in _RELATIONS and resolved.container is None:
-        inner = node.inner
-        if not isinstance(inner, (Compare, Present)) or inner.path.urn is not None or inner.path.sub is not None:
-            raise BadRequest(f"'{attr.name}[…]' takes one value eq/ne or pr term.", "invalidFilter")
-        return _relation(attr, inner.path.attr, resource, inner)
-    if not attr.is_complex or resolved.sub is not None:
-        raise BadRequest(f"'{attr.name}' cannot take a value filter.", "invalidFilter")
-    _element_matches(attr, {}, node.inner)  # validates the inner filter even when there is no element
-    elements = [e for e in _elements(resource.doc, resolved.container, attr)
+def _elements_match(resource: Candidate, node: Elements) -> bool:
+    attr = node.resolved.attribute
+    elements = [e for e in _elements(resource.doc, node.resolved.container, attr)
                 if any(attr.sub(k) is not None and v is not None for k, v in e.items())]
     return any(_element_matches(attr, element, node.inner) for element in elements)
 
 
-def _element_matches(attr: Attribute, element: dict[str, Any], node: Filter) -> bool:
-    if isinstance(node, (And, Or)):
-        left = _element_matches(attr, element, node.left)
-        right = _element_matches(attr, element, node.right)
-        return (left and right) if isinstance(node, And) else (left or right)
-    if isinstance(node, Not):
+def _element_matches(attr: Attribute, element: dict[str, Any], node: Checked) -> bool:
+    if isinstance(node, AllOf):
+        return _element_matches(attr, element, node.left) and _element_matches(attr, element, node.right)
+    if isinstance(node, AnyOf):
+        return _element_matches(attr, element, node.left) or _element_matches(attr, element, node.right)
+    if isinstance(node, Negated):
         return not _element_matches(attr, element, node.inner)
-    if isinstance(node, ValuePath):
-        raise BadRequest("Value filters cannot be nested.", "invalidFilter")
-    sub = attr.sub(node.path.attr) if node.path.sub is None and node.path.urn is None else None
-    if sub is None:
-        raise BadRequest(f"Unknown sub-attribute in value filter: {attr.name}.{node.path.attr[:40]}",
-                         "invalidFilter")
-    stored = next((v for k, v in element.items() if attr.sub(k) is sub), None)
-    if isinstance(node, Present):
+    assert isinstance(node, ElementTerm), node  # check_filter puts only these inside Elements
+    stored = next((v for k, v in element.items() if attr.sub(k) is node.sub), None)
+    if node.present:
         return stored is not None
     if node.value is None:
-        return _null_test(node.op, stored is not None)
-    test = _predicate(sub, "eq" if node.op == "ne" else node.op, node.value)
+        return (stored is not None) == (node.op == "ne")
+    test = _predicate(node.sub, "eq" if node.op == "ne" else node.op, node.value)
     found = stored is not None and test(stored)
     return not found if node.op == "ne" else found
 
@@ -312,12 +249,9 @@ def _values(doc: dict[str, Any], container: str | None, attr: Attribute, sub: At
 
 
 def _predicate(attr: Attribute, op: str, literal: Literal) -> Callable[[Any], bool]:
-    """``stored -> bool`` for ``stored op literal``; raises for a combination the SQL refuses."""
-    if op not in _ORDERING:
-        raise BadRequest(f"Unsupported operator '{op}'.", "invalidFilter")
+    """``stored -> bool`` for ``stored op literal`` (``op`` not ``ne``: the callers negate ``eq``),
+    a combination :func:`check_filter` accepted."""
     if attr.type == t.BOOLEAN:
-        if op != "eq":
-            raise BadRequest("Booleans can only be compared with eq or ne.", "invalidFilter")
         if isinstance(literal, str) and literal.strip().lower() in ("true", "false"):
             literal = literal.strip().lower() == "true"
         if not isinstance(literal, bool):

@@ -22,13 +22,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from identity_sync.errors import BadRequest
+from identity_sync.scim.attributes import Attribute
 from identity_sync.scim.filter import parse_patch_path
 from identity_sync.scim.filter_ast import Compare, Filter, Or
 from identity_sync.scim.patch import Operation
 from identity_sync.scim.registry import GROUP
 from identity_sync.scim.resource import coerce
 
-MEMBERS = GROUP.core.attribute("members")
+_MEMBERS = GROUP.core.attribute("members")
+assert _MEMBERS is not None  # the Group schema's own attribute (scim/definitions.py)
+MEMBERS: Attribute = _MEMBERS
 assert MEMBERS is not None
 
 

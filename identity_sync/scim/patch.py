@@ -296,8 +296,8 @@ def _without(attr: Attribute, current: list[Any], doomed: list[Any]) -> list[Any
     odd: list[Any] = []  # unhashable or mixed shapes (never produced by coerce): compared pairwise
     for given in doomed:
         if isinstance(given, dict):
-            subs = [attr.sub(key) for key in given]
-            if any(sub is None for sub in subs):
+            subs = [sub for sub in map(attr.sub, given) if sub is not None]
+            if len(subs) != len(given):
                 continue  # names a sub-attribute the attribute lacks: matches nothing
             names = tuple(given)
             wanted = _hashable(tuple(comparable(sub, given[key]) for sub, key in zip(subs, names, strict=True)))
@@ -311,7 +311,9 @@ def _without(attr: Attribute, current: list[Any], doomed: list[Any]) -> list[Any
             odd.append(given)
         else:
             simple.add(key)
-    groups = [(names, [attr.sub(key) for key in names], wanted) for names, wanted in by_names.items()]
+    # Every name was checked above: only groups whose sub-attributes all exist were kept.
+    groups = [(names, [sub for sub in map(attr.sub, names) if sub is not None], wanted)
+              for names, wanted in by_names.items()]
 
     def named(stored: Any) -> bool:
         if isinstance(stored, dict):

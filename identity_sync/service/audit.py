@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,7 +42,7 @@ class AuditService:
             return str(tenant_named(conn, tenant_name)["id"])
 
     def newest(self, audit_filter: audit.AuditFilter, *, before: int | None = None,
-               limit: int = 50) -> tuple[list[dict[str, Any]], int | None]:
+               limit: int = 50) -> tuple[builtins.list[dict[str, Any]], int | None]:  # list: the method
         """One page of the console's audit trail, newest first, and the ``before`` of the next
         (older) page (``None``: this is the last)."""
         with self.db.read() as conn:
@@ -71,7 +72,8 @@ class AuditService:
             before = rows[-1]["id"] if len(rows) == batch else None
 
 
-    def recent(self, tenant_name: str, limit: int, resource_id: str | None = None) -> list[dict[str, Any]]:
+    def recent(self, tenant_name: str, limit: int,
+               resource_id: str | None = None) -> builtins.list[dict[str, Any]]:  # list: the method
         """A tenant's newest ``limit`` events (or one resource's), newest first: the console's
         "recent activity" and a user's or group's history."""
         with self.db.read() as conn:

@@ -29,6 +29,10 @@ from identity_sync.storage.resources import StoredResource
 
 log = structlog.get_logger("identity_sync.service")
 
+# A list request and a stored resource are what this service takes and returns: web/ takes their
+# types from here, so that it depends on the service layer only (tests/web/test_layers.py).
+__all__ = ["ListRequest", "ResourceService", "StoredResource", "changed_attributes", "etag"]
+
 
 def etag(version: int) -> str:
     return f'W/"{version}"'

@@ -159,6 +159,7 @@ class TenantService:
             # The reason is logged and counted, never answered (docs/observability.md).
             raise Unauthorized("The bearer token is not valid for this Tenant URL.", reason=refused,
                                credential_id=row["id"] if refused != "unknown" and row is not None else None)
+        assert row is not None  # _refusal refuses a token no row holds ("unknown")
         last_used = row["last_used_at"]
         if last_used is None or parse_timestamp(now) - parse_timestamp(last_used) > LAST_USED_RESOLUTION:
             with self.db.write() as conn:

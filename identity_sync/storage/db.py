@@ -11,6 +11,7 @@ stalls of 2-3 s; a FIFO-ish mutex hands the database over the moment it is free.
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -80,7 +81,7 @@ def create_engine(url: str, *, autocommit: bool = False) -> Engine:
     )
 
 
-def _sqlite_on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
     # Let us issue BEGIN ourselves (pysqlite's implicit transactions would defer the lock).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()

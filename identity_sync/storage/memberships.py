@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from identity_sync.storage.sqltext import Sql, json_value
+from identity_sync.storage.sqltext import DriverConnection, Sql, json_value
 from identity_sync.storage.tables import former_memberships, memberships, resources
 
 
@@ -112,7 +112,8 @@ def members_of(conn: Connection, tenant_id: str, group_id: str, batch: int = 100
         after = page[-1][0]
 
 
-def groups_of(conn: Connection, tenant_id: str, member_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+def groups_of(conn: Connection | DriverConnection, tenant_id: str,
+              member_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
     """The direct groups of each member: ``{member id: [{"value", "display"}]}`` (read on every
     User GET, so prepared SQL text)."""
     out: dict[str, list[dict[str, Any]]] = {}

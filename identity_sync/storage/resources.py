@@ -88,7 +88,7 @@ def _stored(row: Any) -> StoredResource:
     return StoredResource(row[0], json_value(row[1]), row[2], row[3], row[4])
 
 
-def get(conn: Connection, tenant_id: str, rt: ResourceType, resource_id: str, *,
+def get(conn: Connection | DriverConnection, tenant_id: str, rt: ResourceType, resource_id: str, *,
         for_update: bool = False) -> StoredResource | None:
     """The live resource, or ``None``. ``for_update`` locks its row until the transaction ends
     (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite's write transaction already holds the lock), so

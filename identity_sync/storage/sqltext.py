@@ -29,7 +29,7 @@ def _prepare(template: str, dialect: str) -> str:
     return template.format_map(_Markers(dialect))
 
 
-class _Markers(dict):  # type: ignore[type-arg]
+class _Markers(dict[str, str]):
     def __init__(self, dialect: str) -> None:
         super().__init__()
         self.dialect = dialect

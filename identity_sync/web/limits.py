@@ -12,7 +12,6 @@ in the process, both answered with 429 and ``Retry-After`` the same way: :class:
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -22,8 +21,6 @@ from identity_sync.auth.ratelimit import DatabaseBuckets, Limiter, Unlimited, cr
 from identity_sync.config import Settings
 from identity_sync.errors import ScimError
 from identity_sync.storage.db import Database
-
-STORES = ("auto", "database", "memory")
 
 
 class TooManyRequests(ScimError):
@@ -39,10 +36,7 @@ class TooManyRequests(ScimError):
 
 def rate_limit_store(settings: Settings, database_url: str) -> str:
     """``database`` or ``memory``: the setting if forced, else ``database`` on PostgreSQL."""
-    chosen = str(getattr(settings, "rate_limit_store", None) or os.environ.get("IDSYNC_RATE_LIMIT_STORE")
-                 or "auto").strip().lower()
-    if chosen not in STORES:
-        raise ValueError(f"IDSYNC_RATE_LIMIT_STORE must be one of {', '.join(STORES)}, not {chosen!r}")
+    chosen = settings.rate_limit_store  # auto, database or memory: Settings refuses any other value
     if chosen == "auto":
         return "database" if database_url.startswith(("postgresql", "postgres:")) else "memory"
     if chosen == "database" and database_url.startswith("sqlite"):
@@ -57,13 +51,13 @@ def scim_limiter(settings: Settings, db: Database) -> Limiter:
         return Unlimited()
     if rate_limit_store(settings, db.url) == "database":
         return DatabaseBuckets(db.autocommit_engine(), rate, burst)  # closed by db.dispose()
-    return create_limiter(rate, burst)
+    return create_limiter(rate, burst, settings.workers)
 
 
 def token_limiter(settings: Settings) -> Limiter:
     # In process (1/N per worker): the token endpoint calls take() on the event loop, where a
     # database round trip must not run (web/oauth_routes.py).
-    return create_limiter(settings.token_rate_limit_per_second, settings.token_rate_limit_burst)
+    return create_limiter(settings.token_rate_limit_per_second, settings.token_rate_limit_burst, settings.workers)
 
 
 class TooManyConcurrentRequests(ScimError):

@@ -10,8 +10,7 @@ from identity_sync.scim import definitions as d
 from identity_sync.scim.filter import parse_patch_path
 from identity_sync.scim.registry import GROUP, USER, Resolved, ResourceType
 from identity_sync.scim.resource import schemas_of
-from identity_sync.service.resources import etag
-from identity_sync.storage.resources import StoredResource
+from identity_sync.service.resources import StoredResource, etag
 
 LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 #: Default of ``IDSYNC_ATTRIBUTE_LIST_MAX_NAMES``: the most names in ``attributes`` or

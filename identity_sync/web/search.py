@@ -6,10 +6,10 @@ Both forms take the same parameters — ``filter``, ``sortBy``, ``sortOrder``, `
 answer: ``POST /.search`` exists so that a filter with personal data need not travel in a URL
 (and end up in proxy logs).
 
-At the root a search runs over Users and then Groups: a filter naming an attribute that one
-type does not have simply matches nothing of that type (``400 invalidFilter`` only when no type
-knows it), ``attributes`` are applied per type the same way, and paging is by index over the
-concatenation. ``sortBy`` and cursors are refused there (``400``): one order across types with
+At the root a search runs over Users and then Groups (``service/search.py``): a filter naming an
+attribute that one type does not have simply matches nothing of that type (``400 invalidFilter``
+only when no type knows it), ``attributes`` are applied per type the same way (here), and paging
+is by index over the concatenation. ``sortBy`` and cursors are refused there (``400``): one order across types with
 different attributes has no meaning a client could rely on.
 """
 
@@ -25,7 +25,8 @@ from identity_sync.auth.tokens import Principal
 from identity_sync.config import Settings
 from identity_sync.errors import BadRequest
 from identity_sync.scim.registry import ResourceType
-from identity_sync.storage.listing import ListRequest
+from identity_sync.service.resources import ListRequest
+from identity_sync.service.search import search_all
 from identity_sync.web import discovery
 from identity_sync.web.render import LIST_SCHEMA, Projection, check_name_count, list_response, render
 from identity_sync.web.responses import ScimResponse
@@ -134,31 +135,12 @@ async def _root_search(h: Handlers, request: Request, query: Query) -> Response:
     tenant_url = h.tenant_url(request)
 
     def action(principal: Principal) -> tuple[int, list[dict[str, Any]]]:
-        totals: list[tuple[ResourceType, int]] = []
-        refusals = []
-        for rt in discovery.SERVED:
-            try:
-                totals.append((rt, h.resources.search(principal, rt, query.filter, ListRequest(count=0)).total or 0))
-            except BadRequest as error:
-                if error.scim_type != "invalidFilter":
-                    raise
-                refusals.append(error)
-        if refusals and not totals:
-            raise refusals[0]
-        found: list[dict[str, Any]] = []
-        skip, wanted = query.start_index - 1, query.count
-        for rt, total in totals:
-            if wanted <= 0:
-                break
-            if skip >= total:
-                skip -= total
-                continue
-            page = h.resources.search(principal, rt, query.filter, ListRequest(start_index=skip + 1, count=wanted))
-            related = h.with_related(principal, rt, page.resources, projections[rt.name])
-            found += [render(rt, stored, tenant_url, projections[rt.name]) for stored in related]
-            wanted -= len(page.resources)
-            skip = 0
-        return sum(total for _, total in totals), found
+        found = search_all(h.resources, principal, discovery.SERVED, query.filter, query.start_index, query.count)
+        docs: list[dict[str, Any]] = []
+        for rt, resources in found.pages:
+            related = h.with_related(principal, rt, resources, projections[rt.name])
+            docs += [render(rt, stored, tenant_url, projections[rt.name]) for stored in related]
+        return found.total, docs
 
     total, docs = await h.call(request, action)
     return ScimResponse(list_response(docs, total, query.start_index))

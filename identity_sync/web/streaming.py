@@ -18,8 +18,7 @@ from starlette.responses import StreamingResponse
 
 from identity_sync.auth.tokens import Principal
 from identity_sync.scim.registry import GROUP
-from identity_sync.service.resources import ResourceService, etag
-from identity_sync.storage.resources import StoredResource
+from identity_sync.service.resources import ResourceService, StoredResource, etag
 from identity_sync.web.render import Projection, member, render
 from identity_sync.web.responses import SCIM_MEDIA_TYPE
 

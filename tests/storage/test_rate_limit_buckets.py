@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import sqlalchemy as sa
+from pydantic import ValidationError
 
 from identity_sync.auth.ratelimit import DatabaseBuckets, MemoryBuckets, Unlimited, retry_after
 from identity_sync.config import Settings
@@ -115,19 +116,21 @@ def test_connections_broken_by_a_database_restart_are_replaced(make: Make, db: D
 
 def test_the_store_is_chosen_by_dialect_and_can_be_forced(db_kind: str, settings: Settings, db: Database,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("IDSYNC_RATE_LIMIT_STORE", raising=False)
     limiter = limits.scim_limiter(settings, db)
     assert isinstance(limiter, DatabaseBuckets if db_kind == "postgresql" else MemoryBuckets)
-    monkeypatch.setenv("IDSYNC_RATE_LIMIT_STORE", "memory")
-    assert isinstance(limits.scim_limiter(settings, db), MemoryBuckets)
-    monkeypatch.setenv("IDSYNC_RATE_LIMIT_STORE", "database")
+    memory = settings.model_copy(update={"rate_limit_store": "memory"})
+    assert isinstance(limits.scim_limiter(memory, db), MemoryBuckets)
+    database = settings.model_copy(update={"rate_limit_store": "database"})
     if db_kind == "postgresql":
-        assert isinstance(limits.scim_limiter(settings, db), DatabaseBuckets)
+        assert isinstance(limits.scim_limiter(database, db), DatabaseBuckets)
     else:  # a write per request would take SQLite's global write lock
         with pytest.raises(ValueError, match="needs PostgreSQL"):
-            limits.scim_limiter(settings, db)
+            limits.scim_limiter(database, db)
+    # The variable is read by Settings (like every other), which refuses an unknown store.
+    monkeypatch.setenv("IDSYNC_RATE_LIMIT_STORE", "memory")
+    assert Settings().rate_limit_store == "memory"
     monkeypatch.setenv("IDSYNC_RATE_LIMIT_STORE", "redis")
-    with pytest.raises(ValueError, match="must be one of"):
-        limits.scim_limiter(settings, db)
+    with pytest.raises(ValidationError, match="rate_limit_store"):
+        Settings()
     off = settings.model_copy(update={"rate_limit_per_second": 0.0})
     assert isinstance(limits.scim_limiter(off, db), Unlimited)

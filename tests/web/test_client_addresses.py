@@ -154,7 +154,7 @@ def test_forwarded_proto_is_believed_only_from_a_trusted_proxy(direct: Served, b
 
 
 def test_the_proxy_option_trusts_nobody_unless_given() -> None:
-    from identity_sync.cli import proxy_options
+    from identity_sync.cli.serve import proxy_options
 
     assert proxy_options(None) == proxy_options("") == proxy_options(" , ") == {
         "proxy_headers": False, "forwarded_allow_ips": ""}

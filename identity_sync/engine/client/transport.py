@@ -201,8 +201,8 @@ class Transport:
                 raise error
             # A 5xx may have done part of the work before failing (a 429 did nothing).
             maybe_applied = maybe_applied or (status >= 500 and method != "GET")
-            wait = retry_after_seconds(response.headers.get("Retry-After"))  # 503 may carry one too
-            wait = self._backoff(attempt) if wait is None else wait
+            advised = retry_after_seconds(response.headers.get("Retry-After"))  # 503 may carry one too
+            wait = self._backoff(attempt) if advised is None else advised
             self._log_retry(method, path, error.error_code, attempt, wait)
             if status == 429:
                 # Entra pauses the job for the Retry-After period (provisioning-engine.md §1.7):

@@ -105,9 +105,9 @@ def open_graph_source(tenant: str, options: SourceOptions, *, sleep: Sleep | Non
             certificate = Certificate(options.certificate_pem)
         except ValueError as exc:
             raise SourceSpecError(f"source 'graph:{tenant}': {exc}") from None
+    pacing: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}  # else GraphHttp's own
     http = GraphHttp(tenant, options.client_id, client_secret=options.client_secret, certificate=certificate,
-                     graph_url=options.graph_url, login_url=options.login_url,
-                     **({"sleep": sleep} if sleep is not None else {}))
+                     graph_url=options.graph_url, login_url=options.login_url, **pacing)
     return GraphSource(http, options)
 
 
@@ -327,10 +327,10 @@ class GraphSource:
         if roles is not None:
             # Assignments have no delta: every user's roles are recomputed, and sent when they changed.
             _apply_roles(users, groups, roles)
-        removed = [("user", anchor) for anchor in sorted(users.removed)]
+        removed: list[tuple[ObjectType, str]] = [("user", anchor) for anchor in sorted(users.removed)]
         removed += [("group", anchor) for anchor in sorted(groups.removed)]
         changed = [*users.result().values(), *groups.result().values()]
-        return SourceDelta(changed, removed, assigned, _cursor(users_link, groups_link),  # type: ignore[arg-type]
+        return SourceDelta(changed, removed, assigned, _cursor(users_link, groups_link),
                            entries_read=users.entries + groups.entries)
 
     def get(self, anchor: str) -> SourceObject | None:
@@ -372,7 +372,8 @@ class GraphSource:
         if any(principal != anchor for principal in roles):
             for page in self.http.pages(f"users/{quote(anchor, safe='')}/memberOf/microsoft.graph.group?$select=id"):
                 for group in page["value"]:
-                    wanted |= roles.get(group.get("id") if isinstance(group, dict) else "", set())
+                    group_id = group.get("id") if isinstance(group, dict) else None
+                    wanted |= roles.get(group_id, set()) if isinstance(group_id, str) else set()
         _set(users.objects[anchor], "appRoleAssignments", sorted(wanted))
 
     def close(self) -> None:

@@ -216,11 +216,11 @@ def convert(preset: Preset, dn: str, raw: Mapping[str, list[bytes]], domain: str
     taken = {name.lower() for name in attributes}
     # uid is usually mailNickname's value, cn displayName's: one string for both.
     same = {value: value for value in attributes.values() if isinstance(value, str)}
-    for folded, (name, values) in by_name.items():
+    for folded, (name, raw_values) in by_name.items():
         if (folded in mapping and folded not in _ALSO_RAW) or folded in _NEVER_RAW or folded in taken \
                 or ";" in folded:
             continue
-        text = _text(values)
+        text = _text(raw_values)
         if text:
             if shared is not None and name in SHARED_VALUES:
                 text = [shared.setdefault(value, value) for value in text]
@@ -234,8 +234,8 @@ def convert(preset: Preset, dn: str, raw: Mapping[str, list[bytes]], domain: str
             manager = by_name["manager"][1][0].decode(errors="replace")
     else:
         for member_attribute in preset.member_attributes:
-            values, _next = ranged_values(raw, member_attribute)
-            members.extend(_member_dn(value.decode(errors="replace")) for value in values)
+            member_values, _next = ranged_values(raw, member_attribute)
+            members.extend(_member_dn(value.decode(errors="replace")) for value in member_values)
     if preset.anchor == "objectGUID":
         attributes["onPremisesImmutableId"] = base64.b64encode(by_name["objectguid"][1][0]).decode()
     return Entry(object_type, anchor, dn, attributes, manager, members)

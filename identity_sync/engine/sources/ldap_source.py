@@ -52,7 +52,7 @@ try:
 
     from identity_sync.engine.sources import ldap_sync
 except ImportError:  # pragma: no cover - exercised on machines without the [ldap] extra
-    ldap = None  # type: ignore[assignment]
+    ldap = None
 
 #: The control RFC 4533 content synchronisation is requested with.
 SYNC_CONTROL = "1.3.6.1.4.1.4203.1.9.1.1"
@@ -510,7 +510,8 @@ class LdapSource:
                                                  timeout=self.timeout)
         except ldap.LDAPError as error:
             raise self._fail(error, "reading the root DSE") from None
-        values = next((v for key, v in (found[0][1] if found else {}).items() if key.lower() == name.lower()), [])
+        values: list[bytes] = next((v for key, v in (found[0][1] if found else {}).items()
+                                    if key.lower() == name.lower()), [])
         return values[0] if values else None
 
     def _previous_index(self, previous: SourceSnapshot) -> dict[str, str]:

@@ -35,6 +35,7 @@ it (returns older resources), or gives no ``meta.lastModified`` at all.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import ssl
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
@@ -333,7 +334,8 @@ class _Reader:
         """Every resource of a type (matching ``filter_text``), whole; raises IncompleteListing."""
         return [resource async for page in self.pages(object_type, filter_text=filter_text) for resource in page]
 
-    def pages(self, object_type: ObjectType, *, filter_text: str | None = None) -> AsyncIterator[list[Raw]]:
+    def pages(self, object_type: ObjectType, *,
+              filter_text: str | None = None) -> AsyncIterator[builtins.list[Raw]]:  # list: the method above
         """:meth:`list`, page by page."""
         params = {"filter": filter_text} if filter_text else {}
         if object_type == "user":
@@ -400,15 +402,15 @@ async def _resolve_references(reader: _Reader, users: dict[str, SourceObject],
             gone.add(anchor)
     if not gone:
         return
-    for anchor, user in list(users.items()):
-        if user.attributes.get("manager") in gone:
-            attributes = {k: v for k, v in user.attributes.items() if k != "manager"}
+    for anchor, listed in list(users.items()):
+        if listed.attributes.get("manager") in gone:
+            attributes = {k: v for k, v in listed.attributes.items() if k != "manager"}
             users[anchor] = SourceObject("user", anchor, attributes)
-    for anchor, group in list(groups.items()):
-        members = group.attributes.get("members") or []
+    for anchor, listed in list(groups.items()):
+        members = listed.attributes.get("members") or []
         if gone.intersection(members):
             kept = [m for m in members if m not in gone]
-            groups[anchor] = SourceObject("group", anchor, {**group.attributes, "members": kept})
+            groups[anchor] = SourceObject("group", anchor, {**listed.attributes, "members": kept})
 
 
 class _Cursor:

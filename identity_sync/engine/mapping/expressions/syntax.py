@@ -6,6 +6,7 @@ person can act on ("unterminated string", "expected ',' or ')'"), never lark's i
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from lark import Token, Tree
@@ -106,6 +107,7 @@ def parse_tree(text: str) -> Node:
 def _syntax_error(text: str, problem: UnexpectedInput) -> ExpressionError:
     if isinstance(problem, UnexpectedCharacters):
         position = problem.pos_in_stream
+        assert position is not None  # lark sets it for the character it could not read
         character = text[position]
         if character == '"':
             return ExpressionError('unterminated string: no closing "', position + 1)
@@ -128,7 +130,7 @@ def _syntax_error(text: str, problem: UnexpectedInput) -> ExpressionError:
     return ExpressionError(str(problem).splitlines()[0], 1)  # pragma: no cover - lark has no other kinds
 
 
-def _expected(terminals: set[str] | list[str]) -> str:
+def _expected(terminals: Iterable[str]) -> str:
     names = sorted({_TERMINAL_NAMES.get(name, name) for name in terminals})
     if len(names) == 1:
         return names[0]

@@ -12,6 +12,7 @@ Create Date: 2026-12-05
 """
 
 import json
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -27,7 +28,7 @@ _TABLES = (("entra_trust", "tenant_id"), ("oauth_federated_credentials", "id"))
 _PRIVATE = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 
 
-def without_private_keys(jwks: dict) -> dict:  # type: ignore[type-arg]
+def without_private_keys(jwks: dict[str, Any]) -> dict[str, Any]:
     keys = jwks.get("keys")
     if not isinstance(keys, list):
         return jwks

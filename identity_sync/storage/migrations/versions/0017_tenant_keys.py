@@ -27,6 +27,8 @@ Create Date: 2026-12-05
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.schema import CreateTable
@@ -100,7 +102,7 @@ def upgrade() -> None:
     for table, columns in OLD_UNIQUE:
         for unique in inspector.get_unique_constraints(table):
             if unique["column_names"] == columns:
-                op.drop_constraint(unique["name"], table, type_="unique")
+                op.drop_constraint(_named(unique["name"]), table, type_="unique")
     for table, name, columns in UNIQUE:
         op.create_unique_constraint(name, table, columns)
     op.drop_index("ix_audit_events_tenant", table_name="audit_events")
@@ -136,13 +138,19 @@ def _drop_foreign_keys(bind: sa.Connection) -> None:
     for table in ORDER:
         for fk in inspector.get_foreign_keys(table):
             if fk["referred_table"] in PRIMARY:
-                op.drop_constraint(fk["name"], table, type_="foreignkey")
+                op.drop_constraint(_named(fk["name"]), table, type_="foreignkey")
+
+
+def _named(name: str | None) -> str:
+    """A constraint's name as PostgreSQL's inspector reports it (PostgreSQL names every one)."""
+    assert name is not None
+    return name
 
 
 def _set_primary_keys(bind: sa.Connection, keys: dict[str, list[str]]) -> None:
     inspector = sa.inspect(bind)
     for table in ORDER:
-        op.drop_constraint(inspector.get_pk_constraint(table)["name"], table, type_="primary")
+        op.drop_constraint(_named(inspector.get_pk_constraint(table)["name"]), table, type_="primary")
         op.create_primary_key(f"{table}_pkey", table, keys[table])
 
 
@@ -165,7 +173,7 @@ def _schema(new: bool) -> sa.MetaData:
         for table, columns in OLD_UNIQUE:
             unique.setdefault(table, []).append(sa.UniqueConstraint(*columns))
 
-    def table(name: str, *columns: sa.Column, **kw: object) -> None:
+    def add_table(name: str, *columns: sa.Column, **kw: Any) -> None:
         sa.Table(name, md, *columns, sa.PrimaryKeyConstraint(*primary[name]), *foreign.get(name, []),
                  *unique.get(name, []), **kw)
 
@@ -174,40 +182,41 @@ def _schema(new: bool) -> sa.MetaData:
         return sa.Column("tenant_id", sa.String(36), *args, nullable=False)
 
     s36, s32 = sa.String(36), sa.String(32)
-    table("resources", sa.Column("id", s36, nullable=False), tenant(fk=True),
+    add_table("resources", sa.Column("id", s36, nullable=False), tenant(fk=True),
           sa.Column("resource_type", s32, nullable=False), sa.Column("name_key", sa.Text, nullable=False),
           sa.Column("doc", sa.JSON, nullable=False), sa.Column("version", sa.Integer, nullable=False),
           sa.Column("created_at", s32, nullable=False), sa.Column("last_modified", s32, nullable=False),
           sa.Column("deleted_at", s32))
-    table("attr_values", sa.Column("resource_id", s36, nullable=False),
+    add_table("attr_values", sa.Column("resource_id", s36, nullable=False),
           sa.Column("path", sa.String(160), nullable=False),
           sa.Column("element", sa.Integer, nullable=False), tenant(), sa.Column("key", sa.Text, nullable=False),
           sqlite_with_rowid=False)
-    table("memberships", sa.Column("group_id", s36, nullable=False), sa.Column("member_id", s36, nullable=False),
+    add_table("memberships", sa.Column("group_id", s36, nullable=False), sa.Column("member_id", s36, nullable=False),
           tenant(), sa.Column("member_type", sa.String(8), nullable=False),
           sa.Column("created_at", s32, nullable=False))
-    table("former_memberships", sa.Column("id", sa.Integer, nullable=False, autoincrement=not new), tenant(),
+    add_table("former_memberships", sa.Column("id", sa.Integer, nullable=False, autoincrement=not new), tenant(),
           sa.Column("group_id", s36, nullable=False), sa.Column("member_id", s36, nullable=False),
           sa.Column("member_type", sa.String(8), nullable=False), sa.Column("created_at", s32, nullable=False),
           sa.Column("ended_at", s32, nullable=False))
-    table("credentials", sa.Column("id", sa.String(16), nullable=False), tenant(fk=True),
+    add_table("credentials", sa.Column("id", sa.String(16), nullable=False), tenant(fk=True),
           sa.Column("kind", sa.String(16), nullable=False), sa.Column("secret_hash", sa.String(64), nullable=False),
           sa.Column("created_at", s32, nullable=False), sa.Column("expires_at", s32),
           sa.Column("last_used_at", s32), sa.Column("revoked_at", s32))
-    table("audit_events", sa.Column("id", sa.Integer, nullable=False, autoincrement=not new), tenant(),
+    add_table("audit_events", sa.Column("id", sa.Integer, nullable=False, autoincrement=not new), tenant(),
           sa.Column("at", s32, nullable=False), sa.Column("actor", sa.String(120), nullable=False),
           sa.Column("action", sa.String(16), nullable=False), sa.Column("resource_type", s32, nullable=False),
           sa.Column("resource_id", s36, nullable=False), sa.Column("version", sa.Integer),
           sa.Column("attributes", sa.Text, nullable=False))
-    table("oauth_clients", sa.Column("id", sa.String(40), nullable=False), tenant(fk=True),
+    add_table("oauth_clients", sa.Column("id", sa.String(40), nullable=False), tenant(fk=True),
           sa.Column("scopes", sa.String(200), nullable=False), sa.Column("created_at", s32, nullable=False),
           sa.Column("revoked_at", s32))
-    table("oauth_client_secrets", sa.Column("id", sa.String(16), nullable=False), *([tenant()] if new else []),
+    add_table("oauth_client_secrets", sa.Column("id", sa.String(16), nullable=False), *([tenant()] if new else []),
           sa.Column("client_id", sa.String(40), nullable=False),
           sa.Column("secret_hash", sa.String(64), nullable=False),
           sa.Column("created_at", s32, nullable=False), sa.Column("expires_at", s32, nullable=False),
           sa.Column("last_used_at", s32), sa.Column("revoked_at", s32))
-    table("oauth_federated_credentials", sa.Column("id", sa.String(16), nullable=False), *([tenant()] if new else []),
+    add_table("oauth_federated_credentials", sa.Column("id", sa.String(16), nullable=False),
+          *([tenant()] if new else []),
           sa.Column("client_id", sa.String(40), nullable=False), sa.Column("issuer", sa.String(200), nullable=False),
           sa.Column("subject", sa.String(200), nullable=False), sa.Column("audience", sa.String(200), nullable=False),
           sa.Column("entra_tenant_id", s36, nullable=False), sa.Column("jwks", sa.Text),

@@ -133,6 +133,7 @@ def build_switch(site: CallSite, arguments: list[Evaluator]) -> Evaluator:
     if all(isinstance(node, Literal | Empty) for node in key_nodes):
         table = {}
         for node, value in zip(key_nodes, values, strict=True):
+            # The all(...) above made every node a Literal or Empty; mypy does not narrow through it.
             key = "" if isinstance(node, Empty) else to_text(node.value)  # type: ignore[attr-defined]
             table.setdefault(key or "", value)
 

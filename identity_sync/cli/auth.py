@@ -1,24 +1,33 @@
 """``identity-sync client|keys|entra``: OAuth clients, token-signing keys, and trust in
-Entra-issued tokens. Registered on the main command by ``cli.py``; like it, a public interface
+Entra-issued tokens. Registered on the main command by ``cli/__init__.py``; like it, a public interface
 (extend, don't change). Secrets are printed once and stored only as digests."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from identity_sync.auth.oauth import SigningKeyError
+from identity_sync.cli._common import (
+    ConfirmUrlFlag,
+    JsonFlag,
+    TenantOption,
+    fail,
+    open_database,
+    reported,
+    require_public_url,
+    tenant_url,
+)
+from identity_sync.config import Settings
 from identity_sync.service.clients import ClientService, FederatedClient, IssuedClient, parse_scopes
 
 client_app = typer.Typer(help="OAuth 2.0 clients (client credentials grant) of a tenant.", no_args_is_help=True)
 keys_app = typer.Typer(help="The keys that sign access tokens (rotation without downtime).", no_args_is_help=True)
 entra_app = typer.Typer(help="Trust tokens issued by the customer's Microsoft Entra tenant.", no_args_is_help=True)
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
-TenantOption = Annotated[str, typer.Option("--tenant", help="The tenant's name.")]
 SecretDays = Annotated[int | None, typer.Option(help="Days until the new secret expires (1-1095; default 365).")]
 
 
@@ -28,42 +37,15 @@ def register(app: typer.Typer) -> None:
     app.add_typer(entra_app, name="entra")
 
 
-def _service() -> tuple[Any, ClientService]:
-    from identity_sync.cli import _open
-
-    settings, db = _open()
+def _service() -> tuple[Settings, ClientService]:
+    settings, db = open_database()
     return settings, ClientService(db, settings)
 
 
-def _fail(message: str) -> None:
-    from identity_sync.cli import _fail as fail
-
-    fail(message)
-
-
-def _reported(*errors: type[Exception]) -> Any:
-    from identity_sync.cli import _reported as reported
-
-    return reported(*errors)
-
-
-ConfirmUrlFlag = Annotated[bool, typer.Option(
-    "--confirm-url", help="Print Tenant URLs made of the host and port (http://HOST:PORT) although "
-                          "IDSYNC_PUBLIC_URL is unset on a non-loopback deployment.")]
-
-
-def _require_public_url(settings: Any, confirmed: bool) -> None:
-    from identity_sync.cli import _require_public_url as require
-
-    require(settings, confirmed)
-
-
-def _print_client(settings: Any, issued: IssuedClient, as_json: bool) -> None:
-    from identity_sync.cli import _tenant_url
-
-    tenant_url = _tenant_url(settings, issued.tenant)
+def _print_client(settings: Settings, issued: IssuedClient, as_json: bool) -> None:
+    url = tenant_url(settings, issued.tenant)
     values = {
-        "tenant": issued.tenant, "tenant_url": tenant_url, "token_endpoint": f"{tenant_url}/oauth/token",
+        "tenant": issued.tenant, "tenant_url": url, "token_endpoint": f"{url}/oauth/token",
         "client_id": issued.client_id, "client_secret": issued.client_secret, "secret_id": issued.secret_id,
         "secret_expires_at": issued.secret_expires_at, "scope": " ".join(sorted(issued.scopes)),
         "expires_in": settings.oauth_token_lifetime_seconds,
@@ -81,12 +63,10 @@ def _print_client(settings: Any, issued: IssuedClient, as_json: bool) -> None:
     typer.echo("The secret is shown only this once; paste it into Entra now. Header, Body and Both all work.")
 
 
-def _print_federated(settings: Any, issued: FederatedClient, as_json: bool) -> None:
-    from identity_sync.cli import _tenant_url
-
-    tenant_url = _tenant_url(settings, issued.tenant)
+def _print_federated(settings: Settings, issued: FederatedClient, as_json: bool) -> None:
+    url = tenant_url(settings, issued.tenant)
     values = {
-        "tenant": issued.tenant, "tenant_url": tenant_url, "token_endpoint": f"{tenant_url}/oauth/token",
+        "tenant": issued.tenant, "tenant_url": url, "token_endpoint": f"{url}/oauth/token",
         "client_id": issued.client_id, "credential_id": issued.credential_id, "federated": True,
         "issuer": issued.issuer, "subject": issued.subject, "audience": issued.audience,
         "entra_tenant_id": issued.entra_tenant_id, "jwks_url": issued.jwks_url,
@@ -126,19 +106,19 @@ def client_create(
 ) -> None:
     """Create an OAuth client with its first secret (shown once), or a federated one (no secret)."""
     settings, service = _service()
-    _require_public_url(settings, confirm_url)
+    require_public_url(settings, confirm_url)
     federation = (issuer, subject, audience, jwks_file, jwks_url)
     if not federated:
         if any(v is not None for v in federation):
-            _fail("--issuer, --subject, --audience, --jwks-file and --jwks-url need --federated.")
-        with _reported(ValueError):
+            fail("--issuer, --subject, --audience, --jwks-file and --jwks-url need --federated.")
+        with reported(ValueError):
             issued = service.create_client(tenant, parse_scopes(scope), secret_days)
         _print_client(settings, issued, as_json)
         return
     if issuer is None or subject is None or audience is None or secret_days is not None:
-        _fail("--federated needs --issuer, --subject and --audience (and takes no --secret-days).")
+        fail("--federated needs --issuer, --subject and --audience (and takes no --secret-days).")
     assert issuer is not None and subject is not None and audience is not None
-    with _reported(OSError, ValueError):
+    with reported(OSError, ValueError):
         jwks = json.loads(jwks_file.read_text()) if jwks_file else None
         fed = service.create_federated_client(tenant, issuer=issuer, subject=subject, audience=audience,
                                               jwks=jwks, jwks_url=jwks_url, scopes=parse_scopes(scope))
@@ -150,8 +130,8 @@ def client_rotate(client_id: str, tenant: TenantOption, as_json: JsonFlag = Fals
                   secret_days: SecretDays = None, confirm_url: ConfirmUrlFlag = False) -> None:
     """Add a second live secret (shown once); revoke the old one after Entra has the new one."""
     settings, service = _service()
-    _require_public_url(settings, confirm_url)
-    with _reported():
+    require_public_url(settings, confirm_url)
+    with reported():
         issued = service.rotate_secret(tenant, client_id, secret_days)
     _print_client(settings, issued, as_json)
 
@@ -160,7 +140,7 @@ def client_rotate(client_id: str, tenant: TenantOption, as_json: JsonFlag = Fals
 def client_list(tenant: TenantOption, as_json: JsonFlag = False) -> None:
     """List clients and their secrets (ids and dates only: secrets are never stored)."""
     _, service = _service()
-    with _reported():
+    with reported():
         clients = service.list_clients(tenant)
     if as_json:
         typer.echo(json.dumps({"clients": [
@@ -193,7 +173,7 @@ def client_revoke(
 ) -> None:
     """Revoke a client (or one secret): its access tokens stop working at once."""
     _, service = _service()
-    with _reported():
+    with reported():
         service.revoke(tenant, client_id, secret)
     typer.echo(f"Secret {secret} of client {client_id} revoked." if secret else f"Client {client_id} revoked.")
 
@@ -203,7 +183,7 @@ def keys_list(as_json: JsonFlag = False) -> None:
     """List signing key ids (newest signs; all verify). With a passphrase set, keys still in clear
     are marked: replace them with ``keys rotate``, then ``keys prune``."""
     _, service = _service()
-    with _reported(SigningKeyError, OSError):
+    with reported(SigningKeyError, OSError):
         kids = service.keys.kids()
     clear = service.keys.unencrypted
     if as_json:
@@ -216,7 +196,7 @@ def keys_list(as_json: JsonFlag = False) -> None:
 def keys_rotate() -> None:
     """Add a new signing key; tokens signed by older keys stay valid until they expire."""
     _, service = _service()
-    with _reported(SigningKeyError, OSError):
+    with reported(SigningKeyError, OSError):
         kid = service.keys.rotate()
     typer.echo(f"New signing key {kid}.")
 
@@ -225,7 +205,7 @@ def keys_rotate() -> None:
 def keys_prune() -> None:
     """Remove old keys that no unexpired token can need (older than the token lifetime)."""
     settings, service = _service()
-    with _reported(SigningKeyError, OSError):
+    with reported(SigningKeyError, OSError):
         removed = service.keys.prune(settings.oauth_token_lifetime_seconds + settings.jwt_leeway_seconds)
     typer.echo(f"Removed {len(removed)} key(s)." + (f" ({', '.join(removed)})" if removed else ""))
 
@@ -241,7 +221,7 @@ def entra_set(
 ) -> None:
     """Accept tokens issued by this Entra tenant (Entra's blank Secret Token mode)."""
     _, service = _service()
-    with _reported(OSError, ValueError):
+    with reported(OSError, ValueError):
         jwks = json.loads(jwks_file.read_text()) if jwks_file else None
         service.set_entra_trust(tenant, entra_tenant_id, audience, jwks, jwks_url)
     typer.echo(f"Tenant '{tenant}' accepts tokens issued by https://sts.windows.net/{entra_tenant_id}/.")
@@ -251,7 +231,7 @@ def entra_set(
 def entra_show(tenant: TenantOption) -> None:
     """Show the tenant's Entra trust."""
     _, service = _service()
-    with _reported():
+    with reported():
         trust = service.get_entra_trust(tenant)
     typer.echo(json.dumps({k: v for k, v in (trust or {}).items() if k != "tenant_id"}))
 
@@ -260,6 +240,6 @@ def entra_show(tenant: TenantOption) -> None:
 def entra_clear(tenant: TenantOption) -> None:
     """Stop accepting Entra-issued tokens for the tenant."""
     _, service = _service()
-    with _reported():
+    with reported():
         removed = service.clear_entra_trust(tenant)
     typer.echo("Entra trust removed." if removed else "No Entra trust was set.")

@@ -1,5 +1,5 @@
 """``identity-sync job …``: provisioning jobs — the engine's CLI. Registered on the main command
-by ``cli.py``; its commands, options and ``--json`` keys are a public interface (issue 10):
+by ``cli/__init__.py``; its commands, options and ``--json`` keys are a public interface (issue 10):
 extend them, don't change them. Target credentials are never printed."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from identity_sync.cli._common import fail, open_database, print_rows, reported
 from identity_sync.engine.cycle import CycleResult
 from identity_sync.engine.errors import CycleAborted
 from identity_sync.engine.jobs import OFF, RESETS, Credentials, JobError, parse_resets
@@ -72,14 +73,10 @@ Concurrency = Annotated[int | None, typer.Option("--concurrency", help="Target r
 
 
 def register(app: typer.Typer) -> None:
-    from identity_sync import cli_operations
-
-    app.add_typer(job_app, name="job")
-    cli_operations.register(app, job_app)
+    app.add_typer(job_app, name="job")  # cli/operations.py adds start, pause and history to it
 
 
 def _open() -> Any:
-    from identity_sync.cli import _open as open_database
     from identity_sync.engine.service import EngineService
 
     settings, db = open_database()
@@ -87,14 +84,10 @@ def _open() -> Any:
 
 
 def _fail(message: str) -> None:
-    from identity_sync.cli import _fail as fail
-
     fail(message)
 
 
 def _reported() -> Any:
-    from identity_sync.cli import _reported as reported
-
     return reported(JobError, ConfigError, SourceSpecError, CredentialsError, CycleAborted, OSError)
 
 
@@ -132,14 +125,14 @@ def _source_options(current: SourceOptions, bind_dn: str | None, password_file: 
                     service_principal: str | None) -> SourceOptions | None:
     """The job's source options with what the command line gives changed; ``None`` when it gives
     nothing. Secrets come from files only, so they never appear in a process list or a history."""
-    given = {"bind_dn": bind_dn, "password": _secret_file(password_file, "--source-password-file"),
+    given: dict[str, Any] = {"bind_dn": bind_dn, "password": _secret_file(password_file, "--source-password-file"),
              "preset": preset, "ca_file": str(ca_file.resolve()) if ca_file else None, "start_tls": start_tls,
              "user_filter": user_filter, "group_filter": group_filter, "client_id": client_id,
              "client_secret": _secret_file(secret_file, "--source-client-secret-file"),
              "certificate_pem": _secret_file(certificate_file, "--source-certificate-file"),
              "token": _secret_file(token_file, "--source-token-file"), "token_url": token_url,
              "service_principal_id": service_principal}
-    given = {key: value for key, value in given.items() if value is not None}
+    given = {key: value for key, value in given.items() if value is not None}  # SourceOptions' fields
     if preset is not None and preset not in ("ad", "openldap"):
         _fail("--source-preset must be ad or openldap")
     return dataclasses.replace(current, **given) if given else None
@@ -249,10 +242,8 @@ def job_set(name: str, source: Source = None, target_url: TargetUrl = None, targ
 @job_app.command("list")
 def job_list(as_json: JsonFlag = False) -> None:
     """List jobs."""
-    from identity_sync.cli import _print_rows
-
     engine = _open()
-    _print_rows([job.describe() for job in engine.jobs.list()], as_json, "jobs",
+    print_rows([job.describe() for job in engine.jobs.list()], as_json, "jobs",
                 ("job", "source", "target_url", "scope", "dialect", "state", "next_cycle"))
 
 

@@ -11,7 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
-from identity_sync.cli_engine import JsonFlag, _fail, _open, _reported
+from identity_sync.cli._common import JsonFlag, fail
+from identity_sync.cli.jobs import _open, _reported
 from identity_sync.config import Settings
 
 
@@ -43,7 +44,7 @@ def engine(
     try:
         scheduler.run_forever()
     except EngineAlreadyRunning as exc:
-        _fail(str(exc))
+        fail(str(exc))
     typer.echo(f"Engine stopped after {scheduler.cycles_run} cycle(s).", err=True)
 
 

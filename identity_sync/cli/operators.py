@@ -1,5 +1,5 @@
 """``identity-sync operator …``: who may log in to the web console at ``/admin`` (docs/console.md).
-Registered on the main command by ``cli.py``; its commands, options and ``--json`` keys are a
+Registered on the main command by ``cli/__init__.py``; its commands, options and ``--json`` keys are a
 public interface, like the rest of the CLI. A password is never an option's value (it would be
 in the shell's history and in ``ps``): it comes from a file or is typed, hidden, twice."""
 
@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from identity_sync.cli._common import fail, open_database, print_rows
 from identity_sync.service.operators import ROLES, TENANT_ADMIN, OperatorError, OperatorService, check_password
 
 operator_app = typer.Typer(help="Operators of the web console (/admin): create, list, disable, set a password.",
@@ -25,15 +26,11 @@ def register(app: typer.Typer) -> None:
 
 
 def _service() -> OperatorService:
-    from identity_sync.cli import _open
-
-    _, db = _open()
+    _, db = open_database()
     return OperatorService(db)
 
 
 def _fail(message: str) -> None:
-    from identity_sync.cli import _fail as fail
-
     fail(message)
 
 
@@ -89,12 +86,10 @@ def operator_create(
 @operator_app.command("list")
 def operator_list(as_json: JsonFlag = False) -> None:
     """List operators (never their passwords or hashes)."""
-    from identity_sync.cli import _print_rows
-
     rows = [o.describe() for o in _service().list()]
     if not as_json:
         rows = [{**row, "disabled": "yes" if row["disabled"] else "no"} for row in rows]
-    _print_rows(rows, as_json, "operators", ("operator", "role", "tenant", "created_at", "disabled"))
+    print_rows(rows, as_json, "operators", ("operator", "role", "tenant", "created_at", "disabled"))
 
 
 @operator_app.command("disable")
