@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from identity_sync.storage import sqltext
+from identity_sync.storage.db import auth_changed
 from identity_sync.storage.tables import entra_trust, oauth_client_secrets, oauth_clients, tenants
 
 
@@ -43,12 +44,14 @@ def list_clients(conn: Connection, tenant_id: str) -> list[dict[str, Any]]:
 
 
 def revoke_client(conn: Connection, client_id: str, now: str) -> bool:
+    auth_changed(conn)  # cached verified credentials must be read again (storage/db.py)
     result = conn.execute(oauth_clients.update().where(
         oauth_clients.c.id == client_id, oauth_clients.c.revoked_at.is_(None)).values(revoked_at=now))
     return result.rowcount == 1
 
 
 def revoke_secret(conn: Connection, client_id: str, secret_id: str, now: str) -> bool:
+    auth_changed(conn)  # cached verified credentials must be read again (storage/db.py)
     result = conn.execute(oauth_client_secrets.update().where(
         oauth_client_secrets.c.id == secret_id, oauth_client_secrets.c.client_id == client_id,
         oauth_client_secrets.c.revoked_at.is_(None)).values(revoked_at=now))
@@ -103,6 +106,7 @@ def entra_trust_for(conn: Connection | sqltext.DriverConnection, tenant_name: st
 
 
 def set_entra_trust(conn: Connection, tenant_id: str, values: dict[str, Any]) -> None:
+    auth_changed(conn)  # cached verified credentials must be read again (storage/db.py)
     conn.execute(entra_trust.delete().where(entra_trust.c.tenant_id == tenant_id))
     conn.execute(entra_trust.insert().values(tenant_id=tenant_id, **values))
 
@@ -113,4 +117,5 @@ def get_entra_trust(conn: Connection, tenant_id: str) -> dict[str, Any] | None:
 
 
 def clear_entra_trust(conn: Connection, tenant_id: str) -> bool:
+    auth_changed(conn)  # cached verified credentials must be read again (storage/db.py)
     return conn.execute(entra_trust.delete().where(entra_trust.c.tenant_id == tenant_id)).rowcount == 1

@@ -262,3 +262,18 @@ operators = sa.Table(
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
 )
+
+# -- the authentication epoch (issue 11; storage/db.py ``Database.auth_epoch``) ---------------------
+
+# One row whose ``generation`` grows in every transaction that may end a credential's validity
+# (a token, client or secret revoked, a tenant disabled, an Entra trust changed): every worker of
+# every node caches verified credentials under the generation it read and drops them when it
+# changes. PostgreSQL only reads it (SQLite keeps the number in a file beside the database: one
+# machine, and a stat is cheaper than a query). A global table of one row (a reference table
+# under Citus).
+auth_epoch = sa.Table(
+    "auth_epoch",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("generation", sa.BigInteger, nullable=False),
+)

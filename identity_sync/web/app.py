@@ -21,13 +21,15 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from identity_sync.auth import scopes, tokens
+from identity_sync.auth.authenticator import Authenticator
+from identity_sync.auth.federation import JwksSource
 from identity_sync.auth.tokens import Principal
 from identity_sync.config import Settings
 from identity_sync.errors import NotFound, ScimError, ServiceUnavailable, Unauthorized
 from identity_sync.observability import context, readiness
 from identity_sync.observability.metrics import Metrics, route_template
 from identity_sync.scim.registry import GROUP, ResourceType
-from identity_sync.service.clients import Authenticator, ClientService
+from identity_sync.service.clients import ClientService
 from identity_sync.service.resources import ResourceService, etag
 from identity_sync.service.tenants import TenantService
 from identity_sync.service.tombstones import TombstoneService
@@ -55,8 +57,10 @@ class Handlers:
         self.resources = ResourceService(db, settings)
         # Credentials of every kind (static, OAuth access token, Entra-issued), scopes and the
         # per-tenant rate limit: see docs/security.md.
-        self.clients = ClientService(db, settings)
-        self.auth = Authenticator(db, settings, self.clients.keys)
+        # One JWKS cache for Entra bearer tokens and Entra's client assertions (auth/jwks.py).
+        jwks = JwksSource()
+        self.clients = ClientService(db, settings, jwks=jwks)
+        self.auth = Authenticator(db, settings, self.clients.keys, jwks)
         self.limiter = limits.scim_limiter(settings, db)
         self.concurrency = limits.ConcurrencyLimit(settings.tenant_max_concurrent_requests)
         self.cpu = limits.CpuBudget(settings.tenant_cpu_seconds_per_second, settings.tenant_cpu_burst_seconds)
