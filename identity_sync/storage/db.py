@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from identity_sync.storage import files
+from identity_sync.storage.group_commit import GroupCommit
 from identity_sync.storage.marks import PositionMarks
 from identity_sync.storage.sqltext import DriverConnection
 
@@ -133,6 +134,8 @@ class Database:
         file = sqlite_file(url) if self.engine.dialect.name == "sqlite" else None
         self._epoch_file = Path(f"{file}.auth-epoch") if file is not None else None
         self._epoch_memory = 0  # an in-memory SQLite database: one process, a counter is enough
+        #: SQLite files: concurrent writers share transactions (group_commit.py).
+        self._group = GroupCommit(self.engine, self._committed) if file is not None else None
 
     def autocommit_engine(self) -> Engine:
         """The small autocommit pool (PostgreSQL) for one-statement writes outside any request
@@ -144,6 +147,13 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
+        """A write transaction, committed when the block ends (rolled back if it raises); on a
+        SQLite file, possibly together with other threads' blocks (group_commit.py) — still
+        committed before this returns."""
+        if self._group is not None:
+            with self._group.write() as conn:
+                yield conn
+            return
         with self._write_lock or nullcontext(), self.engine.connect() as conn:
             conn.info["write"] = True
             try:
@@ -179,6 +189,10 @@ class Database:
         except FileNotFoundError:
             return 0
         return (stat.st_ino, stat.st_size)
+
+    def _committed(self, auth_changed: bool) -> None:
+        if auth_changed:
+            self._bump_epoch_file()
 
     def _bump_epoch_file(self) -> None:
         if self._epoch_file is None:
