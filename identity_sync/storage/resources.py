@@ -7,6 +7,7 @@ never start or end transactions themselves.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,7 +62,7 @@ def insert(conn: Connection, tenant_id: str, rt: ResourceType, resource_id: str,
     """A new live resource. The caller also calls ``counts.changed`` as its transaction's last
     statement (see counts.py for why last)."""
     try:
-        with conn.begin_nested():
+        with _guarded(conn):
             conn.execute(resources.insert().values(
                 id=resource_id, tenant_id=tenant_id, resource_type=rt.name, name_key=name_key, doc=doc,
                 version=1, created_at=now, last_modified=now,
@@ -108,7 +109,7 @@ def update(conn: Connection, tenant_id: str, rt: ResourceType, current: StoredRe
     """Replace the document, bumping the version. The ``version`` condition makes a concurrent
     writer that read the same version lose with 409 instead of silently overwriting."""
     try:
-        with conn.begin_nested():
+        with _guarded(conn):
             result = conn.execute(
                 resources.update()
                 .where(resources.c.id == current.id, resources.c.version == current.version,
@@ -277,6 +278,13 @@ def _write_index(conn: Connection, tenant_id: str, rt: ResourceType, resource_id
 def _index_rows(tenant_id: str, resource_id: str, entries: Any) -> list[dict[str, Any]]:
     return [{"resource_id": resource_id, "tenant_id": tenant_id, "path": path, "element": element, "key": key}
             for path, element, key in entries]
+
+
+def _guarded(conn: Connection) -> AbstractContextManager[Any]:
+    """Where a statement may fail on a unique key: a savepoint on PostgreSQL, whose failed
+    statement aborts the whole transaction. SQLite undoes only the failed statement (its ABORT
+    conflict resolution) and keeps the transaction: two statements per write fewer there."""
+    return conn.begin_nested() if conn.dialect.name == "postgresql" else nullcontext()
 
 
 def _conflict(rt: ResourceType) -> Conflict:
