@@ -4,6 +4,7 @@ authentication included, so each request costs one thread hop), render the resul
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import time
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from identity_sync.config import Settings
 from identity_sync.errors import NotFound, ScimError, ServiceUnavailable, Unauthorized
 from identity_sync.observability import context, readiness
 from identity_sync.observability.metrics import Metrics, route_template
-from identity_sync.scim.registry import GROUP, ResourceType
+from identity_sync.scim.registry import GROUP, USER, ResourceType
 from identity_sync.service.clients import ClientService
 from identity_sync.service.resources import ResourceService, etag
 from identity_sync.service.tenants import TenantService
@@ -137,7 +138,12 @@ class Handlers:
 
     async def create(self, request: Request, rt: ResourceType) -> Response:
         body = await self.body(request)
-        stored = await self.one(request, rt, lambda p: self.resources.create(p, rt, body.parsed()))
+        if rt is USER:
+            # A user created just now is in no group yet: its `groups` need no query.
+            stored = await self.call(request, lambda p: dataclasses.replace(
+                self.resources.create(p, rt, body.parsed()), related={"groups": []}))
+        else:
+            stored = await self.one(request, rt, lambda p: self.resources.create(p, rt, body.parsed()))
         return self.resource_response(request, rt, stored, 201)
 
     async def get(self, request: Request, rt: ResourceType) -> Response:
