@@ -4,10 +4,13 @@ authentication included, so each request costs one thread hop), render the resul
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import dataclasses
 import hmac
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import anyio.to_thread
@@ -65,6 +68,9 @@ class Handlers:
         self.limiter = limits.scim_limiter(settings, db)
         self.concurrency = limits.ConcurrencyLimit(settings.tenant_max_concurrent_requests)
         self.cpu = limits.CpuBudget(settings.tenant_cpu_seconds_per_second, settings.tenant_cpu_burst_seconds)
+        #: The threads every service call runs in: as many as anyio's default pool had (40); the
+        #: per-tenant cap (limits.ConcurrencyLimit) keeps one tenant from holding them all.
+        self.pool = ThreadPoolExecutor(max_workers=40, thread_name_prefix="idsync-request")
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -88,7 +94,12 @@ class Handlers:
             with self.concurrency.slot(principal.tenant_id), self.cpu.charged(principal.tenant_id):
                 return action(principal)
 
-        return await anyio.to_thread.run_sync(work)
+        # The service call in the pool's thread with this request's context (its request id and
+        # facts, read by the log lines and the access log): asyncio's executor hop, not anyio's
+        # run_sync, whose capacity limiter and cancel scope cost 8 % of a lookup. A request is
+        # never cancelled half-way in a thread either way.
+        context_run = contextvars.copy_context().run
+        return await asyncio.get_running_loop().run_in_executor(self.pool, context_run, work)
 
     async def body(self, request: Request) -> _Body:
         raw = await read_body(request, max_bytes=self.settings.max_body_bytes)
