@@ -79,7 +79,7 @@ class TooManyConcurrentRequests(ScimError):
 class ConcurrencyLimit:
     """At most ``limit`` requests of one tenant in progress in this process at once (0: no limit).
 
-    Every request of every tenant runs in one shared pool of worker threads (anyio's, 40 by
+    Every request of every tenant runs in one shared pool of worker threads (web/app.py's, 40 by
     default); without a cap, one tenant sending many slow requests at once holds every thread
     and every other tenant waits behind it. A request past its tenant's cap is refused at once
     (429, ``Retry-After: 1``) rather than queued, so that refused requests hold no thread either.
