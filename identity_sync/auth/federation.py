@@ -21,10 +21,7 @@ subject and issuer and lives about an hour.
 
 from __future__ import annotations
 
-import json
 import re
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +30,9 @@ import jwt
 import structlog
 
 from identity_sync.auth import jwt as jwtv
+from identity_sync.auth.jwks import JWKS_TTL_SECONDS, REFETCH_SECONDS, JwksCache
+
+__all__ = ["JWKS_TTL_SECONDS", "REFETCH_SECONDS", "JwksSource", "check_assertion"]
 
 log = structlog.get_logger("identity_sync.auth")
 
@@ -43,10 +43,6 @@ _ISSUERS = (
     re.compile(rf"https://sts\.windows\.net/(?P<tid>{_GUID})/"),
 )
 _AUDIENCE = re.compile(rf"(?:api://)?(?P<app>{_GUID}|[^/\s]+)(?:/\.default)?")
-#: A JWKS URL is fetched again after this long, or on an unknown ``kid`` (at most every
-#: :data:`REFETCH_SECONDS`, so a stream of made-up ``kid`` values cannot hammer Entra).
-JWKS_TTL_SECONDS = 3600.0
-REFETCH_SECONDS = 60.0
 
 
 class FederationConfigError(ValueError):
@@ -123,41 +119,10 @@ def _application_or_none(audience: str) -> str | None:
         return None
 
 
-class JwksSource:
-    """The verification keys of federated credentials: a stored JWKS parsed once per credential
-    version; a JWKS URL fetched, cached for an hour, and fetched again on an unknown ``kid``."""
-
-    def __init__(self, fetch: Callable[[str], dict[str, Any]] | None = None) -> None:
-        self._fetch_json = fetch or jwtv.fetch_jwks
-        self._stored: dict[str, dict[str, jwt.PyJWK]] = {}  # keyset -> keys
-        self._fetched: dict[str, tuple[float, dict[str, jwt.PyJWK]]] = {}  # URL -> (when, keys)
-        self._lock = threading.Lock()
+class JwksSource(JwksCache):
+    """The process's one JWKS cache (auth/jwks.py), with the federated credential's view of it:
+    its stored JWKS parsed once per credential version, or its JWKS URL."""
 
     def key_for(self, credential: FederatedCredential) -> Callable[[str], jwt.PyJWK | None]:
-        if credential.jwks_url:
-            url = credential.jwks_url
-            return lambda kid: self._from_url(url, kid)
-        version = f"{credential.credential_id}:{credential.created_at}"
-        keys = self._stored.get(version)
-        if keys is None:
-            try:
-                keys = jwtv.keys_from_jwks(json.loads(credential.jwks or "{}"))
-            except ValueError:
-                keys = {}
-            self._stored[version] = keys
-        return keys.get
-
-    def _from_url(self, url: str, kid: str) -> jwt.PyJWK | None:
-        cached = self._fetched.get(url)
-        age = time.monotonic() - cached[0] if cached else None
-        if cached is not None and age is not None and (
-                age < REFETCH_SECONDS or (kid in cached[1] and age < JWKS_TTL_SECONDS)):
-            return cached[1].get(kid)
-        with self._lock:
-            try:
-                keys = jwtv.keys_from_jwks(self._fetch_json(url))
-            except (OSError, ValueError):
-                log.warning("auth.jwks_unavailable", url=url)
-                keys = cached[1] if cached else {}
-            self._fetched[url] = (time.monotonic(), keys)
-        return keys.get(kid)
+        return self.key_source(version=f"wif:{credential.credential_id}:{credential.created_at}",
+                               document=credential.jwks, url=credential.jwks_url)

@@ -9,8 +9,8 @@ way back, but the holder it points at is the same object."""
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
@@ -20,10 +20,11 @@ _SANE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def request_id(incoming: str | None) -> str:
-    """The incoming id if sane, else a new one (uuid4, hex)."""
+    """The incoming id if sane, else a new one (128 random bits in hex, as a uuid4's hex but
+    without building a UUID object on every request)."""
     if incoming is not None and _SANE_ID.fullmatch(incoming):
         return incoming
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 @dataclass(slots=True)

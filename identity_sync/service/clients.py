@@ -1,15 +1,11 @@
-"""OAuth clients (create, list, rotate, revoke), the token endpoint's decision, per-tenant trust in
-Entra-issued tokens, and :class:`Authenticator`, which turns any presented credential — static
-bearer token, our access token, or an Entra-issued token — into a :class:`Principal`.
-
-Every authentication failure is the same :class:`Unauthorized`; why it failed is only ever
-logged at debug level, and never with the credential."""
+"""OAuth clients (create, list, rotate, revoke), the token endpoint's decision and per-tenant trust
+in Entra-issued tokens. Turning a presented credential into a principal is
+``auth/authenticator.py``'s (one authenticator for every kind of credential)."""
 
 from __future__ import annotations
 
 import json
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -19,11 +15,10 @@ import structlog
 from identity_sync.auth import federation as wif
 from identity_sync.auth import jwt as jwtv
 from identity_sync.auth import oauth, tokens
-from identity_sync.auth.tokens import ALL_SCOPES, PROVISIONING, Principal
+from identity_sync.auth.tokens import ALL_SCOPES, PROVISIONING
 from identity_sync.clock import ago_text, now_text
 from identity_sync.config import Settings
-from identity_sync.errors import Unauthorized
-from identity_sync.service.tenants import TenantError, TenantService
+from identity_sync.service.tenants import TenantError
 from identity_sync.storage import clients as store
 from identity_sync.storage import federation as fed_store
 from identity_sync.storage import tenants as tenant_store
@@ -33,9 +28,6 @@ log = structlog.get_logger("identity_sync.auth")
 #: Scope names a token request may use, and what they grant. ``scim`` is shorthand for
 #: provisioning (read + write), handy in Entra's optional "OAuth 2.0 scopes" field.
 SCOPE_ALIASES = {"scim": PROVISIONING, **{s: frozenset({s}) for s in ALL_SCOPES}}
-#: How long a JWKS fetched from a URL is trusted before it is fetched again.
-JWKS_URL_TTL = 3600.0
-
 
 def parse_scopes(text: str | None, default: frozenset[str] = PROVISIONING) -> frozenset[str]:
     """``"scim:read scim:write"`` → the scopes; unknown names raise :class:`ValueError`."""
@@ -295,115 +287,3 @@ class ClientService:
 
 #: The refusal reasons of tokens that are JWTs (docs/observability.md), by the start of the
 #: :class:`~identity_sync.auth.jwt.InvalidToken` message; anything else is ``malformed``.
-_JWT_REASONS = {
-    "expired": "expired", "secret expired": "expired", "not yet valid": "not_yet_valid",
-    "key withdrawn": "bad_signature", "unknown kid": "bad_signature", "signature": "bad_signature",
-    "algorithm not allowed or no kid": "bad_signature", "issuer": "wrong_issuer", "tid": "wrong_issuer",
-    "audience": "wrong_audience", "unknown client": "unknown", "revoked": "revoked",
-    "tenant disabled": "tenant_disabled", "wrong tenant": "wrong_tenant", "no Entra trust for this tenant": "no_trust",
-}
-
-
-class Authenticator:
-    """Every request's credential check: one database read, whatever the kind of credential."""
-
-    def __init__(self, db: Database, settings: Settings, keys: oauth.SigningKeys | None = None) -> None:
-        self.db = db
-        self.settings = settings
-        self.tenants = TenantService(db)
-        self.keys = keys or oauth.signing_keys_for(settings, db)
-        self.cache = jwtv.VerifiedCache()
-        self._entra_keys: dict[str, tuple[str, dict[str, Any]]] = {}  # tenant id -> (version, keys)
-        self._fetched: dict[str, tuple[float, dict[str, Any]]] = {}  # JWKS URL -> (when, keys)
-
-    def authenticate(self, authorization: str | None, tenant_name: str) -> Principal:
-        token = tokens.bearer_from_header(authorization)
-        if token is None or not jwtv.looks_like_jwt(token):
-            return self.tenants.authenticate(authorization, tenant_name)
-        try:
-            # A token seen before skips even the unverified decoding used to route it.
-            if self.cache.get("self", token) is not None or \
-                    jwtv.peek_claims(token).get("iss") == self.settings.oauth_issuer:
-                return self._access_token(token, tenant_name)
-            return self._entra_token(token, tenant_name)
-        except (jwtv.InvalidToken, ValueError) as exc:
-            log.debug("auth.refused", tenant=tenant_name, reason=str(exc))
-            reason = _JWT_REASONS.get(str(exc).split(":")[0], "malformed")
-            raise Unauthorized("The bearer token is not valid for this Tenant URL.", reason=reason) from None
-
-    def _access_token(self, token: str, tenant_name: str) -> Principal:
-        # ``aud`` must name the tenant whose URL was called: checked below, once the tenant is known.
-        claims = jwtv.verify(token, keyset="self", key_for_kid=self.keys.public_key,
-                             issuers=(self.settings.oauth_issuer,), audience=None,
-                             leeway=self.settings.jwt_leeway_seconds, cache=self.cache)
-        client_id, secret_id = claims.get("sub"), claims.get("sid")
-        if not isinstance(client_id, str) or not isinstance(secret_id, str):
-            raise jwtv.InvalidToken("claims")
-        with self.db.fast_read() as conn:
-            tenant_id = tenant_store.tenant_id_named(conn, tenant_name, self.db.tenant_ids)
-            # The token names its tenant (``aud``): one of another tenant is refused before any
-            # read, and the state is read in the URL's tenant only (docs/deployment.md).
-            if tenant_id is None or claims.get("aud") != oauth.audience_for(tenant_id):
-                raise jwtv.InvalidToken("wrong tenant")
-            row = store.access_token_state(conn, tenant_id, client_id, secret_id)
-        # One check after the other (each names why, for the log and the metrics): any is a 401.
-        if row is None:
-            raise jwtv.InvalidToken("unknown client")
-        if row["client_revoked_at"] is not None or row["secret_revoked_at"] is not None:
-            raise jwtv.InvalidToken("revoked")
-        if row["secret_expires_at"] <= now_text():
-            raise jwtv.InvalidToken("secret expired")
-        if row["tenant_status"] != "active":
-            raise jwtv.InvalidToken("tenant disabled")
-        if row["tenant_name"] != tenant_name:
-            raise jwtv.InvalidToken("wrong tenant")
-        if claims.get("aud") != oauth.audience_for(row["tenant_id"]):
-            raise jwtv.InvalidToken("audience")
-        scopes = frozenset(str(claims.get("scope", "")).split()) & frozenset(row["scopes"].split())
-        return Principal(row["tenant_id"], row["tenant_name"], f"{client_id}/{secret_id}", scopes)
-
-    def _entra_token(self, token: str, tenant_name: str) -> Principal:
-        with self.db.fast_read() as conn:
-            tenant_id = tenant_store.tenant_id_named(conn, tenant_name, self.db.tenant_ids)
-            trust = store.entra_trust_for(conn, tenant_id) if tenant_id is not None else None
-        if trust is None:
-            raise jwtv.InvalidToken("no Entra trust for this tenant")
-        if trust["tenant_status"] != "active":
-            raise jwtv.InvalidToken("tenant disabled")
-        tid = trust["entra_tenant_id"]
-        keys = self._keys_for(trust)
-        claims = jwtv.verify(
-            token, keyset=f"entra:{trust['tenant_id']}:{trust['updated_at']}", key_for_kid=lambda kid: keys.get(kid),
-            issuers=(f"https://sts.windows.net/{tid}/", f"https://login.microsoftonline.com/{tid}/v2.0"),
-            audience=trust["audience"], leeway=self.settings.jwt_leeway_seconds, cache=self.cache)
-        if claims.get("tid") != tid:
-            raise jwtv.InvalidToken("tid")
-        return Principal(trust["tenant_id"], trust["tenant_name"], f"entra:{tid}", PROVISIONING)
-
-    def _keys_for(self, trust: dict[str, Any]) -> dict[str, Any]:
-        """The tenant's Entra verification keys, parsed once per configuration version."""
-        version = trust["updated_at"]
-        cached = self._entra_keys.get(trust["tenant_id"])
-        if trust["jwks_url"]:
-            return self._fetch(trust["jwks_url"])
-        if cached is None or cached[0] != version:
-            cached = (version, jwtv.keys_from_jwks(json.loads(trust["jwks"] or "{}")))
-            self._entra_keys[trust["tenant_id"]] = cached
-        return cached[1]
-
-    def _fetch(self, url: str) -> dict[str, Any]:
-        """Keys from a JWKS URL, cached for an hour (Entra publishes new keys well before use).
-        A failed fetch is retried after a minute, not an hour: one network blip must not lock a
-        tenant out."""
-        cached = self._fetched.get(url)
-        if cached is not None and time.monotonic() < cached[0]:
-            return cached[1]
-        try:
-            keys = jwtv.keys_from_jwks(jwtv.fetch_jwks(url))
-            retry_at = time.monotonic() + JWKS_URL_TTL
-        except (OSError, ValueError):
-            log.warning("auth.jwks_unavailable", url=url)
-            keys = cached[1] if cached else {}
-            retry_at = time.monotonic() + 60
-        self._fetched[url] = (retry_at, keys)
-        return keys

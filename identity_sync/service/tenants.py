@@ -9,16 +9,15 @@ from datetime import timedelta
 from typing import Any
 
 from identity_sync.auth import tokens
+from identity_sync.auth.authenticator import Authenticator
 from identity_sync.auth.tokens import Principal
-from identity_sync.clock import ago_text, now_text, parse_timestamp
+from identity_sync.clock import ago_text, now_text
 from identity_sync.errors import Unauthorized
 from identity_sync.storage import audit, counts
 from identity_sync.storage import tenants as store
 from identity_sync.storage.db import Database
 
 TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-#: ``last_used_at`` is written at most this often per credential, not on every request.
-LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 
 class TenantError(Exception):
@@ -36,6 +35,7 @@ class IssuedToken:
 class TenantService:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._authenticator: Authenticator | None = None
 
     def create_tenant(self, name: str) -> IssuedToken:
         """A new tenant and its first bearer token."""
@@ -140,49 +140,18 @@ class TenantService:
                 raise TenantError(f"No live token '{credential_id}' in tenant '{tenant_name}'.")
 
     def authenticate(self, authorization: str | None, tenant_name: str) -> Principal:
-        """The principal for a request to ``tenant_name``'s URL, or :class:`Unauthorized`.
-
-        Every failure — no header, wrong scheme, unknown, expired or revoked token, a token of
-        another tenant, a disabled tenant — gets the same answer, so a caller learns nothing."""
+        """The principal of a static bearer token presented to ``tenant_name``'s URL, or
+        :class:`Unauthorized` (the checks and their cache: ``auth/authenticator.py``, which the
+        web layer uses for every kind of credential)."""
         token = tokens.bearer_from_header(authorization)
         if token is None:
             raise Unauthorized(reason="malformed" if authorization and authorization.strip() else "missing")
-        token_digest = tokens.digest(token)
-        with self.db.fast_read() as conn:
-            # Looked for among the URL's tenant's credentials only: every statement on a tenant's
-            # rows names the tenant (docs/deployment.md). A token of another tenant is unknown here.
-            tenant_id = store.tenant_id_named(conn, tenant_name, self.db.tenant_ids)
-            row = store.credential_by_hash(conn, tenant_id, token_digest) if tenant_id is not None else None
-        now = now_text()
-        refused = _refusal(row, token_digest, tenant_name, now)
-        if refused is not None:
-            # The reason is logged and counted, never answered (docs/observability.md).
-            raise Unauthorized("The bearer token is not valid for this Tenant URL.", reason=refused,
-                               credential_id=row["id"] if refused != "unknown" and row is not None else None)
-        assert row is not None  # _refusal refuses a token no row holds ("unknown")
-        last_used = row["last_used_at"]
-        if last_used is None or parse_timestamp(now) - parse_timestamp(last_used) > LAST_USED_RESOLUTION:
-            with self.db.write() as conn:
-                store.touch_credential(conn, row["tenant_id"], row["id"], now)
-        return Principal(row["tenant_id"], row["tenant_name"], row["id"])
+        if self._authenticator is None:
+            self._authenticator = Authenticator(self.db)
+        return self._authenticator.static_token(token, tenant_name)
 
     def _tenant(self, conn: Any, name: str) -> dict[str, Any]:
         return tenant_named(conn, name)
-
-
-def _refusal(row: Any, token_digest: str, tenant_name: str, now: str) -> str | None:
-    """Why a static token is refused (``None``: it is not), the checks in their order."""
-    if row is None or not tokens.same_digest(row["secret_hash"], token_digest):
-        return "unknown"
-    if row["revoked_at"] is not None:
-        return "revoked"
-    if row["expires_at"] is not None and row["expires_at"] <= now:
-        return "expired"
-    if row["tenant_status"] != "active":
-        return "tenant_disabled"
-    if row["tenant_name"] != tenant_name:
-        return "wrong_tenant"
-    return None
 
 
 #: A century: longer is "forever" (0), and dates beyond it would overflow.

@@ -11,6 +11,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from identity_sync.storage import sqltext
 from identity_sync.storage.tables import audit_events
 
 #: The actor of changes made by an operator through the CLI (purges, legal hold, retention).
@@ -46,17 +47,24 @@ def record(conn: Connection, *events: Event) -> None:
         for tenant_id in sorted({event.tenant_id for event in events}):
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0))",
                                  {"key": f"audit:{tenant_id}"})
-    statement = audit_events.insert()
-    if conn.dialect.name == "sqlite":
-        # No sequence on SQLite, and no autoincrement in the composite key (tenant_id, id): each
-        # row takes the highest id plus one (an index lookup on ix_audit_events_id; each row of
-        # the executemany sees the one before; one writer at a time on SQLite).
-        statement = statement.values(id=sa.select(sa.func.coalesce(sa.func.max(audit_events.c.id), 0) + 1)
-                                     .scalar_subquery())
-    conn.execute(statement, [{
+    rows = [{
         "tenant_id": e.tenant_id, "at": e.at, "actor": e.actor, "action": e.action, "resource_type": e.resource_type,
         "resource_id": e.resource_id, "version": e.version, "attributes": orjson.dumps(sorted(e.attributes)).decode(),
-    } for e in sorted(events, key=lambda e: e.tenant_id)])
+    } for e in sorted(events, key=lambda e: e.tenant_id)]
+    # Prepared text, not a Core insert: built on every write, that cost more than the statement.
+    template = _INSERT_SQLITE if conn.dialect.name == "sqlite" else _INSERT
+    conn.exec_driver_sql(sqltext.prepared(template, conn.dialect.name), rows if len(rows) > 1 else rows[0])
+
+
+_INSERT = ("INSERT INTO audit_events (tenant_id, at, actor, action, resource_type, resource_id, version, attributes) "
+           "VALUES ({tenant_id}, {at}, {actor}, {action}, {resource_type}, {resource_id}, {version}, {attributes})")
+# No sequence on SQLite, and no autoincrement in the composite key (tenant_id, id): each row takes
+# the highest id plus one (an index lookup on ix_audit_events_id; each row of the executemany sees
+# the one before; one writer at a time on SQLite, group commit included).
+_INSERT_SQLITE = (
+    "INSERT INTO audit_events (id, tenant_id, at, actor, action, resource_type, resource_id, version, attributes) "
+    "VALUES ((SELECT coalesce(max(audit_events.id), 0) + 1 FROM audit_events), "
+    "{tenant_id}, {at}, {actor}, {action}, {resource_type}, {resource_id}, {version}, {attributes})")
 
 
 def events(conn: Connection, *, tenant_id: str | None, since: str | None, resource_id: str | None,

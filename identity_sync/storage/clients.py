@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from identity_sync.storage import sqltext
+from identity_sync.storage.db import auth_changed
 from identity_sync.storage.tables import entra_trust, oauth_client_secrets, oauth_clients, tenants
 
 
@@ -44,6 +45,7 @@ def list_clients(conn: Connection, tenant_id: str) -> list[dict[str, Any]]:
 
 
 def revoke_client(conn: Connection, tenant_id: str, client_id: str, now: str) -> bool:
+    auth_changed(conn)  # cached verified credentials must be read again (storage/db.py)
     result = conn.execute(oauth_clients.update().where(
         oauth_clients.c.tenant_id == tenant_id, oauth_clients.c.id == client_id,
         oauth_clients.c.revoked_at.is_(None)).values(revoked_at=now))
@@ -51,6 +53,7 @@ def revoke_client(conn: Connection, tenant_id: str, client_id: str, now: str) ->
 
 
 def revoke_secret(conn: Connection, tenant_id: str, client_id: str, secret_id: str, now: str) -> bool:
+    auth_changed(conn)  # cached verified credentials must be read again (storage/db.py)
     result = conn.execute(oauth_client_secrets.update().where(
         oauth_client_secrets.c.tenant_id == tenant_id, oauth_client_secrets.c.id == secret_id,
         oauth_client_secrets.c.client_id == client_id,
@@ -110,6 +113,7 @@ def entra_trust_for(conn: Connection | sqltext.DriverConnection, tenant_id: str)
 
 
 def set_entra_trust(conn: Connection, tenant_id: str, values: dict[str, Any]) -> None:
+    auth_changed(conn)  # cached verified credentials must be read again (storage/db.py)
     conn.execute(entra_trust.delete().where(entra_trust.c.tenant_id == tenant_id))
     conn.execute(entra_trust.insert().values(tenant_id=tenant_id, **values))
 
@@ -120,4 +124,5 @@ def get_entra_trust(conn: Connection, tenant_id: str) -> dict[str, Any] | None:
 
 
 def clear_entra_trust(conn: Connection, tenant_id: str) -> bool:
+    auth_changed(conn)  # cached verified credentials must be read again (storage/db.py)
     return conn.execute(entra_trust.delete().where(entra_trust.c.tenant_id == tenant_id)).rowcount == 1

@@ -25,10 +25,13 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from identity_sync.storage import files
+from identity_sync.storage.group_commit import GroupCommit
 from identity_sync.storage.marks import PositionMarks
 from identity_sync.storage.sqltext import DriverConnection
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: ``Connection.info`` key set by :func:`auth_changed`.
+AUTH_CHANGED = "auth_changed"
 #: The PostgreSQL advisory lock (one bigint key space per database) that serialises migrations:
 #: any constant that nothing else of ours takes; "idsync" in ASCII, for whoever finds it in pg_locks.
 MIGRATION_LOCK_KEY = 0x696473796E63
@@ -101,6 +104,13 @@ def _sqlite_on_begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def auth_changed(conn: Connection) -> None:
+    """Mark the write transaction on ``conn`` as one that may end a credential's validity: when it
+    commits, the authentication epoch changes (:meth:`Database.auth_epoch`), and every worker of
+    every node drops the verified credentials it cached."""
+    conn.info[AUTH_CHANGED] = True
+
+
 def sqlite_file(url: str) -> Path | None:
     """The file of a SQLite URL (``None`` for another database, memory or a ``file:`` URI)."""
     if not url.startswith("sqlite"):
@@ -124,6 +134,11 @@ class Database:
         self.marks = PositionMarks()
         #: Tenant ids by name, remembered (storage/tenants.py, ``tenant_id_named``).
         self.tenant_ids: dict[str, str] = {}
+        file = sqlite_file(url) if self.engine.dialect.name == "sqlite" else None
+        self._epoch_file = Path(f"{file}.auth-epoch") if file is not None else None
+        self._epoch_memory = 0  # an in-memory SQLite database: one process, a counter is enough
+        #: SQLite files: concurrent writers share transactions (group_commit.py).
+        self._group = GroupCommit(self.engine, self._committed) if file is not None else None
 
     def autocommit_engine(self) -> Engine:
         """The small autocommit pool (PostgreSQL) for one-statement writes outside any request
@@ -135,13 +150,63 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
+        """A write transaction, committed when the block ends (rolled back if it raises); on a
+        SQLite file, possibly together with other threads' blocks (group_commit.py) — still
+        committed before this returns."""
+        if self._group is not None:
+            with self._group.write() as conn:
+                yield conn
+            return
         with self._write_lock or nullcontext(), self.engine.connect() as conn:
             conn.info["write"] = True
             try:
                 with conn.begin():
                     yield conn
+                    if conn.info.get(AUTH_CHANGED) and conn.dialect.name == "postgresql":
+                        # In the transaction of the change: visible exactly when the change is.
+                        conn.exec_driver_sql("UPDATE auth_epoch SET generation = generation + 1 WHERE id = 1")
+                if conn.info.get(AUTH_CHANGED) and conn.dialect.name != "postgresql":
+                    self._bump_epoch_file()  # after the commit: see auth_epoch()
             finally:
                 conn.info["write"] = False
+                conn.info.pop(AUTH_CHANGED, None)
+
+    # -- the authentication epoch ------------------------------------------------------------------
+
+    def auth_epoch(self) -> object:
+        """A value that changes whenever a committed write may have ended a credential's validity
+        (:func:`auth_changed`); read before reading credentials, so a cache entry is never newer
+        than the epoch it is filed under. PostgreSQL: the ``auth_epoch`` row, changed in the
+        transaction of the change (every node sees both at once). SQLite: the size of a file
+        beside the database, one byte appended after each such commit — one ``stat`` per
+        request instead of a query; every process that opens the file runs on this machine. The
+        commit and the append are not atomic: a request arriving between the two (microseconds)
+        can still pass, none after the revoking command returned."""
+        if self.engine.dialect.name == "postgresql":
+            with self.fast_read() as conn:
+                return conn.exec_driver_sql("SELECT generation FROM auth_epoch WHERE id = 1", {}).scalar_one()
+        if self._epoch_file is None:
+            return self._epoch_memory
+        try:
+            stat = self._epoch_file.stat()
+        except FileNotFoundError:
+            return 0
+        return (stat.st_ino, stat.st_size)
+
+    def _committed(self, auth_changed: bool) -> None:
+        if auth_changed:
+            self._bump_epoch_file()
+
+    def _bump_epoch_file(self) -> None:
+        if self._epoch_file is None:
+            self._epoch_memory += 1
+            return
+        # O_APPEND: concurrent bumps of several processes each add their byte, none is lost.
+        fd = os.open(self._epoch_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, b".")
+        finally:
+            os.close(fd)
 
     @contextmanager
     def fast_read(self) -> Iterator[DriverConnection]:

@@ -7,9 +7,11 @@ never start or end transactions themselves.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
@@ -61,11 +63,9 @@ def insert(conn: Connection, tenant_id: str, rt: ResourceType, resource_id: str,
     """A new live resource. The caller also calls ``counts.changed`` as its transaction's last
     statement (see counts.py for why last)."""
     try:
-        with conn.begin_nested():
-            conn.execute(resources.insert().values(
-                id=resource_id, tenant_id=tenant_id, resource_type=rt.name, name_key=name_key, doc=doc,
-                version=1, created_at=now, last_modified=now,
-            ))
+        with _guarded(conn):
+            sqltext.run(conn, _INSERT[conn.dialect.name == "postgresql"], id=resource_id, tenant=tenant_id,
+                        rtype=rt.name, name_key=name_key, doc=_json_text(doc), now=now)
     except IntegrityError:
         raise _conflict(rt) from None
     _write_index(conn, tenant_id, rt, resource_id, doc)
@@ -108,13 +108,10 @@ def update(conn: Connection, tenant_id: str, rt: ResourceType, current: StoredRe
     """Replace the document, bumping the version. The ``version`` condition makes a concurrent
     writer that read the same version lose with 409 instead of silently overwriting."""
     try:
-        with conn.begin_nested():
-            result = conn.execute(
-                resources.update()
-                .where(resources.c.id == current.id, resources.c.version == current.version,
-                       *_live(tenant_id, rt))
-                .values(doc=doc, name_key=name_key, version=current.version + 1, last_modified=now)
-            )
+        with _guarded(conn):
+            result = sqltext.run(conn, _UPDATE[conn.dialect.name == "postgresql"], id=current.id,
+                                 version=current.version, tenant=tenant_id, rtype=rt.name, doc=_json_text(doc),
+                                 name_key=name_key, now=now)
     except IntegrityError:
         raise _conflict(rt) from None
     if result.rowcount != 1:
@@ -275,12 +272,39 @@ def purge(conn: Connection, tenant_id: str, resource_ids: list[str]) -> list[dic
 def _write_index(conn: Connection, tenant_id: str, rt: ResourceType, resource_id: str, doc: dict[str, Any]) -> None:
     entries = index_entries(rt, doc)
     if entries:
-        conn.execute(attr_values.insert(), _index_rows(tenant_id, resource_id, entries))
+        conn.exec_driver_sql(sqltext.prepared(_INSERT_INDEX, conn.dialect.name),
+                             _index_rows(tenant_id, resource_id, entries))
+
+
+# The statements of every create and update as prepared text (sqltext.py: building them with
+# SQLAlchemy Core cost a tenth of a create). [False] is SQLite's, [True] PostgreSQL's (JSONB).
+_INSERT = tuple(
+    "INSERT INTO resources (id, tenant_id, resource_type, name_key, doc, version, created_at, last_modified) "
+    f"VALUES ({{id}}, {{tenant}}, {{rtype}}, {{name_key}}, {doc}, 1, {{now}}, {{now}})"
+    for doc in ("{doc}", "CAST({doc} AS JSONB)"))
+_UPDATE = tuple(
+    f"UPDATE resources SET doc = {doc}, name_key = {{name_key}}, version = {{version}} + 1, last_modified = {{now}} "
+    "WHERE id = {id} AND version = {version} AND tenant_id = {tenant} AND resource_type = {rtype} "
+    "AND deleted_at IS NULL"
+    for doc in ("{doc}", "CAST({doc} AS JSONB)"))
+_INSERT_INDEX = ("INSERT INTO attr_values (resource_id, tenant_id, path, element, key) "
+                 "VALUES ({resource_id}, {tenant_id}, {path}, {element}, {key})")
+
+
+def _json_text(doc: dict[str, Any]) -> str:
+    return orjson.dumps(doc).decode()
 
 
 def _index_rows(tenant_id: str, resource_id: str, entries: Any) -> list[dict[str, Any]]:
     return [{"resource_id": resource_id, "tenant_id": tenant_id, "path": path, "element": element, "key": key}
             for path, element, key in entries]
+
+
+def _guarded(conn: Connection) -> AbstractContextManager[Any]:
+    """Where a statement may fail on a unique key: a savepoint on PostgreSQL, whose failed
+    statement aborts the whole transaction. SQLite undoes only the failed statement (its ABORT
+    conflict resolution) and keeps the transaction: two statements per write fewer there."""
+    return conn.begin_nested() if conn.dialect.name == "postgresql" else nullcontext()
 
 
 def _conflict(rt: ResourceType) -> Conflict:

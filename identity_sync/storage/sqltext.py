@@ -38,6 +38,11 @@ class _Markers(dict[str, str]):
         return placeholder(self.dialect, name)
 
 
+def prepared(template: str, dialect: str) -> str:
+    """``template`` in the driver's placeholder style (for an executemany of many parameter sets)."""
+    return _prepare(template, dialect)
+
+
 def run(conn: Connection | DriverConnection, template: str, **params: Any) -> Any:
     """Execute ``template`` (``{name}`` marks a parameter) with ``params``."""
     return conn.exec_driver_sql(_prepare(template, conn.dialect.name), params)

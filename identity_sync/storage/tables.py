@@ -178,7 +178,7 @@ audit_events = sa.Table(
     sa.PrimaryKeyConstraint("tenant_id", "id"),
     sa.Index("ix_audit_events_id", "id"),
     sa.Index("ix_audit_events_resource", "resource_id", "id"),
-    # The console's audit page (migration 0017): a time range, one actor.
+    # The console's audit page (migration 0018): a time range, one actor.
     sa.Index("ix_audit_events_at", "at", "id"),
     sa.Index("ix_audit_events_actor", "actor", "id"),
 )
@@ -296,7 +296,7 @@ operators = sa.Table(
     sa.Column("password_hash", sa.Text, nullable=False),
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
-    # The one tenant a ``tenant-admin`` may see (NULL: every tenant; migration 0017).
+    # The one tenant a ``tenant-admin`` may see (NULL: every tenant; migration 0019).
     sa.Column("tenant_id", sa.String(36)),
 )
 
@@ -365,4 +365,19 @@ request_counts = sa.Table(
     sa.Column("status_class", sa.String(3), primary_key=True),
     sa.Column("count", sa.Integer, nullable=False),
     sa.Index("request_counts_minute", "minute"),
+)
+
+# -- the authentication epoch (issue 11; storage/db.py ``Database.auth_epoch``) ---------------------
+
+# One row whose ``generation`` grows in every transaction that may end a credential's validity
+# (a token, client or secret revoked, a tenant disabled, an Entra trust changed): every worker of
+# every node caches verified credentials under the generation it read and drops them when it
+# changes. PostgreSQL only reads it (SQLite keeps the number in a file beside the database: one
+# machine, and a stat is cheaper than a query). A global table of one row (a reference table
+# under Citus).
+auth_epoch = sa.Table(
+    "auth_epoch",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("generation", sa.BigInteger, nullable=False),
 )

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from identity_sync.storage import sqltext
+from identity_sync.storage.db import auth_changed
 from identity_sync.storage.tables import credentials, tenants
 
 
@@ -65,6 +66,7 @@ def count_tenants(conn: Connection) -> int:
 
 
 def set_tenant_status(conn: Connection, tenant_id: str, status: str) -> None:
+    auth_changed(conn)  # cached verified credentials must be read again (storage/db.py)
     conn.execute(tenants.update().where(tenants.c.id == tenant_id).values(status=status))
 
 
@@ -114,6 +116,7 @@ def list_credentials(conn: Connection, tenant_id: str) -> list[dict[str, Any]]:
 
 
 def revoke_credential(conn: Connection, tenant_id: str, credential_id: str, now: str) -> bool:
+    auth_changed(conn)  # cached verified credentials must be read again (storage/db.py)
     result = conn.execute(
         credentials.update()
         .where(credentials.c.id == credential_id, credentials.c.tenant_id == tenant_id,

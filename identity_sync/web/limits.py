@@ -73,7 +73,7 @@ class TooManyConcurrentRequests(ScimError):
 class ConcurrencyLimit:
     """At most ``limit`` requests of one tenant in progress in this process at once (0: no limit).
 
-    Every request of every tenant runs in one shared pool of worker threads (anyio's, 40 by
+    Every request of every tenant runs in one shared pool of worker threads (web/app.py's, 40 by
     default); without a cap, one tenant sending many slow requests at once holds every thread
     and every other tenant waits behind it. A request past its tenant's cap is refused at once
     (429, ``Retry-After: 1``) rather than queued, so that refused requests hold no thread either.
@@ -150,23 +150,28 @@ class CpuBudget:
         self._latest: list[tuple[str, float]] = []
         self._lock = threading.Lock()
 
-    def check(self, key: str) -> None:
-        """Refuse (:class:`CpuBudgetSpent`) when ``key``'s budget is spent and others need the CPU."""
+    def check(self, key: str) -> bool:
+        """Refuse (:class:`CpuBudgetSpent`) when ``key``'s budget is spent and others need the CPU;
+        returns whether they do (the request is then charged, however long it runs)."""
         if self.rate <= 0:
-            return
+            return False
         with self._lock:
             self._seen(key)
             if not self._contended(key):
-                return
+                return False
             left = self._refilled(key)
         if left < 0:
             raise CpuBudgetSpent(-left / self.rate)
+        return True
 
-    def charge(self, key: str, seconds: float) -> None:
+    def charge(self, key: str, seconds: float, contended: bool = False) -> None:
+        """Charge ``seconds`` to ``key`` if other tenants need the CPU now, or needed it when the
+        request started (``contended``): a request that outlasts :data:`ALONE_SECONDS` — the
+        costliest kind — must not escape its charge because the others stopped meanwhile."""
         if self.rate <= 0 or seconds <= 0:
             return
         with self._lock:
-            if not self._contended(key):
+            if not (contended or self._contended(key)):
                 return
             left = self._refilled(key)
             if len(self._balances) > 100_000 and key not in self._balances:
@@ -194,12 +199,12 @@ class CpuBudget:
     @contextmanager
     def charged(self, key: str) -> Iterator[None]:
         """Check ``key``'s budget, run the block, charge its CPU time (this thread's)."""
-        self.check(key)
+        contended = self.check(key)
         started = time.thread_time()
         try:
             yield
         finally:
-            self.charge(key, time.thread_time() - started)
+            self.charge(key, time.thread_time() - started, contended)
 
 
 def check(limiter: Limiter, key: str) -> None:

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 import identity_sync.engine.tables  # noqa: F401  (the engine's tables are declared on the same metadata)
 from identity_sync.storage.tables import metadata
 
-REFERENCE = frozenset({"tenants", "signing_keys", "operators"})
+REFERENCE = frozenset({"tenants", "signing_keys", "operators", "auth_epoch"})
 #: table -> its distribution column.
 DISTRIBUTED = dict.fromkeys(
     ("resources", "attr_values", "resource_counts", "memberships", "former_memberships", "credentials",

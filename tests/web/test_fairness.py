@@ -281,6 +281,9 @@ def test_a_tenant_that_spent_its_cpu_budget_gets_429_while_another_tenant_is_ser
         costly = a.patch(f"/Users/{user.id}", {"schemas": [PATCH_SCHEMA], "Operations": [
             {"op": "replace", "path": f'emails[value eq "e{i}@example.com"].display', "value": "x"}
             for i in range(1_000)]})
+        # globex is served again right before: on a loaded machine the PATCH can outlast
+        # ALONE_SECONDS, after which acme alone on the process would rightly be let through.
+        assert g.get("/Users").status_code == 200
 
         refused = a.get("/Users")
         served = g.get("/Users")
@@ -338,3 +341,21 @@ def test_a_tenant_alone_on_the_process_is_not_charged_until_another_tenant_needs
     budget.check("acme")
     budget.charge("acme", 100.0)
     budget.check("acme")
+
+
+def test_a_request_that_started_while_others_were_served_is_charged_however_long_it_ran() -> None:
+    """The costliest requests outlast ALONE_SECONDS: judged only when they end, they would find
+    the other tenants gone quiet and be free — the very requests the budget is for."""
+    from identity_sync.web.limits import CpuBudget, CpuBudgetSpent
+
+    budget = CpuBudget(rate=0.5, burst=1.0)
+    now = [100.0]
+    budget._monotonic = lambda: now[0]
+    budget.check("globex")
+    contended = budget.check("acme")  # globex was served just now
+    now[0] += CpuBudget.ALONE_SECONDS + 5  # acme's request runs long; nobody else is served meanwhile
+    budget.charge("acme", 3.0, contended)
+    assert contended and budget.balance("acme") < 0
+    budget.check("globex")  # globex comes back: acme is in debt, so it waits
+    with pytest.raises(CpuBudgetSpent):
+        budget.check("acme")

@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from identity_sync.auth import federation as wif
+from identity_sync.auth import jwks
 from identity_sync.cli import app as cli_app
 from identity_sync.config import Settings
 from identity_sync.service.clients import ClientService, FederatedClient
@@ -234,7 +235,7 @@ def test_a_jwks_url_is_cached_and_fetched_again_on_an_unknown_kid(monkeypatch: p
     current["value"] = jh.jwks(kid="k2")  # Entra rolled its keys
     assert key_for("k2") is None and len(fetched) == 1  # refetches are rate-limited
     clock = time.monotonic() + wif.REFETCH_SECONDS + 1
-    monkeypatch.setattr(wif.time, "monotonic", lambda: clock)
+    monkeypatch.setattr(jwks.time, "monotonic", lambda: clock)
     assert key_for("k2") is not None and len(fetched) == 2
     assert key_for("nope") is None and len(fetched) == 2
 
