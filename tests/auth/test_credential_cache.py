@@ -40,13 +40,13 @@ def _count_reads(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     reads = {"static": 0, "oauth": 0}
     by_hash, token_state = tenant_store.credential_by_hash, client_store.access_token_state
 
-    def counted_by_hash(conn: Any, digest: str) -> Any:
+    def counted_by_hash(conn: Any, tenant_id: str, digest: str) -> Any:
         reads["static"] += 1
-        return by_hash(conn, digest)
+        return by_hash(conn, tenant_id, digest)
 
-    def counted_state(conn: Any, client_id: str, secret_id: str) -> Any:
+    def counted_state(conn: Any, tenant_id: str, client_id: str, secret_id: str) -> Any:
         reads["oauth"] += 1
-        return token_state(conn, client_id, secret_id)
+        return token_state(conn, tenant_id, client_id, secret_id)
 
     monkeypatch.setattr(tenant_store, "credential_by_hash", counted_by_hash)
     monkeypatch.setattr(client_store, "access_token_state", counted_state)
@@ -92,7 +92,8 @@ def test_disabling_a_tenant_ends_its_cached_credentials(workers: Any) -> None:
 
 
 def test_an_unknown_token_is_not_cached(workers: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    (_, first), _ = workers
+    (db1, first), _ = workers
+    TenantService(db1).create_tenant("acme")
     reads = _count_reads(monkeypatch)
     for i in range(3):
         with pytest.raises(Unauthorized):
