@@ -98,7 +98,9 @@ def start_scim2_target(log_dir: Path) -> Target:
     log_path = log_dir / f"scim2-server-{port}.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [str(executable), "--hostname", "127.0.0.1", "--port", str(port), "--bearer-token", token,
+            # ``--bearer-token=…`` in one word: a random token may begin with "-", which argparse
+            # would otherwise take for an option (1 start in 64 failed that way).
+            [str(executable), "--hostname", "127.0.0.1", "--port", str(port), f"--bearer-token={token}",
              "--schema", str(SCIM2_SCHEMAS), "--resource-type", str(SCIM2_RESOURCE_TYPES)],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
