@@ -264,12 +264,13 @@ def test_fail_on_errors_counts_unresolvable_references_too(scim: ScimClient) -> 
 def test_a_tenant_that_spent_its_cpu_budget_gets_429_while_another_tenant_is_served(
         db: Database, settings: Settings, tenants: TenantService, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each request's CPU time is charged to its tenant; a PATCH of 1,000 operations costs far more
-    than this tenant's budget of 1 ms (refilling at 1 ms per second), so its next request waits."""
+    than a budget of 100 ms (refilling at 1 ms per second), so its next request waits, while
+    another tenant's small requests (a few ms each, even on a slow machine) fit in it."""
     from identity_sync.web.limits import CpuBudget
 
     # globex's request counts as "recent" for a minute: a loaded machine may take seconds over the PATCH.
     monkeypatch.setattr(CpuBudget, "ALONE_SECONDS", 60.0)
-    tiny = settings.model_copy(update={"tenant_cpu_seconds_per_second": 0.001, "tenant_cpu_burst_seconds": 0.001,
+    tiny = settings.model_copy(update={"tenant_cpu_seconds_per_second": 0.001, "tenant_cpu_burst_seconds": 0.1,
                                        "rate_limit_per_second": 0})
     app = create_app(tiny, db)
     acme, globex = tenants.create_tenant("acme"), tenants.create_tenant("globex")
