@@ -77,8 +77,10 @@ _LIVE = "r.tenant_id = {tenant} AND r.resource_type = {rtype} AND r.deleted_at I
 # With a selective filter, SQLite would walk every live row of the tenant through
 # `uq_resources_live_name` and test each against the filter (13 ms at 10,000 users) instead of
 # fetching the few ids the filter's index lookup yields by primary key (0.01 ms). Written this
-# way, no index can serve the live-row test. PostgreSQL plans by cost and is unaffected.
-_LIVE_UNINDEXED = "r.tenant_id || '' = {tenant} AND r.resource_type || '' = {rtype} AND coalesce(r.deleted_at, '') = ''"
+# way, no index can serve the live-row test, except the primary key (tenant_id, id): the tenant
+# stays a plain equality, the key's first column (hiding it too made every lookup a scan of the
+# whole table: tests/storage/test_query_plans.py). PostgreSQL plans by cost and is unaffected.
+_LIVE_UNINDEXED = "r.tenant_id = {tenant} AND r.resource_type || '' = {rtype} AND coalesce(r.deleted_at, '') = ''"
 _SELECT_KEYED = ("SELECT r.id AS id, r.doc AS doc, r.version AS version, r.created_at AS created_at, "
                  "r.last_modified AS last_modified, {sort_key} AS sk FROM resources r")
 _GET = f"{_SELECT} WHERE r.id = {{id}} AND {_LIVE}"

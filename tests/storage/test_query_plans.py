@@ -1,0 +1,76 @@
+"""SQLite plans the hot statements with indexes: a lookup by a selective filter or by id reaches
+its rows through an index, never by reading the whole table (which is what a plan regression
+looks like: the same answers, a thousand times slower at a million users). PostgreSQL plans by
+cost, so a plan of its small test tables says nothing; these run on SQLite only."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event
+
+from identity_sync.config import Settings
+from identity_sync.scim.registry import USER
+from identity_sync.service.resources import ResourceService
+from identity_sync.service.tenants import TenantService
+from identity_sync.storage.db import Database
+from identity_sync.storage.listing import ListRequest
+
+USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
+SELECTIVE_FILTERS = [
+    'userName eq "user-7@example.com"',
+    'userName eq "nobody@example.com"',
+    'externalId eq "ext-7"',
+    'emails.value eq "user-7@example.com"',
+    'emails[type eq "work" and value eq "user-7@example.com"]',
+]
+
+
+@pytest.fixture
+def traced(migrated_template: Path, tmp_path: Path) -> Iterator[tuple[Database, list[str]]]:
+    shutil.copy(migrated_template, tmp_path / "plans.db")
+    database = Database(f"sqlite:///{tmp_path / 'plans.db'}")
+    statements: list[str] = []
+
+    @event.listens_for(database.engine, "connect")
+    def trace(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        dbapi_connection.set_trace_callback(statements.append)  # the SQL with its values bound
+
+    yield database, statements
+    database.dispose()
+
+
+def _full_scans(database: Database, statement: str) -> list[str]:
+    with database.read() as conn:
+        plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}").all()
+    # "SCAN r" / "SCAN resources" without an index: every row of the table is read.
+    return [row[-1] for row in plan if re.fullmatch(r"SCAN (r|resources|attr_values)( .*)?", row[-1])
+            and "INDEX" not in row[-1]]
+
+
+@pytest.mark.parametrize("filter_text", SELECTIVE_FILTERS)
+def test_a_lookup_by_a_selective_filter_reads_no_table_whole(
+        traced: tuple[Database, list[str]], tmp_path: Path, filter_text: str) -> None:
+    database, statements = traced
+    settings = Settings(database_url=database.url, data_dir=tmp_path)
+    tenants = TenantService(database)
+    principal = tenants.authenticate(f"Bearer {tenants.create_tenant('acme').token}", "acme")
+    service = ResourceService(database, settings)
+    for i in range(30):
+        service.create(principal, USER, {"schemas": [USER_SCHEMA], "userName": f"user-{i}@example.com",
+                                         "externalId": f"ext-{i}",
+                                         "emails": [{"type": "work", "value": f"user-{i}@example.com"}]})
+    statements.clear()
+
+    page = service.search(principal, USER, filter_text, ListRequest())
+
+    assert page.total in (0, 1)
+    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT") and "resources" in s]
+    assert reads, "the search ran no statement on resources"
+    for statement in reads:
+        assert _full_scans(database, statement) == [], statement
