@@ -16,12 +16,15 @@ five times the cost of the lookup, once a minute per credential at most). The tw
 measured in alternating rounds, so that the shared machine's load drifts over both alike.
 
 Usage: .venv/bin/python benchmarks/tenant_scale.py [--tenants 10000] [--users 100] [--lookups 4000]
-(results in benchmarks/results/tenant_scale-<UTC>.json)
+[--keep DIR] (results in benchmarks/results/tenant_scale-<UTC>.json). ``--keep DIR`` keeps the two
+databases and their tokens in DIR and reuses them on the next run with the same DIR (loading the
+million users takes minutes; measuring a change to the read path does not need it again).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -107,17 +110,26 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--lookups", type=int, default=4_000)
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--keep", type=Path, help="keep (and reuse) the databases in this directory")
     args = parser.parse_args()
     result: dict[str, object] = {"tenants": args.tenants, "users_per_tenant": args.users,
                                  "loadavg_start": os.getloadavg()}
-    with tempfile.TemporaryDirectory(prefix="idsync-bench-") as tmp:
+    with contextlib.ExitStack() as stack:
+        tmp = args.keep or stack.enter_context(tempfile.TemporaryDirectory(prefix="idsync-bench-"))
+        Path(tmp).mkdir(parents=True, exist_ok=True)
         dbs, issued = {}, {}
         for kind, n_tenants in (("single", 1), ("many", args.tenants)):
             url = f"sqlite:///{Path(tmp) / kind}.db"
+            kept = Path(tmp) / f"{kind}-{n_tenants}x{args.users}.tokens.json"
             db = Database(url)
             db.migrate()
             started = time.perf_counter()
-            issued[kind] = load(db, n_tenants, args.users)
+            if kept.exists():
+                issued[kind] = [tuple(pair) for pair in json.loads(kept.read_text())]
+            else:
+                issued[kind] = load(db, n_tenants, args.users)
+                if args.keep:
+                    kept.write_text(json.dumps(issued[kind]))
             with db.read() as conn:
                 users = conn.execute(sa.select(sa.func.count()).select_from(resources)).scalar_one()
             result[f"{kind}_load_s"] = round(time.perf_counter() - started, 1)

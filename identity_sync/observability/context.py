@@ -9,10 +9,10 @@ way back, but the holder it points at is the same object."""
 
 from __future__ import annotations
 
-import os
 import re
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
+from random import getrandbits as _random_bits  # reseeded in a forked child (random's at-fork hook)
 
 #: An ``X-Request-Id`` a client or proxy sent is kept only if it is a short plain token: anything
 #: else (spaces, quotes, newlines, 1 kB of text) would be written into every log line of the request.
@@ -20,11 +20,13 @@ _SANE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def request_id(incoming: str | None) -> str:
-    """The incoming id if sane, else a new one (128 random bits in hex, as a uuid4's hex but
-    without building a UUID object on every request)."""
+    """The incoming id if sane, else a new one: 128 random bits in hex, as a uuid4's hex. From
+    the process's Mersenne Twister (seeded from the OS at start), not ``os.urandom``: an id that
+    only has to be unique needs no system call, and every call that releases the interpreter
+    lock on the event loop's thread may wait a whole switch interval to get it back."""
     if incoming is not None and _SANE_ID.fullmatch(incoming):
         return incoming
-    return os.urandom(16).hex()
+    return f"{_random_bits(128):032x}"
 
 
 @dataclass(slots=True)
