@@ -77,3 +77,29 @@ def test_the_audit_sees_sqlalchemy_imports() -> None:
                    "def f():\n    from sqlalchemy.engine import make_url\n"):
         assert any(map(_is_sqlalchemy, _imported(source))), source
     assert not any(map(_is_sqlalchemy, _imported("import sqlalchemy_utils\nfrom identity_sync import errors")))
+
+
+#: SQLAlchemy's names for a database that is down, which only storage/ may use (it translates
+#: them into DatabaseUnavailable).
+_OUTAGE_NAMES = {"OperationalError", "DBAPIError", "DisconnectionError", "InterfaceError", "connection_invalidated"}
+
+
+def _outage_names(source: str) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sqlalchemy"):
+            found.update(alias.name for alias in node.names if alias.name in _OUTAGE_NAMES)
+        elif isinstance(node, ast.Attribute) and node.attr in _OUTAGE_NAMES:
+            found.add(node.attr)
+    return found
+
+
+def test_only_storage_handles_a_database_outage_by_sqlalchemy_s_names() -> None:
+    package = WEB.parent
+    found = {str(path.relative_to(package)): sorted(names) for path in sorted(package.rglob("*.py"))
+             if path.relative_to(package).parts[0] != "storage"
+             and (names := _outage_names(path.read_text("utf-8")))}
+    assert found == {}, f"catch storage.errors.DatabaseUnavailable instead: {found}"
+    assert _outage_names("from sqlalchemy.exc import OperationalError") == {"OperationalError"}
+    assert _outage_names("try:\n    pass\nexcept sa.exc.DBAPIError as e:\n    e.connection_invalidated\n") == {
+        "DBAPIError", "connection_invalidated"}
