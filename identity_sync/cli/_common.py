@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from identity_sync.config import ConfigFileError, Settings, config_file_path, set_in_environment
 from identity_sync.service.tenants import IssuedToken, TenantError
 from identity_sync.storage.db import Database, sqlite_file
+from identity_sync.storage.errors import DatabaseUnavailable
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 TenantOption = Annotated[str, typer.Option("--tenant", help="The tenant's name.")]
@@ -44,7 +45,7 @@ def open_database(settings: Settings | None = None, *, create: bool = False) -> 
     if not create:
         try:
             migrated = db.has_schema()
-        except SQLAlchemyError as exc:
+        except (DatabaseUnavailable, SQLAlchemyError) as exc:  # unreachable, or not a database at all
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
             fail(f"cannot open the database {safe_url(url)}: {reason[0] if reason else type(exc).__name__}")
         if not migrated:

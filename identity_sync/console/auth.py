@@ -44,12 +44,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from identity_sync.service.operators import Operator
+from identity_sync.storage import console_sessions as rows
 from identity_sync.storage.db import Database
-from identity_sync.storage.tables import console_login_failures, console_sessions
 
 KEY_FILE = "console.key"
 #: A session ends this long after the login, however active.
@@ -132,14 +131,13 @@ class Sessions:
         now = self.clock()
         session = Session(operator.id, secrets.token_urlsafe(32), now, now, password_fingerprint(operator),
                           secrets.token_urlsafe(32))
-        c = console_sessions.c
         with self.db.write() as conn:
-            conn.execute(sa.delete(console_sessions).where(sa.or_(
-                c.seen_at < now - self.idle_seconds, c.created_at < now - MAX_SESSION_HOURS * 3_600)))
-            conn.execute(sa.insert(console_sessions).values(
+            rows.open_session(
+                conn, ended_if_seen_before=now - self.idle_seconds,
+                ended_if_created_before=now - MAX_SESSION_HOURS * 3_600,
                 id=digest(session.sid), operator_id=operator.id, csrf_digest=digest(session.csrf),
                 password_fingerprint=session.fingerprint, created_at=now, seen_at=now, client=client[:64],
-                user_agent=user_agent[:200], via=via[:16]))
+                user_agent=user_agent[:200], via=via[:16])
         return session
 
     def read(self, cookies: dict[str, str]) -> Session | None:
@@ -159,7 +157,7 @@ class Sessions:
             return Session(None, csrf, began, began) if 0 <= now - began <= LOGIN_COOKIE_SECONDS else None
         key = digest(sid)
         with self.db.read() as conn:
-            row = conn.execute(sa.select(console_sessions).where(console_sessions.c.id == key)).first()
+            row = rows.session_row(conn, key)
         if row is None or not hmac.compare_digest(row.csrf_digest, digest(csrf)):
             return None
         if now - row.seen_at > self.idle_seconds or now - row.created_at > MAX_SESSION_HOURS * 3_600:
@@ -173,8 +171,7 @@ class Sessions:
         if not session.sid or now - session.seen < TOUCH_EVERY_SECONDS:
             return session
         with self.db.write() as conn:
-            conn.execute(sa.update(console_sessions).where(console_sessions.c.id == digest(session.sid))
-                         .values(seen_at=now))
+            rows.touch_session(conn, digest(session.sid), now)
         return replace(session, seen=now)
 
     def end(self, session: Session) -> None:
@@ -183,7 +180,7 @@ class Sessions:
 
     def end_id(self, key: str) -> None:
         with self.db.write() as conn:
-            conn.execute(sa.delete(console_sessions).where(console_sessions.c.id == key))
+            rows.delete_session(conn, key)
 
     def valid_for(self, session: Session, operator: Operator | None) -> bool:
         return (operator is not None and not operator.disabled and operator.id == session.operator_id
@@ -226,13 +223,9 @@ class LoginLimiter:
         """Seconds until ``name`` may try again from ``client`` (0: now)."""
         now = self.clock()
         since = now - FAILURE_WINDOW_SECONDS
-        t = console_login_failures.c
         with self.db.read() as conn:
-            pair = conn.execute(sa.select(t.at).where(t.client == client[:64], t.name_digest == self._name(name),
-                                                      t.at > since).order_by(t.at.desc())
-                                .limit(FAILURES_ALLOWED)).scalars().all()
-            address = conn.execute(sa.select(t.at).where(t.client == client[:64], t.at > since)
-                                   .order_by(t.at.desc()).limit(ADDRESS_FAILURES_ALLOWED)).scalars().all()
+            pair, address = rows.recent_failures(conn, client[:64], self._name(name), since, FAILURES_ALLOWED,
+                                                 ADDRESS_FAILURES_ALLOWED)
         waits = [0.0]
         # Refused until the oldest of the last N failures leaves the window: then fewer than N are in it.
         if len(pair) >= FAILURES_ALLOWED:
@@ -244,15 +237,9 @@ class LoginLimiter:
 
     def failed(self, name: str, client: str) -> None:
         now = self.clock()
-        t = console_login_failures.c
         with self.db.write() as conn:
-            conn.execute(sa.delete(console_login_failures).where(t.at < now - FAILURE_WINDOW_SECONDS))
-            conn.execute(sa.insert(console_login_failures).values(name_digest=self._name(name), client=client[:64],
-                                                                  at=now))
+            rows.record_failure(conn, self._name(name), client[:64], now, now - FAILURE_WINDOW_SECONDS)
 
     def succeeded(self, name: str, client: str) -> None:
-        t = console_login_failures.c
         with self.db.write() as conn:  # the pair's failures stay, under no name: they count for the address
-            conn.execute(sa.update(console_login_failures).where(t.client == client[:64],
-                                                                 t.name_digest == self._name(name))
-                         .values(name_digest="-"))
+            rows.unname_failures(conn, self._name(name), client[:64])

@@ -9,21 +9,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
-
 from identity_sync.clock import format_timestamp
 from identity_sync.config import Settings
+from identity_sync.engine import activity as engine_activity
 from identity_sync.engine.jobs import Job, JobService
 from identity_sync.engine.operations import STATES, JobOperations
-from identity_sync.engine.tables import engine_cycles, engine_events
 from identity_sync.observability.history import ERROR_CLASSES
 from identity_sync.observability.history import NO_TENANT as HISTORY_NO_TENANT
 from identity_sync.scim.registry import GROUP, USER
 from identity_sync.service.operators import NO_TENANT
-from identity_sync.storage import counts
+from identity_sync.storage import activity, counts
 from identity_sync.storage import tenants as tenant_store
 from identity_sync.storage.db import Database
-from identity_sync.storage.tables import audit_events, request_counts
 
 HOURS = 24
 
@@ -75,31 +72,11 @@ def hourly_chart(title: str, caption: str, values: dict[str, int], failed: dict[
     return chart
 
 
-def _per_hour(conn: sa.Connection, column: sa.ColumnElement[Any], since: str,
-               *where: sa.ColumnElement[bool]) -> dict[str, int]:
-    hour = sa.func.substr(column, 1, 13)  # "YYYY-MM-DDTHH" of the stored UTC timestamp
-    query = sa.select(hour, sa.func.count()).where(column >= since, *where).group_by(hour)
-    return {row[0]: row[1] for row in conn.execute(query)}
-
-
-def request_totals(conn: sa.Connection, now: datetime) -> tuple[dict[str, tuple[int, int]], dict[str, int],
-                                                                dict[str, int]]:
+def request_totals(conn: Any, now: datetime) -> tuple[dict[str, tuple[int, int]], dict[str, int], dict[str, int]]:
     """From the request history (observability/history.py), the last 24 hours: (requests, errors)
     per tenant name (``-``: not authenticated), and requests and errors of the tenants per hour."""
-    t = request_counts.c
     since = int(now.timestamp()) // 60 - HOURS * 60
-    is_error = t.status_class.in_(ERROR_CLASSES)
-    errors = sa.func.sum(sa.case((is_error, t.count), else_=0))
-    per_tenant = {row[0]: (int(row[1]), int(row[2] or 0)) for row in conn.execute(
-        sa.select(t.tenant, sa.func.sum(t.count), errors).where(t.minute > since).group_by(t.tenant))}
-    hour = t.minute - t.minute % 60  # the first minute of the hour: integer arithmetic in both databases
-    requests_per_hour: dict[str, int] = {}
-    errors_per_hour: dict[str, int] = {}
-    for row in conn.execute(sa.select(hour, sa.func.sum(t.count), errors)
-                            .where(t.minute > since, t.tenant != HISTORY_NO_TENANT).group_by(hour)):
-        key = datetime.fromtimestamp(int(row[0]) * 60, UTC).strftime("%Y-%m-%dT%H")
-        requests_per_hour[key], errors_per_hour[key] = int(row[1]), int(row[2] or 0)
-    return per_tenant, requests_per_hour, errors_per_hour
+    return activity.request_totals(conn, since, ERROR_CLASSES, HISTORY_NO_TENANT)
 
 
 class ConsoleData:
@@ -113,9 +90,7 @@ class ConsoleData:
         since = format_timestamp(now - timedelta(hours=HOURS))
         with self.db.read() as conn:
             tenants = tenant_store.list_tenants(conn)
-            changes = {row[0]: row[1] for row in conn.execute(
-                sa.select(audit_events.c.tenant_id, sa.func.count()).where(audit_events.c.at >= since)
-                .group_by(audit_events.c.tenant_id))}
+            changes = activity.changes_per_tenant(conn, since)
             requests, requests_per_hour, errors_per_hour = request_totals(conn, now)
             rows = [{"name": t["name"], "status": t["status"],
                      "users": counts.read(conn, t["id"], USER.name).live,
@@ -123,9 +98,9 @@ class ConsoleData:
                      "changes": changes.get(t["id"], 0),
                      "requests": requests.get(t["name"], (0, 0))[0],
                      "errors": requests.get(t["name"], (0, 0))[1]} for t in tenants]
-            changes_per_hour = _per_hour(conn, audit_events.c.at, since, audit_events.c.tenant_id != NO_TENANT)
-            engine_per_hour = _per_hour(conn, engine_events.c.at, since)
-            engine_failed = _per_hour(conn, engine_events.c.at, since, engine_events.c.status == "failure")
+            changes_per_hour = activity.changes_per_hour(conn, since, excluding_tenant=NO_TENANT)
+            engine_per_hour = engine_activity.events_per_hour(conn, since)
+            engine_failed = engine_activity.events_per_hour(conn, since, failed_only=True)
         jobs = [self._job_row(job) for job in self.jobs.list()]
         by_state = Counter(job["state"] for job in jobs)
         return {
@@ -153,10 +128,8 @@ class ConsoleData:
     def progress(self, job: Job) -> dict[str, Any]:
         """The running cycle's progress as the cycle last saved it (engine/cycle.py, every few
         seconds), or ``running: false``."""
-        t = engine_cycles.c
         with self.db.read() as conn:
-            row = conn.execute(sa.select(engine_cycles).where(t.job_id == job.id, t.state == "running")
-                               .order_by(t.started_at.desc()).limit(1)).first()
+            row = engine_activity.running_cycle(conn, job.id)
         if row is None:
             return {"job": job.name, "state": job.state, "running": False}
         progress = dict((row.counts or {}).get("progress") or {})
@@ -166,9 +139,7 @@ class ConsoleData:
                 "percent": round(100 * done / total) if total else 0}
 
     def _job_row(self, job: Job) -> dict[str, Any]:
-        t = engine_cycles.c
         with self.db.read() as conn:
-            last = conn.execute(sa.select(t.state, t.started_at, t.ended_at, t.kind).where(t.job_id == job.id)
-                                .order_by(t.started_at.desc()).limit(1)).first()
+            last = engine_activity.last_cycle(conn, job.id)
         return {"name": job.name, "state": job.state, "source": job.source, "target_url": job.target_url,
-                "next_run_at": job.next_run_at, "last_cycle": None if last is None else last._asdict()}
+                "next_run_at": job.next_run_at, "last_cycle": last}

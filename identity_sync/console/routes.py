@@ -28,7 +28,6 @@ from urllib.parse import parse_qs, quote
 import anyio.to_thread
 import jinja2
 import structlog
-from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -45,6 +44,7 @@ from identity_sync.console.pages import ConsoleData
 from identity_sync.engine.operations import JobOperations
 from identity_sync.service.operators import NO_TENANT, Operator, OperatorError, OperatorService, record_event
 from identity_sync.storage.db import Database
+from identity_sync.storage.errors import DatabaseUnavailable
 
 log = structlog.get_logger("identity_sync.console")
 HERE = Path(__file__).parent
@@ -336,11 +336,16 @@ def console_app(console: Console) -> Starlette:
         return c.render(request, "error.html", {"title": "Error", "message": exc.detail}, exc.status_code)
 
     async def database_error(request: Request, exc: Exception) -> Response:
-        log.warning("console.database_unavailable", path=request.url.path, error=type(exc).__name__)
-        return c.render(request, "error.html", {"title": "Unavailable", "message": "The database cannot be reached "
-                        "right now; try again in a moment."}, 503)
+        assert isinstance(exc, DatabaseUnavailable)
+        cause = exc.__cause__
+        log.warning("console.database_unavailable", path=request.url.path,
+                    error=type(cause).__name__ if cause is not None else type(exc).__name__)
+        response = c.render(request, "error.html", {"title": "Unavailable", "message": "The database cannot be "
+                            "reached right now; try again in a moment."}, 503)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
-    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, OperationalError: database_error})
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, DatabaseUnavailable: database_error})
     app.state.console = console
     app.add_middleware(SecurityHeaders)
     return app

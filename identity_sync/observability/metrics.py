@@ -32,6 +32,7 @@ from identity_sync.config import prometheus_multiproc_dir
 from identity_sync.engine.tables import engine_cycles, engine_jobs
 from identity_sync.observability.history import RequestHistory
 from identity_sync.storage.db import Database
+from identity_sync.storage.errors import DatabaseUnavailable
 
 log = structlog.get_logger("identity_sync.metrics")
 #: The label of a request no route matched, and of a tenant that did not authenticate.
@@ -110,8 +111,8 @@ class EngineCollector:
                 sums = [sa.func.sum(sa.func.coalesce(cycles.counts[key].as_integer(), 0)) for key in EXPORTED]
                 exported = conn.execute(sa.select(jobs.name, *sums).select_from(joined).where(ended)
                                         .group_by(jobs.name)).all()
-        except SQLAlchemyError as exc:
-            log.warning("metrics.engine_unavailable", error=type(exc).__name__)
+        except (DatabaseUnavailable, SQLAlchemyError) as exc:  # the database away, or not migrated
+            log.warning("metrics.engine_unavailable", error=type(exc.__cause__ or exc).__name__)
             yield GaugeMetricFamily("idsync_engine_metrics_up", "Whether the engine metrics could be read.", 0)
             return
         yield GaugeMetricFamily("idsync_engine_metrics_up", "Whether the engine metrics could be read.", 1)

@@ -56,6 +56,10 @@ class ResourceService:
             self._audit(conn, principal, "create", rt, stored, changed_attributes({}, doc, bool(members)))
             counts.changed(conn, principal.tenant_id, rt.name, +1)  # last: storage/counts.py says why
         log.info("resource.created", tenant=principal.tenant_name, type=rt.name, id=resource_id)
+        if rt is USER:
+            # A user created just now is in no group yet: its `groups` are known without a query
+            # (related() loads only what is not).
+            return replace(stored, related={"groups": []})
         return stored
 
     def get(self, principal: Principal, rt: ResourceType, resource_id: str) -> StoredResource:
@@ -185,13 +189,18 @@ class ResourceService:
     def related(self, principal: Principal, rt: ResourceType, page: list[StoredResource],
                 with_members: bool, with_groups: bool) -> list[StoredResource]:
         """``page`` with its relation-backed attributes loaded: a Group's ``members`` (when asked
-        for: Entra always reads groups with ``excludedAttributes=members``) and a User's ``groups``."""
+        for: Entra always reads groups with ``excludedAttributes=members``) and a User's ``groups``
+        (unless already known, as for a user just created)."""
         if not page or not ((rt is GROUP and with_members) or (rt is USER and with_groups)):
             return page
         if rt is USER:
+            unknown = [r.id for r in page if r.related is None or "groups" not in r.related]
+            if not unknown:
+                return page
             with self.db.fast_read() as conn:
-                groups = memberships.groups_of(conn, principal.tenant_id, [r.id for r in page])
-            return [replace(r, related={"groups": groups.get(r.id, [])}) for r in page]
+                groups = memberships.groups_of(conn, principal.tenant_id, unknown)
+            return [r if r.related is not None and "groups" in r.related
+                    else replace(r, related={"groups": groups.get(r.id, [])}) for r in page]
         with self.db.read() as conn:
             return [replace(r, related={"members": [
                 {"value": member_id, "type": kind}

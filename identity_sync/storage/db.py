@@ -6,6 +6,12 @@ busy timeout instead of one failing with "database is locked" when it upgrades a
 Within one process, writers also queue on a lock of their own first: SQLite's busy handler polls
 with sleeps of up to 100 ms, which under 8 concurrent writers gave p99 latencies of 0.7 s and
 stalls of 2-3 s; a FIFO-ish mutex hands the database over the moment it is free.
+
+Every entry point (:meth:`Database.write`, :meth:`~Database.read`, :meth:`~Database.fast_read`,
+:meth:`~Database.has_schema`, :meth:`~Database.migrate`) raises :class:`DatabaseUnavailable`
+(``errors.py``) when the database is down, unreachable, out of connections or locked past the
+busy timeout — also for the statements the caller runs inside the block, whose errors pass
+through the context manager: the layers above never catch SQLAlchemy's exceptions for that.
 """
 
 from __future__ import annotations
@@ -16,15 +22,16 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import NoReturn
 
 import orjson
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError
 
 from identity_sync.storage import files
+from identity_sync.storage.errors import driver_error, unavailable
 from identity_sync.storage.group_commit import GroupCommit
 from identity_sync.storage.marks import PositionMarks
 from identity_sync.storage.sqltext import DriverConnection
@@ -131,6 +138,15 @@ def sqlite_file(url: str) -> Path | None:
     return Path(database).expanduser()
 
 
+def _raise_translated(exc: BaseException) -> NoReturn:
+    """Raise ``exc`` as :class:`DatabaseUnavailable` (cause chained) if it means the database is
+    unavailable, else unchanged (an ``IntegrityError`` stays one: the services translate it)."""
+    translated = unavailable(exc)
+    if translated is None or translated is exc:
+        raise exc
+    raise translated from exc
+
+
 class Database:
     """The engine plus the two kinds of transaction services use."""
 
@@ -163,23 +179,26 @@ class Database:
         """A write transaction, committed when the block ends (rolled back if it raises); on a
         SQLite file, possibly together with other threads' blocks (group_commit.py) — still
         committed before this returns."""
-        if self._group is not None:
-            with self._group.write() as conn:
-                yield conn
-            return
-        with self._write_lock or nullcontext(), self.engine.connect() as conn:
-            conn.info["write"] = True
-            try:
-                with conn.begin():
+        try:
+            if self._group is not None:
+                with self._group.write() as conn:
                     yield conn
-                    if conn.info.get(AUTH_CHANGED) and conn.dialect.name == "postgresql":
-                        # In the transaction of the change: visible exactly when the change is.
-                        conn.exec_driver_sql("UPDATE auth_epoch SET generation = generation + 1 WHERE id = 1")
-                if conn.info.get(AUTH_CHANGED) and conn.dialect.name != "postgresql":
-                    self._bump_epoch_file()  # after the commit: see auth_epoch()
-            finally:
-                conn.info["write"] = False
-                conn.info.pop(AUTH_CHANGED, None)
+                return
+            with self._write_lock or nullcontext(), self.engine.connect() as conn:
+                conn.info["write"] = True
+                try:
+                    with conn.begin():
+                        yield conn
+                        if conn.info.get(AUTH_CHANGED) and conn.dialect.name == "postgresql":
+                            # In the transaction of the change: visible exactly when the change is.
+                            conn.exec_driver_sql("UPDATE auth_epoch SET generation = generation + 1 WHERE id = 1")
+                    if conn.info.get(AUTH_CHANGED) and conn.dialect.name != "postgresql":
+                        self._bump_epoch_file()  # after the commit: see auth_epoch()
+                finally:
+                    conn.info["write"] = False
+                    conn.info.pop(AUTH_CHANGED, None)
+        except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
+            _raise_translated(exc)
 
     # -- the authentication epoch ------------------------------------------------------------------
 
@@ -224,26 +243,38 @@ class Database:
         dbapi = self.engine.dialect.dbapi
         try:
             raw = self.engine.raw_connection()
+        except sa.exc.TimeoutError as exc:
+            _raise_translated(exc)
         except Exception as exc:
-            # Engine.raw_connection() lets the driver's own error through (Connection wraps it):
-            # wrap it the same way, so "database down" is sqlalchemy's OperationalError -> 503.
-            if dbapi is None or not isinstance(exc, dbapi.Error):
+            # Engine.raw_connection() lets the driver's own error through (Connection wraps it).
+            error = driver_error(exc, dbapi)
+            if error is exc:
                 raise
-            raise DBAPIError.instance(None, None, exc, dbapi.Error) from exc
+            raise error from exc
         try:
-            yield DriverConnection(raw, self.engine.dialect.name, self.engine.dialect.dbapi)
+            # DriverConnection raises DatabaseUnavailable itself; other SQLAlchemy errors of the
+            # block (a Core statement run on another connection) are translated here.
+            yield DriverConnection(raw, self.engine.dialect.name, dbapi)
+        except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
+            _raise_translated(exc)
         finally:
             raw.close()  # back to the pool, which rolls back whatever the driver left open
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+        except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
+            _raise_translated(exc)
 
     def has_schema(self) -> bool:
         """Whether migrations were ever applied here (Alembic's version table exists)."""
-        with self.engine.connect() as conn:
-            return sa.inspect(conn).has_table("alembic_version")
+        try:
+            with self.engine.connect() as conn:
+                return sa.inspect(conn).has_table("alembic_version")
+        except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
+            _raise_translated(exc)
 
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision (idempotent), one process at a time:
@@ -251,10 +282,13 @@ class Database:
         the same tables (issue 11). Whoever waited finds the schema at head and does nothing."""
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        with self._migration_lock(), self.engine.connect() as conn:
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
-            conn.commit()
+        try:
+            with self._migration_lock(), self.engine.connect() as conn:
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+                conn.commit()
+        except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
+            _raise_translated(exc)
 
     @contextmanager
     def _migration_lock(self) -> Iterator[None]:

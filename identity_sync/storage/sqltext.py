@@ -17,7 +17,8 @@ from typing import Any
 
 import orjson
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
+
+from identity_sync.storage.errors import driver_error
 
 
 def placeholder(dialect: str, name: str) -> str:
@@ -68,12 +69,13 @@ class DriverConnection:
             cursor = self.raw.cursor()
             cursor.execute(text, params)
         except Exception as exc:
-            # Wrap driver errors as SQLAlchemy would (psycopg's OperationalError, e.g. the server
-            # restarting, becomes sqlalchemy.exc.OperationalError), so that the web layer answers
-            # 503 + Retry-After for a database outage on this path too, not 500.
-            if self.dbapi is None or not isinstance(exc, self.dbapi.Error):
+            # The driver's own errors, as on a SQLAlchemy connection: a database outage (the
+            # server restarting, SQLite locked past the busy timeout) is DatabaseUnavailable
+            # (errors.py: 503 + Retry-After above), anything else SQLAlchemy's class for it.
+            error = driver_error(exc, self.dbapi, text, params)
+            if error is exc:
                 raise
-            raise DBAPIError.instance(text, params, exc, self.dbapi.Error) from exc
+            raise error from exc
         return Rows(cursor)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import dataclasses
 import hmac
 import time
 from collections.abc import AsyncIterator, Callable
@@ -16,8 +15,6 @@ from typing import Any, TypeVar
 
 import anyio.to_thread
 import structlog
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -33,13 +30,14 @@ from identity_sync.config import Settings
 from identity_sync.errors import NotFound, ScimError, ServiceUnavailable, Unauthorized
 from identity_sync.observability import context, readiness
 from identity_sync.observability.metrics import Metrics, route_template
-from identity_sync.scim.registry import GROUP, USER, ResourceType
+from identity_sync.scim.registry import GROUP, ResourceType
 from identity_sync.service.clients import ClientService
 from identity_sync.service.rejections import RejectionService
 from identity_sync.service.resources import ResourceService, etag
 from identity_sync.service.tenants import TenantService
 from identity_sync.service.tombstones import TombstoneService
 from identity_sync.storage.db import Database
+from identity_sync.storage.errors import DatabaseUnavailable
 from identity_sync.storage.resources import StoredResource
 from identity_sync.web import bulk, discovery, jobs, limits, oauth_routes, search, streaming
 from identity_sync.web.body import parse_json, read_body
@@ -71,8 +69,25 @@ class Handlers:
         self.concurrency = limits.ConcurrencyLimit(settings.tenant_max_concurrent_requests)
         self.cpu = limits.CpuBudget(settings.tenant_cpu_seconds_per_second, settings.tenant_cpu_burst_seconds)
         #: The threads every service call runs in: as many as anyio's default pool had (40); the
-        #: per-tenant cap (limits.ConcurrencyLimit) keeps one tenant from holding them all.
-        self.pool = ThreadPoolExecutor(max_workers=40, thread_name_prefix="idsync-request")
+        #: per-tenant cap (limits.ConcurrencyLimit) keeps one tenant from holding them all. Shut
+        #: down when the app stops (create_app's lifespan), made anew if it starts again.
+        self.pool = self._new_pool()
+        self._pool_closed = False
+
+    @staticmethod
+    def _new_pool() -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=40, thread_name_prefix="idsync-request")
+
+    def open_pool(self) -> None:
+        """At start-up: a pool again if a previous shutdown closed it (an app started twice)."""
+        if self._pool_closed:
+            self.pool, self._pool_closed = self._new_pool(), False
+
+    def close_pool(self) -> None:
+        """At shutdown: wait for the service calls still running (the server stopped sending new
+        ones), then end the threads, rather than leave them to the interpreter's exit."""
+        self._pool_closed = True
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -151,12 +166,7 @@ class Handlers:
 
     async def create(self, request: Request, rt: ResourceType) -> Response:
         body = await self.body(request)
-        if rt is USER:
-            # A user created just now is in no group yet: its `groups` need no query.
-            stored = await self.call(request, lambda p: dataclasses.replace(
-                self.resources.create(p, rt, body.parsed()), related={"groups": []}))
-        else:
-            stored = await self.one(request, rt, lambda p: self.resources.create(p, rt, body.parsed()))
+        stored = await self.one(request, rt, lambda p: self.resources.create(p, rt, body.parsed()))
         return self.resource_response(request, rt, stored, 201)
 
     async def get(self, request: Request, rt: ResourceType) -> Response:
@@ -345,8 +355,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _database_error(request: Request, exc: Exception) -> Response:
-    log.warning("database.unavailable", path=request.url.path, error=type(exc).__name__)
-    return error_response(ServiceUnavailable())
+    """The database down, restarting, out of connections or locked past the busy timeout
+    (storage translates each into DatabaseUnavailable): 503, and when to retry."""
+    assert isinstance(exc, DatabaseUnavailable)
+    cause = exc.__cause__
+    log.warning("database.unavailable", path=request.url.path,
+                error=type(cause).__name__ if cause is not None else type(exc).__name__)
+    return error_response(ServiceUnavailable(retry_after=exc.retry_after))
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -449,11 +464,16 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
-        async with retention(app):
-            try:
-                yield
-            finally:  # the rejections still queued are written before the app (and its database) goes
-                await anyio.to_thread.run_sync(rejections.flush)
+        handlers.open_pool()
+        try:
+            async with retention(app):
+                try:
+                    yield
+                finally:  # the rejections still queued are written before the app (and its database) goes
+                    await anyio.to_thread.run_sync(rejections.flush)
+        finally:
+            # Not on the event loop: the calls still running may take a moment to end.
+            await anyio.to_thread.run_sync(handlers.close_pool)
 
     app = _Service(
         routes=_routes(handlers),
@@ -461,8 +481,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         exception_handlers={
             ScimError: _scim_error,
             HTTPException: _http_error,
-            OperationalError: _database_error,
-            PoolTimeout: _database_error,  # every pooled connection busy for pool_timeout: 503, retry
+            DatabaseUnavailable: _database_error,
             Exception: _unexpected,
         },
     )
@@ -473,6 +492,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.settings = settings
     app.state.db = db
     app.state.concurrency = handlers.concurrency  # what each tenant has in progress (operators, tests)
+    app.state.handlers = handlers  # the request handlers and their thread pool (tests)
     app.state.metrics = handlers.metrics
     app.state.rejections = rejections
     return app

@@ -64,6 +64,24 @@ def test_an_operator_logs_in_and_sees_the_overview_and_the_login_is_an_audit_eve
     assert console_events(db)[-1] == ("console:alice", "login", "Operator")
 
 
+def test_a_database_that_is_down_gets_the_try_again_page_with_retry_after(
+        browser: Browser, admin: str, app: Any, monkeypatch: Any) -> None:
+    """Storage's DatabaseUnavailable reaches the console as a 503 page saying to try again."""
+    from identity_sync.storage.errors import DatabaseUnavailable
+
+    browser.login(admin, ADMIN_PASSWORD)
+
+    def down(*_: Any, **__: Any) -> Any:
+        raise DatabaseUnavailable("connection refused", retry_after=4)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(console_of(app).data, "overview", down)
+        response = browser.http.get("/admin")
+    assert response.status_code == 503 and response.headers["retry-after"] == "4"
+    assert "cannot be reached" in response.text and "connection refused" not in response.text
+    assert browser.http.get("/admin").status_code == 200  # back as soon as the database is
+
+
 def test_a_wrong_password_and_an_unknown_name_get_the_same_answer_and_both_are_audited(
         browser: Browser, admin: str, db: Database) -> None:
     wrong = browser.login(admin, "not the password at all")

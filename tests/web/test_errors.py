@@ -354,3 +354,32 @@ def test_logs_carry_no_client_secret_nor_access_token(scim: ScimClient, json_log
                    *(a.split(".")[2][:20] for a in access), *(a.split(".")[1][:20] for a in access), forged,
                    base64.b64encode(f"{issued.client_id}:{issued.client_secret}".encode()).decode()[:30]):
         assert secret not in output, secret
+
+
+# -- the database unavailable ----------------------------------------------------------------------
+
+
+def test_database_unavailable_is_a_scim_503_with_the_retry_hint(scim: ScimClient, monkeypatch: Any,
+                                                                json_logs: Any) -> None:
+    """Storage's DatabaseUnavailable (database down, locked, out of connections) is answered 503
+    with its Retry-After; the log names the driver's error class, not its text."""
+    from identity_sync.storage.errors import DatabaseUnavailable
+
+    created = scim.create_user("ada@example.com")
+    handlers = scim.http.app.state.handlers  # type: ignore[attr-defined]
+
+    def down(*_: Any) -> Any:
+        try:
+            raise ConnectionRefusedError("connection to server at 10.0.0.9 refused")
+        except ConnectionRefusedError as cause:
+            raise DatabaseUnavailable("connection refused", retry_after=7) from cause
+
+    with monkeypatch.context() as patch:
+        patch.setattr(handlers.resources, "get", down)
+        response = scim.get(f"/Users/{created['id']}")
+    body = assert_scim_error(response, 503)
+    assert response.headers["Retry-After"] == "7"
+    assert "10.0.0.9" not in body.get("detail", "")
+    output = json_logs()
+    assert "database.unavailable" in output and "ConnectionRefusedError" in output
+    assert scim.get(f"/Users/{created['id']}").status_code == 200  # nothing else changed
