@@ -7,6 +7,7 @@ never start or end transactions themselves.
 
 from __future__ import annotations
 
+import functools
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -122,23 +123,33 @@ def update(conn: Connection, tenant_id: str, rt: ResourceType, current: StoredRe
     before, after = set(index_entries(rt, current.doc)), set(index_entries(rt, doc))
     stale = {(path, element) for path, element, _ in before - after} - {(p, e) for p, e, _ in after - before}
     if stale:
-        conn.execute(attr_values.delete().where(
-            attr_values.c.tenant_id == tenant_id,
-            attr_values.c.resource_id == current.id,
-            attr_values.c.path == sa.bindparam("p"),
-            attr_values.c.element == sa.bindparam("e"),
-        ), [{"p": path, "e": element} for path, element in stale])
+        conn.execute(_DELETE_ENTRY, [{"t": tenant_id, "r": current.id, "p": path, "e": element}
+                                     for path, element in stale])
     changed = after - before
     if changed:
-        # Upsert: an entry whose key changed keeps its (tenant, resource, path, element) primary key.
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        statement = insert(attr_values)
-        conn.execute(statement.on_conflict_do_update(
-            index_elements=[attr_values.c.tenant_id, attr_values.c.resource_id, attr_values.c.path,
-                            attr_values.c.element],
-            set_={"key": statement.excluded.key},
-        ), _index_rows(tenant_id, current.id, changed))
+        conn.execute(_upsert_entries(conn.dialect.name), _index_rows(tenant_id, current.id, changed))
     return StoredResource(current.id, doc, current.version + 1, current.created_at, now)
+
+
+# Built once: a statement object made per request (``excluded`` aliases the whole table) cost
+# more than running it — a fifth of a PATCH's time in SQLAlchemy's constructors.
+_DELETE_ENTRY = attr_values.delete().where(
+    attr_values.c.tenant_id == sa.bindparam("t"),
+    attr_values.c.resource_id == sa.bindparam("r"),
+    attr_values.c.path == sa.bindparam("p"),
+    attr_values.c.element == sa.bindparam("e"),
+)
+
+
+@functools.cache
+def _upsert_entries(dialect: str) -> sa.Insert:
+    """Upsert: an entry whose key changed keeps its (tenant, resource, path, element) primary key."""
+    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(attr_values)
+    return statement.on_conflict_do_update(
+        index_elements=[attr_values.c.tenant_id, attr_values.c.resource_id, attr_values.c.path,
+                        attr_values.c.element],
+        set_={"key": statement.excluded.key},
+    )
 
 
 def soft_delete(conn: Connection, tenant_id: str, rt: ResourceType, resource_id: str, now: str) -> bool:
