@@ -8,7 +8,10 @@ shared by every worker and node; on SQLite in each process. ``IDSYNC_RATE_LIMIT_
 
 Two more per-tenant limits keep one tenant from taking a process from the others (issue 11), both
 in the process, both answered with 429 and ``Retry-After`` the same way: :class:`ConcurrencyLimit`
-(requests in progress) and :class:`CpuBudget` (CPU time used while other tenants need it)."""
+(requests in progress) and :class:`CpuBudget` (CPU time used while other tenants need it). And
+:class:`Lanes`, which refuses nothing: while other tenants are served, a tenant's admitted
+requests run their service calls one at a time (by default), so that another tenant's request
+waits for one of its threads, not eight."""
 
 from __future__ import annotations
 
@@ -205,6 +208,81 @@ class CpuBudget:
             yield
         finally:
             self.charge(key, time.thread_time() - started, contended)
+
+
+class Lanes:
+    """While other tenants are being served, at most ``width`` requests of one tenant run their
+    service call at once (``width`` 0: no lanes); its other admitted requests wait their turn in
+    their worker thread — never refused, never cut short.
+
+    Why (benchmarks/README.md, Fairness): every thread of the process shares one interpreter
+    lock, handed over in ``thread_switch_interval_seconds`` slices. A tenant with 8 costly
+    requests running has 8 threads competing for it, and another tenant's small request, which
+    needs the lock a dozen times (event loop, worker thread, each database call), waits several
+    slices at each: its p99 grew ~9×. With one lane, that tenant has one runnable thread, so each
+    acquisition waits at most about one slice. A waiting thread sleeps on a condition and does not
+    compete for the lock.
+
+    Work-conserving, like :class:`CpuBudget`: a tenant alone on the process (no other tenant
+    served for :data:`ALONE_SECONDS`) keeps its full parallelism, and its waiting requests are let
+    through as soon as the others have gone quiet."""
+
+    #: How recently another tenant must have been served for the lanes to apply (as CpuBudget's).
+    ALONE_SECONDS = CpuBudget.ALONE_SECONDS
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self._monotonic = time.monotonic  # replaced by tests that need a fake clock
+        self._running: dict[str, int] = {}  # key -> service calls running now (only keys above 0)
+        # The two tenants that entered last, most recent first (as CpuBudget's _latest): whether a
+        # tenant other than a given one was served recently, in constant time.
+        self._latest: list[tuple[str, float]] = []
+        self._changed = threading.Condition(threading.Lock())
+
+    @contextmanager
+    def lane(self, key: str) -> Iterator[None]:
+        """Run the block in one of ``key``'s lanes: at once if one is free or ``key`` is alone on
+        the process, else when one of its running calls ends or the others go quiet."""
+        if self.width <= 0:
+            yield
+            return
+        with self._changed:
+            self._seen(key)
+            while self._running.get(key, 0) >= self.width:
+                quiet_in = self._quiet_in(key)
+                if quiet_in <= 0:
+                    break  # alone: full parallelism
+                # Woken when a call of any tenant ends, or when the others will have gone quiet.
+                self._changed.wait(quiet_in)
+            self._running[key] = self._running.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                left = self._running[key] - 1
+                if left:
+                    self._running[key] = left
+                else:
+                    del self._running[key]
+                self._changed.notify_all()
+
+    def running(self, key: str) -> int:
+        """How many service calls of ``key`` run now."""
+        with self._changed:
+            return self._running.get(key, 0)
+
+    def _seen(self, key: str) -> None:
+        now = self._monotonic()
+        others = [entry for entry in self._latest if entry[0] != key]
+        self._latest = [(key, now), *others[:1]]
+
+    def _quiet_in(self, key: str) -> float:
+        """Seconds until no tenant other than ``key`` will have been served for ALONE_SECONDS
+        (0 or less: none has been already). A tenant with a call running counts as served now."""
+        if any(other != key for other in self._running):
+            return self.ALONE_SECONDS
+        now = self._monotonic()
+        return max((self.ALONE_SECONDS - (now - when) for other, when in self._latest if other != key), default=0.0)
 
 
 def check(limiter: Limiter, key: str) -> None:
