@@ -68,7 +68,7 @@ class Handlers:
         self.limiter = limits.scim_limiter(settings, db)
         self.concurrency = limits.ConcurrencyLimit(settings.tenant_max_concurrent_requests)
         self.cpu = limits.CpuBudget(settings.tenant_cpu_seconds_per_second, settings.tenant_cpu_burst_seconds)
-        self.lanes = limits.Lanes(settings.tenant_lanes)
+        self.lanes = limits.Lanes(settings.tenant_lanes, settings.costly_request_pause_seconds)
         #: The threads every service call runs in: as many as anyio's default pool had (40); the
         #: per-tenant cap (limits.ConcurrencyLimit) keeps one tenant from holding them all. Shut
         #: down when the app stops (create_app's lifespan), made anew if it starts again.

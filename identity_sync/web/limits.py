@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from identity_sync import pacing
 from identity_sync.auth.ratelimit import DatabaseBuckets, Limiter, Unlimited, create_limiter, retry_after
 from identity_sync.config import Settings
 from identity_sync.errors import ScimError
@@ -225,15 +226,27 @@ class Lanes:
 
     Work-conserving, like :class:`CpuBudget`: a tenant alone on the process (no other tenant
     served for :data:`ALONE_SECONDS`) keeps its full parallelism, and its waiting requests are let
-    through as soon as the others have gone quiet."""
+    through as soon as the others have gone quiet.
+
+    Pacing (``pause_seconds`` above 0): the one thread left still holds the lock for a whole
+    slice each time it gets it. So each call runs with a hook for :func:`identity_sync.pacing.pause`,
+    which the longest loops (PATCH operations, bulk operations) call between items: a call that
+    reaches it is costly, and while a light call of another tenant (one that has reached no such
+    point) is running, it sleeps ``pause_seconds`` there, handing the lock over at once. Costly
+    calls never pause for each other, and a tenant alone never pauses."""
 
     #: How recently another tenant must have been served for the lanes to apply (as CpuBudget's).
     ALONE_SECONDS = CpuBudget.ALONE_SECONDS
 
-    def __init__(self, width: int) -> None:
-        self.width = width
+    def __init__(self, width: int, pause_seconds: float = 0.0) -> None:
+        self.width, self.pause_seconds = width, pause_seconds
         self._monotonic = time.monotonic  # replaced by tests that need a fake clock
+        self._sleep = time.sleep  # replaced by tests that count the pauses
         self._running: dict[str, int] = {}  # key -> service calls running now (only keys above 0)
+        # Running calls that have reached no yield point yet (light so far), per key and in all:
+        # what a costly call pauses for.
+        self._light: dict[str, int] = {}
+        self._light_total = 0
         # The two tenants that entered last, most recent first (as CpuBudget's _latest): whether a
         # tenant other than a given one was served recently, in constant time.
         self._latest: list[tuple[str, float]] = []
@@ -255,8 +268,25 @@ class Lanes:
                 # Woken when a call of any tenant ends, or when the others will have gone quiet.
                 self._changed.wait(quiet_in)
             self._running[key] = self._running.get(key, 0) + 1
+            self._light[key] = self._light.get(key, 0) + 1
+            self._light_total += 1
+        costly = [False]
+
+        def pause() -> None:
+            if not costly[0]:
+                costly[0] = True
+                with self._changed:
+                    self._count_out_light(key)
+            # Read without the lock: a pause more or less is harmless, a lock per item is not free.
+            if self._light_total - self._light.get(key, 0) > 0:
+                self._sleep(self.pause_seconds)
+
         try:
-            yield
+            if self.pause_seconds > 0:
+                with pacing.paced(pause):
+                    yield
+            else:
+                yield
         finally:
             with self._changed:
                 left = self._running[key] - 1
@@ -264,7 +294,17 @@ class Lanes:
                     self._running[key] = left
                 else:
                     del self._running[key]
+                if not costly[0]:
+                    self._count_out_light(key)
                 self._changed.notify_all()
+
+    def _count_out_light(self, key: str) -> None:
+        left = self._light[key] - 1
+        if left:
+            self._light[key] = left
+        else:
+            del self._light[key]
+        self._light_total -= 1
 
     def running(self, key: str) -> int:
         """How many service calls of ``key`` run now."""

@@ -499,3 +499,68 @@ def test_a_lane_is_given_back_when_the_call_fails_and_width_0_means_no_lanes() -
     unlaned = Lanes(0)
     with unlaned.lane("globex"), unlaned.lane("acme"), unlaned.lane("acme"):
         assert unlaned.running("acme") == 0  # nothing is counted, nothing waits
+
+
+def test_a_costly_call_pauses_at_its_yield_points_only_while_another_tenants_light_call_runs() -> None:
+    """A call that reaches :func:`pacing.pause` (a long PATCH or bulk) sleeps there while a call of
+    another tenant that has reached no such point runs — never for its own tenant's calls, never
+    for other costly calls, never outside a request."""
+    from identity_sync import pacing
+    from identity_sync.web.limits import Lanes
+
+    lanes = Lanes(2, pause_seconds=0.0002)
+    slept: list[float] = []
+    lanes._sleep = slept.append
+
+    pacing.pause()  # outside any lane: no hook, nothing happens
+    with lanes.lane("acme"):
+        pacing.pause()
+        with lanes.lane("acme"):  # acme's own light call: no reason to pause
+            pacing.pause()
+    assert slept == []
+
+    with lanes.lane("globex"):  # globex's light call is running
+        with lanes.lane("acme"):
+            pacing.pause()
+            pacing.pause()
+        assert slept == [0.0002, 0.0002]
+        pacing.pause()  # globex reaches a yield point itself: it is costly from now on
+        assert slept == [0.0002, 0.0002]  # (acme's call has ended: nothing light of another tenant)
+        with lanes.lane("acme"):
+            pacing.pause()  # only a costly call of globex runs: costly calls do not pause for each other
+        assert slept == [0.0002, 0.0002]
+
+    assert lanes._light_total == 0 and lanes._light == {} and lanes.running("acme") == 0
+
+    unpaced = Lanes(1, pause_seconds=0)
+    unpaced._sleep = slept.append
+    with unpaced.lane("globex"), unpaced.lane("acme"):
+        pacing.pause()
+    assert len(slept) == 2
+
+
+def test_a_patch_and_a_bulk_reach_a_yield_point_per_operation(
+        scim: ScimClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from identity_sync import pacing
+
+    reached: list[None] = []
+    hook_set = pacing.paced
+
+    def counting(hook: Any) -> Any:
+        def counted() -> None:
+            reached.append(None)
+            hook()
+        return hook_set(counted)
+
+    monkeypatch.setattr(pacing, "paced", counting)
+    user = scim.create_user("paced@example.com")
+    reached.clear()
+    patched = scim.patch(f"/Users/{user['id']}", {"schemas": [PATCH_SCHEMA], "Operations": [
+        {"op": "replace", "path": "displayName", "value": f"n{i}"} for i in range(30)]})
+    assert patched.status_code == 200 and len(reached) == 30
+
+    reached.clear()
+    answer = scim.post("/Bulk", {"schemas": [BULK_REQUEST], "Operations": [
+        {"method": "POST", "path": "/Users", "bulkId": f"b{i}",
+         "data": {"schemas": [USER_SCHEMA], "userName": f"bulk{i}@example.com"}} for i in range(12)]})
+    assert answer.status_code == 200 and len(reached) == 12
