@@ -231,12 +231,14 @@ class Lanes:
     Pacing (``pause_seconds`` above 0): the one thread left still holds the lock for a whole
     slice each time it gets it. So each call runs with a hook for :func:`identity_sync.pacing.pause`,
     which the longest loops (PATCH operations, bulk operations) call between items: a call that
-    reaches it is costly, and while a light call of another tenant (one that has reached no such
-    point) is running, it sleeps ``pause_seconds`` there, handing the lock over at once. Costly
+    reaches :data:`COSTLY_AFTER` of them is costly, and from then on, while a light call of another
+    tenant is running, it sleeps ``pause_seconds`` at each, handing the lock over at once. Costly
     calls never pause for each other, and a tenant alone never pauses."""
 
     #: How recently another tenant must have been served for the lanes to apply (as CpuBudget's).
     ALONE_SECONDS = CpuBudget.ALONE_SECONDS
+    #: The yield point from which a call counts as costly (pauses, and is not paused for).
+    COSTLY_AFTER = 16
 
     def __init__(self, width: int, pause_seconds: float = 0.0) -> None:
         self.width, self.pause_seconds = width, pause_seconds
@@ -270,11 +272,13 @@ class Lanes:
             self._running[key] = self._running.get(key, 0) + 1
             self._light[key] = self._light.get(key, 0) + 1
             self._light_total += 1
-        costly = [False]
+        passed = [0]  # yield points this call has reached
 
         def pause() -> None:
-            if not costly[0]:
-                costly[0] = True
+            passed[0] += 1
+            if passed[0] < self.COSTLY_AFTER:
+                return  # a PATCH of a few operations (Entra's usual) is still light
+            if passed[0] == self.COSTLY_AFTER:
                 with self._changed:
                     self._count_out_light(key)
             # Read without the lock: a pause more or less is harmless, a lock per item is not free.
@@ -294,7 +298,7 @@ class Lanes:
                     self._running[key] = left
                 else:
                     del self._running[key]
-                if not costly[0]:
+                if passed[0] < self.COSTLY_AFTER:
                     self._count_out_light(key)
                 self._changed.notify_all()
 

@@ -501,13 +501,15 @@ def test_a_lane_is_given_back_when_the_call_fails_and_width_0_means_no_lanes() -
         assert unlaned.running("acme") == 0  # nothing is counted, nothing waits
 
 
-def test_a_costly_call_pauses_at_its_yield_points_only_while_another_tenants_light_call_runs() -> None:
+def test_a_costly_call_pauses_at_its_yield_points_only_while_another_tenants_light_call_runs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """A call that reaches :func:`pacing.pause` (a long PATCH or bulk) sleeps there while a call of
     another tenant that has reached no such point runs — never for its own tenant's calls, never
     for other costly calls, never outside a request."""
     from identity_sync import pacing
     from identity_sync.web.limits import Lanes
 
+    monkeypatch.setattr(Lanes, "COSTLY_AFTER", 1)  # costly from the first yield point (see the next test)
     lanes = Lanes(2, pause_seconds=0.0002)
     slept: list[float] = []
     lanes._sleep = slept.append
@@ -537,6 +539,25 @@ def test_a_costly_call_pauses_at_its_yield_points_only_while_another_tenants_lig
     with unpaced.lane("globex"), unpaced.lane("acme"):
         pacing.pause()
     assert len(slept) == 2
+
+
+def test_a_call_is_light_until_it_reaches_costly_after_yield_points() -> None:
+    """A PATCH of a few operations (Entra's usual) is not costly: it neither pauses nor stops
+    others from pausing for it."""
+    from identity_sync import pacing
+    from identity_sync.web.limits import Lanes
+
+    lanes = Lanes(1, pause_seconds=0.0002)
+    slept: list[float] = []
+    lanes._sleep = slept.append
+    with lanes.lane("globex"):
+        with lanes.lane("acme"):
+            for _ in range(Lanes.COSTLY_AFTER - 1):
+                pacing.pause()
+            assert slept == [] and lanes._light == {"globex": 1, "acme": 1}
+            pacing.pause()  # the COSTLY_AFTER-th: costly now, and globex's light call runs
+            assert slept == [0.0002] and lanes._light == {"globex": 1}
+    assert lanes._light_total == 0
 
 
 def test_a_patch_and_a_bulk_reach_a_yield_point_per_operation(
