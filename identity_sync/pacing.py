@@ -10,9 +10,8 @@ does nothing. No dependency on any other layer: ``scim/`` and ``service/`` may c
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
+from contextvars import ContextVar, Token
 
 _HOOK: ContextVar[Callable[[], None] | None] = ContextVar("identity_sync_pause_hook", default=None)
 
@@ -24,11 +23,10 @@ def pause() -> None:
         hook()
 
 
-@contextmanager
-def paced(hook: Callable[[], None]) -> Iterator[None]:
-    """Run the block with ``hook`` called at each :func:`pause` (in this thread's context)."""
-    token = _HOOK.set(hook)
-    try:
-        yield
-    finally:
-        _HOOK.reset(token)
+def install(hook: Callable[[], None]) -> Token[Callable[[], None] | None]:
+    """Call ``hook`` at each :func:`pause` in this context until :func:`uninstall`."""
+    return _HOOK.set(hook)
+
+
+def uninstall(token: Token[Callable[[], None] | None]) -> None:
+    _HOOK.reset(token)

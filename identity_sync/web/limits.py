@@ -286,11 +286,12 @@ class Lanes:
                 self._sleep(self.pause_seconds)
 
         try:
-            if self.pause_seconds > 0:
-                with pacing.paced(pause):
-                    yield
-            else:
+            hook = pacing.install(pause) if self.pause_seconds > 0 else None
+            try:
                 yield
+            finally:
+                if hook is not None:
+                    pacing.uninstall(hook)
         finally:
             with self._changed:
                 left = self._running[key] - 1
@@ -317,6 +318,9 @@ class Lanes:
 
     def _seen(self, key: str) -> None:
         now = self._monotonic()
+        if self._latest and self._latest[0][0] == key:
+            self._latest[0] = (key, now)  # the same tenant again (always, for a tenant alone): no new list
+            return
         others = [entry for entry in self._latest if entry[0] != key]
         self._latest = [(key, now), *others[:1]]
 

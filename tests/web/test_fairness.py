@@ -565,15 +565,15 @@ def test_a_patch_and_a_bulk_reach_a_yield_point_per_operation(
     from identity_sync import pacing
 
     reached: list[None] = []
-    hook_set = pacing.paced
+    install = pacing.install
 
     def counting(hook: Any) -> Any:
         def counted() -> None:
             reached.append(None)
             hook()
-        return hook_set(counted)
+        return install(counted)
 
-    monkeypatch.setattr(pacing, "paced", counting)
+    monkeypatch.setattr(pacing, "install", counting)
     user = scim.create_user("paced@example.com")
     reached.clear()
     patched = scim.patch(f"/Users/{user['id']}", {"schemas": [PATCH_SCHEMA], "Operations": [
