@@ -261,24 +261,30 @@ class Lanes:
         if self.width <= 0:
             yield
             return
-        with self._changed:
-            self._seen(key)
-            while self._running.get(key, 0) >= self.width:
-                quiet_in = self._quiet_in(key)
-                if quiet_in <= 0:
-                    break  # alone: full parallelism
-                # Woken when a call of any tenant ends, or when the others will have gone quiet.
-                self._changed.wait(quiet_in)
-            self._running[key] = self._running.get(key, 0) + 1
-            self._light[key] = self._light.get(key, 0) + 1
-            self._light_total += 1
+        # A tenant alone on the process (the single-tenant deployment, every request) takes no
+        # lock and is not counted: two more lock round trips per request measurably cost a
+        # lookup. Its calls running when another tenant arrives finish uncounted; the lanes
+        # apply from its next call on.
+        counted = not self._alone(key)
+        if counted:
+            with self._changed:
+                self._seen(key)
+                while self._running.get(key, 0) >= self.width:
+                    quiet_in = self._quiet_in(key)
+                    if quiet_in <= 0:
+                        break  # alone after all: full parallelism
+                    # Woken when a counted call of any tenant ends, or when the others will have gone quiet.
+                    self._changed.wait(quiet_in)
+                self._running[key] = self._running.get(key, 0) + 1
+                self._light[key] = self._light.get(key, 0) + 1
+                self._light_total += 1
         passed = [0]  # yield points this call has reached
 
         def pause() -> None:
             passed[0] += 1
             if passed[0] < self.COSTLY_AFTER:
                 return  # a PATCH of a few operations (Entra's usual) is still light
-            if passed[0] == self.COSTLY_AFTER:
+            if passed[0] == self.COSTLY_AFTER and counted:
                 with self._changed:
                     self._count_out_light(key)
             # Read without the lock: a pause more or less is harmless, a lock per item is not free.
@@ -286,6 +292,8 @@ class Lanes:
                 self._sleep(self.pause_seconds)
 
         try:
+            # Installed even when alone: a costly call that began alone must pause for a tenant
+            # that arrives while it runs.
             hook = pacing.install(pause) if self.pause_seconds > 0 else None
             try:
                 yield
@@ -293,15 +301,29 @@ class Lanes:
                 if hook is not None:
                     pacing.uninstall(hook)
         finally:
-            with self._changed:
-                left = self._running[key] - 1
-                if left:
-                    self._running[key] = left
-                else:
-                    del self._running[key]
-                if passed[0] < self.COSTLY_AFTER:
-                    self._count_out_light(key)
-                self._changed.notify_all()
+            if counted:
+                with self._changed:
+                    left = self._running[key] - 1
+                    if left:
+                        self._running[key] = left
+                    else:
+                        del self._running[key]
+                    if passed[0] < self.COSTLY_AFTER:
+                        self._count_out_light(key)
+                    self._changed.notify_all()
+
+    def _alone(self, key: str) -> bool:
+        """Whether ``key`` was the only tenant served in the last ALONE_SECONDS and no counted call
+        of another runs, judged without the lock (a stale answer costs one call's turn at most);
+        if so, ``key`` is marked served now."""
+        latest, now = self._latest, self._monotonic()
+        if not latest or latest[0][0] != key or (len(latest) > 1 and now - latest[1][1] < self.ALONE_SECONDS):
+            return False
+        running = self._running
+        if running and (len(running) > 1 or key not in running):
+            return False
+        latest[0] = (key, now)
+        return True
 
     def _count_out_light(self, key: str) -> None:
         left = self._light[key] - 1

@@ -373,13 +373,14 @@ class _Gate:
     records the order in which service calls end: a held request, not a slow one."""
 
     def __init__(self, app: Any, held_id: str) -> None:
-        self.opened, self.ended = threading.Event(), []
+        self.opened, self.reached, self.ended = threading.Event(), threading.Event(), []
         self.held_id = held_id
         resources = app.state.handlers.resources
         real_get = resources.get
 
         def get(principal: Any, rt: Any, resource_id: str) -> Any:
             if resource_id == held_id:
+                self.reached.set()
                 assert self.opened.wait(timeout=30), "the gate was never opened"
             try:
                 return real_get(principal, rt, resource_id)
@@ -440,7 +441,7 @@ def test_a_tenant_alone_on_the_process_runs_its_requests_at_once(
         gate = _Gate(app, held_user["id"])
         try:
             first = pool.submit(a.get, f"/Users/{held_user['id']}")
-            _wait_until(lambda: lanes.running(tenant_id) == 1)
+            assert gate.reached.wait(timeout=30)
             second = a.get(f"/Users/{other_user['id']}")  # answered while the first is still held
             still_held = not first.done()
             gate.opened.set()
@@ -451,6 +452,7 @@ def test_a_tenant_alone_on_the_process_runs_its_requests_at_once(
 
     assert second.status_code == 200 and still_held and first_status == 200
     assert gate.ended == [other_user["id"], held_user["id"]]
+    assert lanes.running(tenant_id) == 0  # a tenant alone is not even counted
 
 
 def test_lanes_let_waiting_requests_through_once_the_other_tenants_go_quiet(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -585,3 +587,35 @@ def test_a_patch_and_a_bulk_reach_a_yield_point_per_operation(
         {"method": "POST", "path": "/Users", "bulkId": f"b{i}",
          "data": {"schemas": [USER_SCHEMA], "userName": f"bulk{i}@example.com"}} for i in range(12)]})
     assert answer.status_code == 200 and len(reached) == 12
+
+
+def test_a_call_begun_alone_is_not_counted_yet_pauses_for_a_tenant_that_arrives() -> None:
+    from identity_sync import pacing
+    from identity_sync.web.limits import Lanes
+
+    lanes = Lanes(1, pause_seconds=0.0002)
+    slept: list[float] = []
+    lanes._sleep = slept.append
+    inside, release = threading.Event(), threading.Event()
+
+    def globex() -> None:
+        with lanes.lane("globex"):  # acme was served just now: counted, and light
+            inside.set()
+            assert release.wait(timeout=30)
+
+    with lanes.lane("acme"):  # alone: no lock taken, nothing counted
+        assert lanes.running("acme") == 0
+        arriving = threading.Thread(target=globex)
+        arriving.start()
+        try:
+            assert inside.wait(timeout=30)
+            assert lanes.running("globex") == 1
+            for _ in range(Lanes.COSTLY_AFTER):
+                pacing.pause()
+            assert slept == [0.0002]  # acme's costly call pauses for globex's light one
+        finally:
+            release.set()
+            arriving.join(timeout=30)
+    with lanes.lane("acme"):  # globex was served: acme's next call is counted
+        assert lanes.running("acme") == 1
+    assert lanes._light_total == 0 and lanes.running("globex") == 0
