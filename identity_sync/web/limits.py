@@ -316,11 +316,13 @@ class Lanes:
         """Whether ``key`` was the only tenant served in the last ALONE_SECONDS and no counted call
         of another runs, judged without the lock (a stale answer costs one call's turn at most);
         if so, ``key`` is marked served now."""
-        latest, now = self._latest, self._monotonic()
-        if not latest or latest[0][0] != key or (len(latest) > 1 and now - latest[1][1] < self.ALONE_SECONDS):
-            return False
-        running = self._running
+        latest, now, running = self._latest, self._monotonic(), self._running
         if running and (len(running) > 1 or key not in running):
+            return False
+        if not latest:  # the first call of all
+            self._latest = [(key, now)]
+            return True
+        if latest[0][0] != key or (len(latest) > 1 and now - latest[1][1] < self.ALONE_SECONDS):
             return False
         latest[0] = (key, now)
         return True
