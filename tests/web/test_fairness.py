@@ -564,7 +564,7 @@ def test_a_call_is_light_until_it_reaches_costly_after_yield_points() -> None:
     assert lanes._light_total == 0
 
 
-def test_a_patch_and_a_bulk_reach_a_yield_point_per_operation(
+def test_a_patch_a_bulk_and_a_page_reach_a_yield_point_per_operation_or_row(
         scim: ScimClient, monkeypatch: pytest.MonkeyPatch) -> None:
     from identity_sync import pacing
 
@@ -589,6 +589,10 @@ def test_a_patch_and_a_bulk_reach_a_yield_point_per_operation(
         {"method": "POST", "path": "/Users", "bulkId": f"b{i}",
          "data": {"schemas": [USER_SCHEMA], "userName": f"bulk{i}@example.com"}} for i in range(12)]})
     assert answer.status_code == 200 and len(reached) == 12
+
+    reached.clear()
+    page = scim.get("/Users", params={"count": 10})
+    assert page.status_code == 200 and len(page.json()["Resources"]) == 10 and len(reached) == 10  # one per row
 
 
 def test_a_call_begun_alone_is_not_counted_yet_pauses_for_a_tenant_that_arrives() -> None:
