@@ -165,7 +165,7 @@ class Settings(BaseSettings):
     #: (the others wait their turn, not refused; 0: no lanes). A tenant alone keeps all of
     #: ``tenant_max_concurrent_requests`` (web/limits.py Lanes).
     tenant_lanes: int = Field(default=1, ge=0)
-    #: How long a costly request (a long PATCH or bulk) sleeps at each of its yield points while
+    #: How long a costly request (a long PATCH, bulk or page) sleeps at each of its yield points while
     #: another tenant's light request runs, handing it the interpreter lock (0: never; needs lanes).
     costly_request_pause_seconds: float = Field(default=0.0002, ge=0, le=0.01)
     #: Processes serving behind one socket: ``serve --workers N`` sets it for its workers, and each
