@@ -22,6 +22,8 @@ client. Loopback only; the data directory is temporary; the server is always sto
 
     .venv/bin/python benchmarks/fairness.py                  # 20 s idle, 40 s under attack
     .venv/bin/python benchmarks/fairness.py --seconds 10 --json-out /tmp/fairness.json
+    IDSYNC_TENANT_LANES=0 IDSYNC_COSTLY_REQUEST_PAUSE_SECONDS=0 .venv/bin/python benchmarks/fairness.py
+        # as before lanes and pacing (benchmarks/README.md, Fairness)
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 BULK = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 CAP_VALUES, CAP_NAMES, CAP_OPERATIONS, CAP_TERMS, PAGE = 1_000, 200, 1_000, 50, 1_000
+FAIRNESS_SETTINGS = ("IDSYNC_TENANT_MAX_CONCURRENT_REQUESTS", "IDSYNC_TENANT_CPU_SECONDS_PER_SECOND",
+                     "IDSYNC_TENANT_CPU_BURST_SECONDS", "IDSYNC_TENANT_LANES", "IDSYNC_COSTLY_REQUEST_PAUSE_SECONDS",
+                     "IDSYNC_THREAD_SWITCH_INTERVAL_SECONDS")
 
 
 class Connection:
@@ -230,7 +235,9 @@ def main() -> None:
     report = {
         "run": {"at": datetime.now(UTC).isoformat(timespec="seconds"), "load_average": os.getloadavg(),
                 "cpus": os.cpu_count(), "seconds": args.seconds, "attackers": args.attackers,
-                "threads": args.threads, "flood": args.flood, "repo": REPO.name},
+                "threads": args.threads, "flood": args.flood, "repo": REPO.name,
+                # The fairness settings the server ran with when set here (else their defaults).
+                "settings": {k: v for k, v in os.environ.items() if k in FAIRNESS_SETTINGS}},
         "victim_idle": summary(idle),
         "victim_under_attack": summary(attacked),
         "attacker_statuses": dict(sorted(attacker_statuses.items())),

@@ -161,6 +161,13 @@ class Settings(BaseSettings):
     #: much it may save up: past it, 429 until it refills (web/limits.py CpuBudget).
     tenant_cpu_seconds_per_second: float = Field(default=0.5, ge=0)
     tenant_cpu_burst_seconds: float = Field(default=2.0, gt=0)
+    #: While other tenants are served, how many of one tenant's admitted requests run at once
+    #: (the others wait their turn, not refused; 0: no lanes). A tenant alone keeps all of
+    #: ``tenant_max_concurrent_requests`` (web/limits.py Lanes).
+    tenant_lanes: int = Field(default=1, ge=0)
+    #: How long a costly request (a long PATCH, bulk or page) sleeps at each of its yield points while
+    #: another tenant's light request runs, handing it the interpreter lock (0: never; needs lanes).
+    costly_request_pause_seconds: float = Field(default=0.0002, ge=0, le=0.01)
     #: Processes serving behind one socket: ``serve --workers N`` sets it for its workers, and each
     #: one's in-process rate limiter then allows 1/N of a tenant's rate (auth/ratelimit.py).
     workers: int = Field(default=1, ge=1)

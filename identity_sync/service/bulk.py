@@ -21,6 +21,7 @@ from typing import Any
 
 from identity_sync.auth.tokens import Principal
 from identity_sync.errors import BadRequest, ScimError
+from identity_sync.pacing import pause
 from identity_sync.scim.registry import ResourceType
 from identity_sync.service.resources import ResourceService, StoredResource
 
@@ -130,6 +131,7 @@ class BulkRun:
         return [results[i] for i in sorted(results)]
 
     def one(self, op: dict[str, Any]) -> Outcome:
+        pause()  # up to 1,000 operations: let other tenants' requests run between them
         try:
             method = op.get("method")
             if not isinstance(method, str) or method.upper() not in ("POST", "PUT", "PATCH", "DELETE"):

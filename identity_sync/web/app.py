@@ -68,6 +68,7 @@ class Handlers:
         self.limiter = limits.scim_limiter(settings, db)
         self.concurrency = limits.ConcurrencyLimit(settings.tenant_max_concurrent_requests)
         self.cpu = limits.CpuBudget(settings.tenant_cpu_seconds_per_second, settings.tenant_cpu_burst_seconds)
+        self.lanes = limits.Lanes(settings.tenant_lanes, settings.costly_request_pause_seconds)
         #: The threads every service call runs in: as many as anyio's default pool had (40); the
         #: per-tenant cap (limits.ConcurrencyLimit) keeps one tenant from holding them all. Shut
         #: down when the app stops (create_app's lifespan), made anew if it starts again.
@@ -97,8 +98,8 @@ class Handlers:
 
     async def call(self, request: Request, action: Callable[[Principal], T]) -> T:
         """Authenticate, check the scope, the tenant's rate limit, concurrent requests and CPU
-        budget, then run ``action`` (its CPU time charged to the tenant) — all in one worker
-        thread."""
+        budget, then run ``action`` in one of the tenant's lanes (its CPU time charged to the
+        tenant) — all in one worker thread."""
         header = request.headers.get("authorization")
         tenant = request.path_params["tenant"]
         scope = scopes.required_scope(request.method, request.url.path)
@@ -108,7 +109,8 @@ class Handlers:
             context.authenticated(principal.tenant_name, principal.credential_id)
             scopes.require(principal, scope)
             limits.check(self.limiter, principal.tenant_id)
-            with self.concurrency.slot(principal.tenant_id), self.cpu.charged(principal.tenant_id):
+            with self.concurrency.slot(principal.tenant_id), self.cpu.charged(principal.tenant_id), \
+                    self.lanes.lane(principal.tenant_id):
                 return action(principal)
 
         # The service call in the pool's thread with this request's context (its request id and

@@ -8,7 +8,10 @@ shared by every worker and node; on SQLite in each process. ``IDSYNC_RATE_LIMIT_
 
 Two more per-tenant limits keep one tenant from taking a process from the others (issue 11), both
 in the process, both answered with 429 and ``Retry-After`` the same way: :class:`ConcurrencyLimit`
-(requests in progress) and :class:`CpuBudget` (CPU time used while other tenants need it)."""
+(requests in progress) and :class:`CpuBudget` (CPU time used while other tenants need it). And
+:class:`Lanes`, which refuses nothing: while other tenants are served, a tenant's admitted
+requests run their service calls one at a time (by default), so that another tenant's request
+waits for one of its threads, not eight."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from identity_sync import pacing
 from identity_sync.auth.ratelimit import DatabaseBuckets, Limiter, Unlimited, create_limiter, retry_after
 from identity_sync.config import Settings
 from identity_sync.errors import ScimError
@@ -205,6 +209,153 @@ class CpuBudget:
             yield
         finally:
             self.charge(key, time.thread_time() - started, contended)
+
+
+class Lanes:
+    """While other tenants are being served, at most ``width`` requests of one tenant run their
+    service call at once (``width`` 0: no lanes); its other admitted requests wait their turn in
+    their worker thread — never refused, never cut short.
+
+    Why (benchmarks/README.md, Fairness): every thread of the process shares one interpreter
+    lock, handed over in ``thread_switch_interval_seconds`` slices. A tenant with 8 costly
+    requests running has 8 threads competing for it, and another tenant's small request, which
+    needs the lock a dozen times (event loop, worker thread, each database call), waits several
+    slices at each: its p99 grew 4–9×. With one lane, that tenant has one runnable thread (a
+    waiting thread sleeps on a condition and does not compete for the lock). Measured, lanes alone
+    did not bring the p99 down — the one thread left still holds the lock in whole slices — and
+    lanes with pacing (below) halved it.
+
+    Work-conserving, like :class:`CpuBudget`: a tenant alone on the process (no other tenant
+    served for :data:`ALONE_SECONDS`) keeps its full parallelism, and its waiting requests are let
+    through as soon as the others have gone quiet.
+
+    Pacing (``pause_seconds`` above 0): each call runs with a hook for
+    :func:`identity_sync.pacing.pause`, which the longest loops (PATCH operations, bulk
+    operations, the rows of a page) call between items: a call that
+    reaches :data:`COSTLY_AFTER` of them is costly, and from then on, while a light call of another
+    tenant is running, it sleeps ``pause_seconds`` at each, handing the lock over at once. Costly
+    calls never pause for each other, and a tenant alone never pauses."""
+
+    #: How recently another tenant must have been served for the lanes to apply (as CpuBudget's).
+    ALONE_SECONDS = CpuBudget.ALONE_SECONDS
+    #: The yield point from which a call counts as costly (pauses, and is not paused for).
+    COSTLY_AFTER = 16
+
+    def __init__(self, width: int, pause_seconds: float = 0.0) -> None:
+        self.width, self.pause_seconds = width, pause_seconds
+        self._monotonic = time.monotonic  # replaced by tests that need a fake clock
+        self._sleep = time.sleep  # replaced by tests that count the pauses
+        self._running: dict[str, int] = {}  # key -> service calls running now (only keys above 0)
+        # Counted calls that have not reached COSTLY_AFTER yield points (light so far), per key
+        # and in all: what a costly call pauses for.
+        self._light: dict[str, int] = {}
+        self._light_total = 0
+        # The two tenants that entered last, most recent first (as CpuBudget's _latest): whether a
+        # tenant other than a given one was served recently, in constant time.
+        self._latest: list[tuple[str, float]] = []
+        self._changed = threading.Condition(threading.Lock())
+
+    @contextmanager
+    def lane(self, key: str) -> Iterator[None]:
+        """Run the block in one of ``key``'s lanes: at once if one is free or ``key`` is alone on
+        the process, else when one of its running calls ends or the others go quiet."""
+        if self.width <= 0:
+            yield
+            return
+        # A tenant alone on the process (the single-tenant deployment, every request) takes no
+        # lock and is not counted: 2–3 µs per request instead of ~8 in a loop here, on the path
+        # of every lookup. Its calls running when another tenant arrives finish uncounted; the
+        # lanes apply from its next call on.
+        counted = not self._alone(key)
+        if counted:
+            with self._changed:
+                self._seen(key)
+                while self._running.get(key, 0) >= self.width:
+                    quiet_in = self._quiet_in(key)
+                    if quiet_in <= 0:
+                        break  # alone after all: full parallelism
+                    # Woken when a counted call of any tenant ends, or when the others will have gone quiet.
+                    self._changed.wait(quiet_in)
+                self._running[key] = self._running.get(key, 0) + 1
+                self._light[key] = self._light.get(key, 0) + 1
+                self._light_total += 1
+        passed = [0]  # yield points this call has reached
+
+        def pause() -> None:
+            passed[0] += 1
+            if passed[0] < self.COSTLY_AFTER:
+                return  # a PATCH of a few operations (Entra's usual) is still light
+            if passed[0] == self.COSTLY_AFTER and counted:
+                with self._changed:
+                    self._count_out_light(key)
+            # Read without the lock: a pause more or less is harmless, a lock per item is not free.
+            if self._light_total - self._light.get(key, 0) > 0:
+                self._sleep(self.pause_seconds)
+
+        try:
+            # Installed even when alone: a costly call that began alone must pause for a tenant
+            # that arrives while it runs.
+            hook = pacing.install(pause) if self.pause_seconds > 0 else None
+            try:
+                yield
+            finally:
+                if hook is not None:
+                    pacing.uninstall(hook)
+        finally:
+            if counted:
+                with self._changed:
+                    left = self._running[key] - 1
+                    if left:
+                        self._running[key] = left
+                    else:
+                        del self._running[key]
+                    if passed[0] < self.COSTLY_AFTER:
+                        self._count_out_light(key)
+                    self._changed.notify_all()
+
+    def _alone(self, key: str) -> bool:
+        """Whether ``key`` was the only tenant served in the last ALONE_SECONDS and no counted call
+        of another runs, judged without the lock (a stale answer costs one call's turn at most);
+        if so, ``key`` is marked served now."""
+        latest, now, running = self._latest, self._monotonic(), self._running
+        if running and (len(running) > 1 or key not in running):
+            return False
+        if not latest:  # the first call of all
+            self._latest = [(key, now)]
+            return True
+        if latest[0][0] != key or (len(latest) > 1 and now - latest[1][1] < self.ALONE_SECONDS):
+            return False
+        latest[0] = (key, now)
+        return True
+
+    def _count_out_light(self, key: str) -> None:
+        left = self._light[key] - 1
+        if left:
+            self._light[key] = left
+        else:
+            del self._light[key]
+        self._light_total -= 1
+
+    def running(self, key: str) -> int:
+        """How many service calls of ``key`` run now."""
+        with self._changed:
+            return self._running.get(key, 0)
+
+    def _seen(self, key: str) -> None:
+        now = self._monotonic()
+        if self._latest and self._latest[0][0] == key:
+            self._latest[0] = (key, now)  # the same tenant again (always, for a tenant alone): no new list
+            return
+        others = [entry for entry in self._latest if entry[0] != key]
+        self._latest = [(key, now), *others[:1]]
+
+    def _quiet_in(self, key: str) -> float:
+        """Seconds until no tenant other than ``key`` will have been served for ALONE_SECONDS
+        (0 or less: none has been already). A tenant with a call running counts as served now."""
+        if any(other != key for other in self._running):
+            return self.ALONE_SECONDS
+        now = self._monotonic()
+        return max((self.ALONE_SECONDS - (now - when) for other, when in self._latest if other != key), default=0.0)
 
 
 def check(limiter: Limiter, key: str) -> None:

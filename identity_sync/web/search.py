@@ -24,6 +24,7 @@ from starlette.responses import Response
 from identity_sync.auth.tokens import Principal
 from identity_sync.config import Settings
 from identity_sync.errors import BadRequest
+from identity_sync.pacing import pause
 from identity_sync.scim.registry import ResourceType
 from identity_sync.service.resources import ListRequest
 from identity_sync.service.search import search_all
@@ -111,7 +112,7 @@ async def _search(h: Handlers, request: Request, rt: ResourceType, query: Query)
         related = h.with_related(principal, rt, page.resources, projection)
         # Rendered here, in the worker thread under the tenant's concurrency slot, not on the
         # event loop that every tenant's requests share.
-        return page.total, [render(rt, stored, tenant_url, projection) for stored in related], page.next_cursor
+        return page.total, [_paced(render(rt, stored, tenant_url, projection)) for stored in related], page.next_cursor
 
     total, docs, next_cursor = await h.call(request, action)
     if query.cursor is None:
@@ -144,6 +145,12 @@ async def _root_search(h: Handlers, request: Request, query: Query) -> Response:
 
     total, docs = await h.call(request, action)
     return ScimResponse(list_response(docs, total, query.start_index))
+
+
+def _paced(doc: dict[str, Any]) -> dict[str, Any]:
+    """A yield point per rendered resource (up to 1,000 per page): identity_sync/pacing.py."""
+    pause()
+    return doc
 
 
 def _text(params: Mapping[str, Any], name: str) -> str | None:

@@ -4,13 +4,16 @@
   ``attributes``/``excludedAttributes`` — with ``400 invalidValue`` past the cap and nothing changed;
 * a tenant has at most ``tenant_max_concurrent_requests`` requests in progress per process; past
   that it gets ``429`` with ``Retry-After`` while every other tenant is served;
-* a bulk request resolves its ``bulkId`` references in linear time.
+* a bulk request resolves its ``bulkId`` references in linear time;
+* while another tenant is being served, a tenant's admitted requests run their service calls one
+  at a time (its lane), whereas a tenant alone on the process runs them all at once.
 
 How another tenant's latency holds up while one tenant sends the worst requests these limits
 allow is measured by ``benchmarks/fairness.py``, not here (speed is shown by benchmarks)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -360,3 +363,265 @@ def test_a_request_that_started_while_others_were_served_is_charged_however_long
     budget.check("globex")  # globex comes back: acme is in debt, so it waits
     with pytest.raises(CpuBudgetSpent):
         budget.check("acme")
+
+
+# -- lanes: one running request per tenant while another tenant is served ----------------------------
+
+
+class _Gate:
+    """Holds every ``GET`` of the resource named ``held_id`` in its service call until opened, and
+    records the order in which service calls end: a held request, not a slow one."""
+
+    def __init__(self, app: Any, held_id: str) -> None:
+        self.opened, self.reached, self.ended = threading.Event(), threading.Event(), []
+        self.held_id = held_id
+        resources = app.state.handlers.resources
+        real_get = resources.get
+
+        def get(principal: Any, rt: Any, resource_id: str) -> Any:
+            if resource_id == held_id:
+                self.reached.set()
+                assert self.opened.wait(timeout=30), "the gate was never opened"
+            try:
+                return real_get(principal, rt, resource_id)
+            finally:
+                self.ended.append(resource_id)
+
+        resources.get = get  # this app's service instance only
+
+
+def _laned_app(db: Database, settings: Settings) -> Any:
+    return create_app(settings.model_copy(update={"rate_limit_per_second": 0}), db)
+
+
+def test_while_another_tenant_is_served_a_tenants_second_request_waits_for_its_first(
+        db: Database, settings: Settings, tenants: TenantService) -> None:
+    app = _laned_app(db, settings)
+    assert settings.tenant_lanes == 1
+    acme, globex = tenants.create_tenant("acme"), tenants.create_tenant("globex")
+    tenant_id = tenants.authenticate(f"Bearer {acme.token}", "acme").tenant_id
+    lanes, concurrency = app.state.handlers.lanes, app.state.concurrency
+    pool = ThreadPoolExecutor(max_workers=2)
+    with TestClient(app, base_url="https://scim.example.test") as http:
+        a, g = ScimClient(http, "acme", acme.token), ScimClient(http, "globex", globex.token)
+        held_user, other_user = a.create_user("held@example.com"), a.create_user("other@example.com")
+        gate = _Gate(app, held_user["id"])
+        try:
+            assert g.get("/Users").status_code == 200  # globex is being served: acme shares the process
+            first = pool.submit(a.get, f"/Users/{held_user['id']}")
+            _wait_until(lambda: lanes.running(tenant_id) == 1)
+            second = pool.submit(a.get, f"/Users/{other_user['id']}")
+            _wait_until(lambda: concurrency.in_progress(tenant_id) == 2)  # admitted, not refused
+            time.sleep(0.3)  # room for a wrong implementation to let it run (asserted below)
+            waiting = (lanes.running(tenant_id), second.done())
+            served = g.get("/Users/no-such-user")  # globex's own lane is free: served meanwhile
+            gate.opened.set()
+            statuses = [first.result(timeout=30).status_code, second.result(timeout=30).status_code]
+        finally:
+            gate.opened.set()
+            pool.shutdown(wait=True)
+
+    assert waiting == (1, False)
+    assert served.status_code == 404  # answered (not found) while acme's second request waited
+    assert statuses == [200, 200]
+    assert gate.ended[-2:] == [held_user["id"], other_user["id"]]  # the second ran after the first ended
+    assert lanes.running(tenant_id) == 0 and concurrency.in_progress(tenant_id) == 0
+
+
+def test_a_tenant_alone_on_the_process_runs_its_requests_at_once(
+        db: Database, settings: Settings, tenants: TenantService) -> None:
+    app = _laned_app(db, settings)
+    acme = tenants.create_tenant("acme")
+    tenant_id = tenants.authenticate(f"Bearer {acme.token}", "acme").tenant_id
+    lanes = app.state.handlers.lanes
+    pool = ThreadPoolExecutor(max_workers=1)
+    with TestClient(app, base_url="https://scim.example.test") as http:
+        a = ScimClient(http, "acme", acme.token)
+        held_user, other_user = a.create_user("held@example.com"), a.create_user("other@example.com")
+        gate = _Gate(app, held_user["id"])
+        try:
+            first = pool.submit(a.get, f"/Users/{held_user['id']}")
+            assert gate.reached.wait(timeout=30)
+            second = a.get(f"/Users/{other_user['id']}")  # answered while the first is still held
+            still_held = not first.done()
+            gate.opened.set()
+            first_status = first.result(timeout=30).status_code
+        finally:
+            gate.opened.set()
+            pool.shutdown(wait=True)
+
+    assert second.status_code == 200 and still_held and first_status == 200
+    assert gate.ended == [other_user["id"], held_user["id"]]
+    assert lanes.running(tenant_id) == 0  # a tenant alone is not even counted
+
+
+def test_lanes_let_waiting_requests_through_once_the_other_tenants_go_quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+    from identity_sync.web.limits import Lanes
+
+    monkeypatch.setattr(Lanes, "ALONE_SECONDS", 0.5)
+    lanes, release, entered = Lanes(1), threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lanes.lane("acme"):
+            entered.set()
+            assert release.wait(timeout=30)
+
+    def second() -> str:
+        with lanes.lane("acme"):
+            return f"ran with {lanes.running('acme')} running"
+
+    with lanes.lane("globex"):
+        pass  # globex was served just now
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert entered.wait(timeout=30)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # Waits at most ALONE_SECONDS after globex's request, then runs beside the first.
+            assert pool.submit(second).result(timeout=30) == "ran with 2 running"
+        assert holder.is_alive()  # the first was still running: not a turn taken after it
+    finally:
+        release.set()
+        holder.join(timeout=30)
+    assert lanes.running("acme") == 0
+
+
+def test_a_lane_is_given_back_when_the_call_fails_and_width_0_means_no_lanes() -> None:
+    from identity_sync.web.limits import Lanes
+
+    lanes = Lanes(1)
+    with lanes.lane("globex"):
+        pass
+    with pytest.raises(RuntimeError), lanes.lane("acme"):
+        raise RuntimeError("the service call failed")
+    assert lanes.running("acme") == 0
+    with lanes.lane("acme"):  # would wait for ALONE_SECONDS if the failed call had kept its lane
+        assert lanes.running("acme") == 1
+
+    unlaned = Lanes(0)
+    with unlaned.lane("globex"), unlaned.lane("acme"), unlaned.lane("acme"):
+        assert unlaned.running("acme") == 0  # nothing is counted, nothing waits
+
+
+def test_a_costly_call_pauses_at_its_yield_points_only_while_another_tenants_light_call_runs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call that reaches :func:`pacing.pause` (a long PATCH or bulk) sleeps there while a call of
+    another tenant that has reached no such point runs — never for its own tenant's calls, never
+    for other costly calls, never outside a request."""
+    from identity_sync import pacing
+    from identity_sync.web.limits import Lanes
+
+    monkeypatch.setattr(Lanes, "COSTLY_AFTER", 1)  # costly from the first yield point (see the next test)
+    lanes = Lanes(2, pause_seconds=0.0002)
+    slept: list[float] = []
+    lanes._sleep = slept.append
+
+    pacing.pause()  # outside any lane: no hook, nothing happens
+    with lanes.lane("acme"):
+        pacing.pause()
+        with lanes.lane("acme"):  # acme's own light call: no reason to pause
+            pacing.pause()
+    assert slept == []
+
+    with lanes.lane("globex"):  # globex's light call is running
+        with lanes.lane("acme"):
+            pacing.pause()
+            pacing.pause()
+        assert slept == [0.0002, 0.0002]
+        pacing.pause()  # globex reaches a yield point itself: it is costly from now on
+        assert slept == [0.0002, 0.0002]  # (acme's call has ended: nothing light of another tenant)
+        with lanes.lane("acme"):
+            pacing.pause()  # only a costly call of globex runs: costly calls do not pause for each other
+        assert slept == [0.0002, 0.0002]
+
+    assert lanes._light_total == 0 and lanes._light == {} and lanes.running("acme") == 0
+
+    unpaced = Lanes(1, pause_seconds=0)
+    unpaced._sleep = slept.append
+    with unpaced.lane("globex"), unpaced.lane("acme"):
+        pacing.pause()
+    assert len(slept) == 2
+
+
+def test_a_call_is_light_until_it_reaches_costly_after_yield_points() -> None:
+    """A PATCH of a few operations (Entra's usual) is not costly: it neither pauses nor stops
+    others from pausing for it."""
+    from identity_sync import pacing
+    from identity_sync.web.limits import Lanes
+
+    lanes = Lanes(1, pause_seconds=0.0002)
+    slept: list[float] = []
+    lanes._sleep = slept.append
+    with lanes.lane("acme"):
+        pass  # acme was served: globex's call is counted (a tenant alone is not)
+    with lanes.lane("globex"):
+        with lanes.lane("acme"):
+            for _ in range(Lanes.COSTLY_AFTER - 1):
+                pacing.pause()
+            assert slept == [] and lanes._light == {"globex": 1, "acme": 1}
+            pacing.pause()  # the COSTLY_AFTER-th: costly now, and globex's light call runs
+            assert slept == [0.0002] and lanes._light == {"globex": 1}
+    assert lanes._light_total == 0
+
+
+def test_a_patch_a_bulk_and_a_page_reach_a_yield_point_per_operation_or_row(
+        scim: ScimClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from identity_sync import pacing
+
+    reached: list[None] = []
+    install = pacing.install
+
+    def counting(hook: Any) -> Any:
+        def counted() -> None:
+            reached.append(None)
+            hook()
+        return install(counted)
+
+    monkeypatch.setattr(pacing, "install", counting)
+    user = scim.create_user("paced@example.com")
+    reached.clear()
+    patched = scim.patch(f"/Users/{user['id']}", {"schemas": [PATCH_SCHEMA], "Operations": [
+        {"op": "replace", "path": "displayName", "value": f"n{i}"} for i in range(30)]})
+    assert patched.status_code == 200 and len(reached) == 30
+
+    reached.clear()
+    answer = scim.post("/Bulk", {"schemas": [BULK_REQUEST], "Operations": [
+        {"method": "POST", "path": "/Users", "bulkId": f"b{i}",
+         "data": {"schemas": [USER_SCHEMA], "userName": f"bulk{i}@example.com"}} for i in range(12)]})
+    assert answer.status_code == 200 and len(reached) == 12
+
+    reached.clear()
+    page = scim.get("/Users", params={"count": 10})
+    assert page.status_code == 200 and len(page.json()["Resources"]) == 10 and len(reached) == 10  # one per row
+
+
+def test_a_call_begun_alone_is_not_counted_yet_pauses_for_a_tenant_that_arrives() -> None:
+    from identity_sync import pacing
+    from identity_sync.web.limits import Lanes
+
+    lanes = Lanes(1, pause_seconds=0.0002)
+    slept: list[float] = []
+    lanes._sleep = slept.append
+    inside, release = threading.Event(), threading.Event()
+
+    def globex() -> None:
+        with lanes.lane("globex"):  # acme was served just now: counted, and light
+            inside.set()
+            assert release.wait(timeout=30)
+
+    with lanes.lane("acme"):  # alone: no lock taken, nothing counted
+        assert lanes.running("acme") == 0
+        arriving = threading.Thread(target=globex)
+        arriving.start()
+        try:
+            assert inside.wait(timeout=30)
+            assert lanes.running("globex") == 1
+            for _ in range(Lanes.COSTLY_AFTER):
+                pacing.pause()
+            assert slept == [0.0002]  # acme's costly call pauses for globex's light one
+        finally:
+            release.set()
+            arriving.join(timeout=30)
+    with lanes.lane("acme"):  # globex was served: acme's next call is counted
+        assert lanes.running("acme") == 1
+    assert lanes._light_total == 0 and lanes.running("globex") == 0
