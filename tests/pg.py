@@ -53,8 +53,9 @@ class PostgresServer:
     """One cluster on 127.0.0.1:``port``, superuser ``postgres``, trust authentication (loopback
     only, throw-away data)."""
 
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, *, synchronous_commit: bool = False) -> None:
         self.bindir = bindir
+        self.synchronous_commit = synchronous_commit
         self.root = Path(tempfile.mkdtemp(prefix="idsync-pg-"))
         self.data = self.root / "data"
         self.log = self.root / "server.log"
@@ -79,10 +80,15 @@ class PostgresServer:
     def start(self, *, durable: bool = False, shared_buffers: str = "128MB") -> None:
         # fsync off unless `durable`: a test cluster need not survive an OS crash. It survives a
         # server crash or restart either way, which is all the fault tests do to it.
+        # synchronous_commit off too, unless asked for: a commit then returns before its WAL is
+        # written, and a server crash could lose the last ones acknowledged — which a cluster
+        # that a test restarts must not (tests/reliability/test_faults.py asks for it).
         options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c max_connections=400 "
                    f"-c shared_buffers={shared_buffers}")
         if not durable:
             options += " -c fsync=off -c full_page_writes=off"
+        if not durable and not self.synchronous_commit:
+            options += " -c synchronous_commit=off"
         result = self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w",
                            "-t", "60", "-o", options, "start", check=False)
         if result.returncode != 0:
@@ -187,18 +193,18 @@ class DatabaseFactory:
         self._thread.join(timeout=30)
 
 
-def start_server() -> PostgresServer | None:
+def start_server(*, synchronous_commit: bool = False) -> PostgresServer | None:
     """A started server, or ``None`` when the machine has no PostgreSQL binaries."""
     bindir = find_bindir()
-    return None if bindir is None else start_server_with(bindir=bindir)
+    return None if bindir is None else start_server_with(bindir=bindir, synchronous_commit=synchronous_commit)
 
 
-def start_server_with(*, bindir: Path | None = None, durable: bool = False,
+def start_server_with(*, bindir: Path | None = None, durable: bool = False, synchronous_commit: bool = False,
                       shared_buffers: str = "128MB") -> PostgresServer:
     bindir = bindir or find_bindir()
     if bindir is None:
         raise RuntimeError(SKIP_REASON)
-    server = PostgresServer(bindir)
+    server = PostgresServer(bindir, synchronous_commit=synchronous_commit)
     try:
         server.init()
         server.start(durable=durable, shared_buffers=shared_buffers)

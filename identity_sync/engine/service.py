@@ -5,7 +5,7 @@ cycle, and keeps the job's watermark; no engine logic lives in the callers."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
@@ -29,13 +29,17 @@ from identity_sync.storage.db import Database
 
 class EngineService:
     def __init__(self, db: Database, settings: Settings, *,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.db = db
         self.settings = settings
         self.jobs = JobService(db, settings)
         self.operations = JobOperations(self.jobs)
         #: Injected by tests of quarantine and escrow back-off (no sleeps).
         self.clock = clock
+        #: How the SCIM client waits between retries; injected by tests whose target is down for
+        #: good (the retries still happen, without ~12 s of back-off per cycle).
+        self.sleep = sleep
 
     def run(self, name: str, *, progress: Progress | None = None,
             should_stop: Callable[[], bool] | None = None) -> CycleResult:
@@ -162,7 +166,8 @@ class EngineService:
         else:
             assert credentials.token_endpoint and credentials.client_id and credentials.client_secret
             auth = ClientCredentials(credentials.token_endpoint, credentials.client_id, credentials.client_secret)
-        async with ScimClient(job.target_url, auth, dialect=job.dialect, max_in_flight=job.concurrency) as client:
+        async with ScimClient(job.target_url, auth, dialect=job.dialect, max_in_flight=job.concurrency,
+                              sleep=self.sleep) as client:
             yield client
 
     async def _check_connection(self, client: ScimClient, job: Job) -> None:

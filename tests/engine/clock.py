@@ -14,3 +14,14 @@ class Clock:
 
     def advance(self, **delta: float) -> None:
         self.now += timedelta(**delta)
+
+
+class Backoffs:
+    """The SCIM client's waits between retries, recorded instead of slept (``EngineService(…,
+    sleep=Backoffs())``), for a target that never comes back: the retries are still made."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)

@@ -1,8 +1,9 @@
 """Fixtures of the engine's tests: real SCIM targets on loopback (tests/engine/targets.py).
 
-``our_target`` runs once per module and database kind (SQLite and PostgreSQL, like ``db_url``),
-``scim2_target`` once per session; tests share a target but never its data: each one names its
-users and groups uniquely (:func:`unique`). Async tests run on asyncio through anyio's plugin.
+``our_target`` runs once per test process and database kind (SQLite and PostgreSQL, like
+``db_url``), ``scim2_target`` once per test process; tests share a target but never its data: each
+one names its users and groups uniquely (:func:`unique`). Async tests run on asyncio through
+anyio's plugin.
 """
 
 from __future__ import annotations
@@ -22,11 +23,15 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def our_target(request: pytest.FixtureRequest, db_kind: str, tmp_path_factory: pytest.TempPathFactory
                ) -> Iterator[Target]:
     """This project's service (``identity-sync serve``) on SQLite or PostgreSQL, with a tenant, a
-    bearer token and an OAuth client."""
+    bearer token and an OAuth client.
+
+    Session-scoped: a start costs three interpreter start-ups (``serve``, ``tenant create``,
+    ``client create``), and ~18 modules use it on each database kind; no test changes the
+    tenant, its credentials or the server's settings, and every test's objects are its own."""
     directory = tmp_path_factory.mktemp("our-target")
     for db_url in fresh_database_url(request, db_kind, directory):
         target = start_our_target(db_url, directory / "data")

@@ -14,6 +14,7 @@ from identity_sync.engine.mapping.model import MappingError, load_mapping_file
 from identity_sync.engine.service import EngineService
 from identity_sync.engine.state import ConnectorStore
 from identity_sync.storage.db import Database
+from tests.engine.clock import Backoffs
 from tests.engine.conftest import unique
 from tests.engine.directory import group, user, write_directory
 from tests.engine.readback import Readback
@@ -28,8 +29,8 @@ def _directory(path: Path, prefix: str, count: int = 5) -> Path:
 
 
 def _job(db: Database, settings: Settings, target: Target, source: Path, token: str | None = None,
-         url: str | None = None) -> EngineService:
-    engine = EngineService(db, settings)
+         url: str | None = None, backoffs: Backoffs | None = None) -> EngineService:
+    engine = EngineService(db, settings) if backoffs is None else EngineService(db, settings, sleep=backoffs)
     engine.jobs.create("job", source=f"csv:{source}", target_url=url or target.base_url,
                        credentials=Credentials(token=token or target.token))
     return engine
@@ -81,10 +82,11 @@ def test_an_unreachable_target_or_a_bad_token_stops_the_cycle_before_any_write(
         db: Database, settings: Settings, our_target: Target, readback: Readback, tmp_path: Path) -> None:
     prefix = unique("down")
     source = _directory(tmp_path / "export", prefix)
-    down = _job(db, settings, our_target, source, url=f"http://127.0.0.1:{free_port()}/scim/v2/x")
+    backoffs = Backoffs()  # the target never comes back: its retries are made without waiting
+    down = _job(db, settings, our_target, source, url=f"http://127.0.0.1:{free_port()}/scim/v2/x", backoffs=backoffs)
     with pytest.raises(CycleAborted) as raised:
         down.run("job")
-    assert raised.value.error_code == "TargetUnreachable"
+    assert raised.value.error_code == "TargetUnreachable" and backoffs.waits
     down.jobs.update("job", target_url=our_target.base_url, credentials=Credentials(token="idsync_wrong"))
     with pytest.raises(CycleAborted) as raised:
         down.run("job")

@@ -15,7 +15,7 @@ from identity_sync.engine.logs import query_events
 from identity_sync.engine.mapping.model import default_mapping_document
 from identity_sync.engine.service import EngineService
 from identity_sync.storage.db import Database
-from tests.engine.clock import Clock
+from tests.engine.clock import Backoffs, Clock
 from tests.engine.conftest import unique
 from tests.engine.directory import user, write_directory
 from tests.engine.readback import Readback
@@ -71,12 +71,15 @@ def test_an_unreachable_target_is_quarantined_after_three_cycles_and_a_success_e
 
     source = write_directory(tmp_path / "export", [user("u1", userPrincipalName=f"{unique('down')}@example.com")],
                              [], assignments=["u1"])
-    engine = _engine(db, settings, clock)
+    backoffs = Backoffs()
+    engine = EngineService(db, settings, clock=clock, sleep=backoffs)
     engine.jobs.create("job", source=f"csv:{source}", target_url=f"http://127.0.0.1:{free_port()}/scim/v2/x",
                        credentials=Credentials(token=our_target.token), interval=15)
     for attempt in range(1, 4):
+        retried = len(backoffs.waits)
         with pytest.raises(CycleAborted):
             engine.run("job")
+        assert len(backoffs.waits) > retried  # each cycle retried the connection before giving up
         job = engine.jobs.get("job")
         assert job.failures_in_a_row == attempt
         assert (job.state == "quarantined") is (attempt == 3)

@@ -148,7 +148,8 @@ def own_pg(request: pytest.FixtureRequest, db_kind: str) -> Any:
     if db_kind != "postgresql":
         pytest.skip("restarting the database server is a PostgreSQL test")
     request.getfixturevalue("pg_server")  # skips (or fails under CI) without PostgreSQL binaries
-    server = pg.start_server()
+    # Commits wait for their WAL (synchronous_commit on): an acknowledged write survives the restart.
+    server = pg.start_server(synchronous_commit=True)
     assert server is not None
     yield server
     server.destroy()
