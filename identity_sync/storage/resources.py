@@ -212,9 +212,11 @@ def search(conn: Connection | DriverConnection, tenant_id: str, rt: ResourceType
     rows: list[Any] = []
     if request.count > 0:
         limit = request.count + 1 if cursor_mode else request.count
-        if sort_key is None and not cursor_mode:
+        if sort_key is None and not cursor_mode and skip > 0:
             # OFFSET over ids only (an index-only walk of the live listing index), then fetch the
-            # page: SQLite evaluates whole result rows even for the rows OFFSET skips.
+            # page: SQLite evaluates whole result rows even for the rows OFFSET skips. A first
+            # page skips nothing and takes the plain form below: one walk of the primary key
+            # per row, not two (a lookup by userName is a first page).
             ids = (f"SELECT r.id FROM resources r WHERE {where} AND {seek} ORDER BY {order} "
                    f"LIMIT {sql.named('limit', limit)} OFFSET {sql.named('offset', skip)}")
             # The tenant again outside: every reference to a tenant table names it (Citus routing).
