@@ -22,7 +22,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import NoReturn
 
 import orjson
 import sqlalchemy as sa
@@ -31,7 +30,7 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection, Engine
 
 from identity_sync.storage import files
-from identity_sync.storage.errors import driver_error, unavailable
+from identity_sync.storage.errors import driver_error, translated
 from identity_sync.storage.group_commit import GroupCommit
 from identity_sync.storage.marks import PositionMarks
 from identity_sync.storage.sqltext import DriverConnection
@@ -138,15 +137,6 @@ def sqlite_file(url: str) -> Path | None:
     return Path(database).expanduser()
 
 
-def _raise_translated(exc: BaseException) -> NoReturn:
-    """Raise ``exc`` as :class:`DatabaseUnavailable` (cause chained) if it means the database is
-    unavailable, else unchanged (an ``IntegrityError`` stays one: the services translate it)."""
-    translated = unavailable(exc)
-    if translated is None or translated is exc:
-        raise exc
-    raise translated from exc
-
-
 class Database:
     """The engine plus the two kinds of transaction services use."""
 
@@ -179,7 +169,7 @@ class Database:
         """A write transaction, committed when the block ends (rolled back if it raises); on a
         SQLite file, possibly together with other threads' blocks (group_commit.py) — still
         committed before this returns."""
-        try:
+        with translated():
             if self._group is not None:
                 with self._group.write() as conn:
                     yield conn
@@ -197,8 +187,6 @@ class Database:
                 finally:
                     conn.info["write"] = False
                     conn.info.pop(AUTH_CHANGED, None)
-        except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
-            _raise_translated(exc)
 
     # -- the authentication epoch ------------------------------------------------------------------
 
@@ -242,9 +230,8 @@ class Database:
         """A pooled driver connection for the prepared per-request reads (``sqltext.py``)."""
         dbapi = self.engine.dialect.dbapi
         try:
-            raw = self.engine.raw_connection()
-        except sa.exc.TimeoutError as exc:
-            _raise_translated(exc)
+            with translated():  # the pool's timeout
+                raw = self.engine.raw_connection()
         except Exception as exc:
             # Engine.raw_connection() lets the driver's own error through (Connection wraps it).
             error = driver_error(exc, dbapi)
@@ -254,27 +241,20 @@ class Database:
         try:
             # DriverConnection raises DatabaseUnavailable itself; other SQLAlchemy errors of the
             # block (a Core statement run on another connection) are translated here.
-            yield DriverConnection(raw, self.engine.dialect.name, dbapi)
-        except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
-            _raise_translated(exc)
+            with translated():
+                yield DriverConnection(raw, self.engine.dialect.name, dbapi)
         finally:
             raw.close()  # back to the pool, which rolls back whatever the driver left open
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        try:
-            with self.engine.connect() as conn, conn.begin():
-                yield conn
-        except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
-            _raise_translated(exc)
+        with translated(), self.engine.connect() as conn, conn.begin():
+            yield conn
 
     def has_schema(self) -> bool:
         """Whether migrations were ever applied here (Alembic's version table exists)."""
-        try:
-            with self.engine.connect() as conn:
-                return sa.inspect(conn).has_table("alembic_version")
-        except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
-            _raise_translated(exc)
+        with translated(), self.engine.connect() as conn:
+            return sa.inspect(conn).has_table("alembic_version")
 
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision (idempotent), one process at a time:
@@ -282,13 +262,10 @@ class Database:
         the same tables (issue 11). Whoever waited finds the schema at head and does nothing."""
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        try:
-            with self._migration_lock(), self.engine.connect() as conn:
-                config.attributes["connection"] = conn
-                command.upgrade(config, "head")
-                conn.commit()
-        except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
-            _raise_translated(exc)
+        with translated(), self._migration_lock(), self.engine.connect() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+            conn.commit()
 
     @contextmanager
     def _migration_lock(self) -> Iterator[None]:

@@ -16,6 +16,8 @@ look at, not a 503 that clients retry forever.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
@@ -73,6 +75,20 @@ def unavailable(exc: BaseException) -> DatabaseUnavailable | None:
     # PostgreSQL's OperationalError is the class of the server shutting down, refusing or
     # dropping connections, cancelled statements, lock and serialization failures: all "retry".
     return DatabaseUnavailable(_first_line(orig or exc))
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """Run the block; a SQLAlchemy error of it that means the database is unavailable leaves it as
+    :class:`DatabaseUnavailable` (cause chained), any other unchanged. The one place storage's
+    entry points (db.py, group_commit.py) turn SQLAlchemy's errors into ours."""
+    try:
+        yield
+    except (sa_exc.DBAPIError, sa_exc.TimeoutError) as exc:
+        error = unavailable(exc)
+        if error is None:
+            raise
+        raise error from exc
 
 
 def driver_error(exc: BaseException, dbapi: Any, statement: str | None = None,

@@ -23,10 +23,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
-
-from identity_sync.storage.errors import unavailable
 
 #: Writers per shared transaction at most: bounds the latency the first one can wait for the last.
 MAX_BATCH = 32
@@ -56,59 +53,53 @@ class GroupCommit:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """Run the block in this writer's savepoint of the shared transaction; return once the
-        transaction that holds it committed. A database that is unavailable (locked past the busy
-        timeout, its file unopenable, the commit failing on I/O) raises DatabaseUnavailable, to
-        each writer of the batch its own (errors.py)."""
+        transaction that holds it committed. A failed commit fails every writer of the batch with
+        its error; ``Database.write`` turns one meaning "unavailable" (locked past the busy timeout,
+        the file unopenable, I/O failing) into a DatabaseUnavailable for each (errors.py)."""
+        with self._state:
+            self._queued += 1
+        self._turn.acquire()
+        with self._state:
+            self._queued -= 1
+        batch = self._batch
         try:
-            with self._state:
-                self._queued += 1
-            self._turn.acquire()
-            with self._state:
-                self._queued -= 1
-            batch = self._batch
+            if batch is None:
+                conn = self.engine.connect()
+                conn.info["write"] = True  # BEGIN IMMEDIATE (db.py)
+                try:
+                    batch = self._batch = _Batch(conn)
+                except BaseException:
+                    conn.info["write"] = False
+                    conn.close()
+                    raise
+            batch.size += 1
+            # Plain SAVEPOINT statements: SQLAlchemy's nested transaction objects cost more than
+            # the two statements themselves. The name is ours alone (storage uses no savepoint
+            # on SQLite, resources.py ``_guarded``).
+            batch.conn.exec_driver_sql("SAVEPOINT group_commit_member")
+        except BaseException:
+            self._finish(batch)
+            raise
+        try:
+            yield batch.conn
+        except BaseException:
             try:
-                if batch is None:
-                    conn = self.engine.connect()
-                    conn.info["write"] = True  # BEGIN IMMEDIATE (db.py)
-                    try:
-                        batch = self._batch = _Batch(conn)
-                    except BaseException:
-                        conn.info["write"] = False
-                        conn.close()
-                        raise
-                batch.size += 1
-                # Plain SAVEPOINT statements: SQLAlchemy's nested transaction objects cost more than
-                # the two statements themselves. The name is ours alone (storage uses no savepoint
-                # on SQLite, resources.py ``_guarded``).
-                batch.conn.exec_driver_sql("SAVEPOINT group_commit_member")
+                batch.conn.exec_driver_sql("ROLLBACK TO SAVEPOINT group_commit_member")
+                batch.conn.exec_driver_sql("RELEASE SAVEPOINT group_commit_member")
+            finally:
+                self._finish(batch)
+            raise
+        else:
+            try:
+                batch.conn.exec_driver_sql("RELEASE SAVEPOINT group_commit_member")
+                batch.auth_changed |= bool(batch.conn.info.pop("auth_changed", False))
             except BaseException:
                 self._finish(batch)
                 raise
-            try:
-                yield batch.conn
-            except BaseException:
-                try:
-                    batch.conn.exec_driver_sql("ROLLBACK TO SAVEPOINT group_commit_member")
-                    batch.conn.exec_driver_sql("RELEASE SAVEPOINT group_commit_member")
-                finally:
-                    self._finish(batch)
-                raise
-            else:
-                try:
-                    batch.conn.exec_driver_sql("RELEASE SAVEPOINT group_commit_member")
-                    batch.auth_changed |= bool(batch.conn.info.pop("auth_changed", False))
-                except BaseException:
-                    self._finish(batch)
-                    raise
-            self._finish(batch)
-            batch.done.wait()
-            if batch.error is not None:
-                raise batch.error
-        except (sa_exc.DBAPIError, sa_exc.TimeoutError) as exc:
-            translated = unavailable(exc)
-            if translated is None:
-                raise
-            raise translated from exc
+        self._finish(batch)
+        batch.done.wait()
+        if batch.error is not None:
+            raise batch.error
 
     def _finish(self, batch: _Batch | None) -> None:
         """This writer's turn ends: commit the batch if nobody is queued to join it (or it is
