@@ -125,6 +125,28 @@ class CpuBudgetSpent(ScimError):
                          headers={"Retry-After": str(seconds)})
 
 
+class RecentTenants:
+    """The two tenants served last, most recent first, and when: enough to tell whether any
+    tenant other than a given one was served in the last few seconds, in constant time whatever
+    the number of tenants. What "alone on the process" means for :class:`CpuBudget` and
+    :class:`Lanes`. Its owner's lock guards it; the clock is the owner's (``now`` arguments)."""
+
+    def __init__(self) -> None:
+        self.latest: list[tuple[str, float]] = []
+
+    def seen(self, key: str, now: float) -> None:
+        latest = self.latest
+        if latest and latest[0][0] == key:
+            latest[0] = (key, now)  # the same tenant again (always, for a tenant alone): no new list
+            return
+        self.latest = [(key, now), *[entry for entry in latest if entry[0] != key][:1]]
+
+    def others_quiet_in(self, key: str, now: float, seconds: float) -> float:
+        """Seconds until no tenant other than ``key`` will have been served in the last
+        ``seconds`` (0 or less: none has been already)."""
+        return max((seconds - (now - when) for other, when in self.latest if other != key), default=0.0)
+
+
 class CpuBudget:
     """Each tenant's share of this process's CPU while other tenants need it: ``rate``
     CPU-seconds per second, ``burst`` saved up (``rate`` 0: no budget).
@@ -149,9 +171,7 @@ class CpuBudget:
         self.rate, self.burst = rate, burst
         self._monotonic = time.monotonic  # replaced by tests that need a fake clock
         self._balances: dict[str, tuple[float, float]] = {}  # key -> (CPU-seconds left, when)
-        # The two tenants served last, most recent first: enough to know whether any tenant other
-        # than a given one was served recently, in constant time whatever the number of tenants.
-        self._latest: list[tuple[str, float]] = []
+        self._recent = RecentTenants()
         self._lock = threading.Lock()
 
     def check(self, key: str) -> bool:
@@ -188,13 +208,10 @@ class CpuBudget:
             return self._refilled(key)
 
     def _seen(self, key: str) -> None:
-        now = self._monotonic()
-        others = [entry for entry in self._latest if entry[0] != key]
-        self._latest = [(key, now), *others[:1]]
+        self._recent.seen(key, self._monotonic())
 
     def _contended(self, key: str) -> bool:
-        now = self._monotonic()
-        return any(other != key and now - when < self.ALONE_SECONDS for other, when in self._latest)
+        return self._recent.others_quiet_in(key, self._monotonic(), self.ALONE_SECONDS) > 0
 
     def _refilled(self, key: str) -> float:
         left, when = self._balances.get(key, (self.burst, self._monotonic()))
@@ -250,9 +267,7 @@ class Lanes:
         # and in all: what a costly call pauses for.
         self._light: dict[str, int] = {}
         self._light_total = 0
-        # The two tenants that entered last, most recent first (as CpuBudget's _latest): whether a
-        # tenant other than a given one was served recently, in constant time.
-        self._latest: list[tuple[str, float]] = []
+        self._recent = RecentTenants()  # the tenants that entered last
         self._changed = threading.Condition(threading.Lock())
 
     @contextmanager
@@ -317,15 +332,13 @@ class Lanes:
         """Whether ``key`` was the only tenant served in the last ALONE_SECONDS and no counted call
         of another runs, judged without the lock (a stale answer costs one call's turn at most);
         if so, ``key`` is marked served now."""
-        latest, now, running = self._latest, self._monotonic(), self._running
+        running = self._running
         if running and (len(running) > 1 or key not in running):
             return False
-        if not latest:  # the first call of all
-            self._latest = [(key, now)]
-            return True
-        if latest[0][0] != key or (len(latest) > 1 and now - latest[1][1] < self.ALONE_SECONDS):
+        now = self._monotonic()
+        if self._recent.others_quiet_in(key, now, self.ALONE_SECONDS) > 0:
             return False
-        latest[0] = (key, now)
+        self._recent.seen(key, now)
         return True
 
     def _count_out_light(self, key: str) -> None:
@@ -342,20 +355,14 @@ class Lanes:
             return self._running.get(key, 0)
 
     def _seen(self, key: str) -> None:
-        now = self._monotonic()
-        if self._latest and self._latest[0][0] == key:
-            self._latest[0] = (key, now)  # the same tenant again (always, for a tenant alone): no new list
-            return
-        others = [entry for entry in self._latest if entry[0] != key]
-        self._latest = [(key, now), *others[:1]]
+        self._recent.seen(key, self._monotonic())
 
     def _quiet_in(self, key: str) -> float:
         """Seconds until no tenant other than ``key`` will have been served for ALONE_SECONDS
         (0 or less: none has been already). A tenant with a call running counts as served now."""
         if any(other != key for other in self._running):
             return self.ALONE_SECONDS
-        now = self._monotonic()
-        return max((self.ALONE_SECONDS - (now - when) for other, when in self._latest if other != key), default=0.0)
+        return self._recent.others_quiet_in(key, self._monotonic(), self.ALONE_SECONDS)
 
 
 def check(limiter: Limiter, key: str) -> None:
