@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import httpx
-from _harness import REPO, free_port  # type: ignore[import-not-found]
+from _harness import REPO, Server, free_port  # type: ignore[import-not-found]
 
 WRK_DIR = REPO.parent / "shared" / "bench" / "wrk"
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -93,23 +93,12 @@ def run_phases(pid: int, base: str, token: str, users: int, seconds: int, connec
 
 
 def ours(args: argparse.Namespace, work: Path) -> dict[str, dict[str, float]]:
-    cli = REPO / ".venv" / "bin" / "identity-sync"
-    work.mkdir(parents=True)
-    env = {**os.environ, "IDSYNC_DATA_DIR": str(work / "data"), "IDSYNC_DATABASE_URL": f"sqlite:///{work / 'bench.db'}",
-           "IDSYNC_RATE_LIMIT_PER_SECOND": "0"}
-    port = free_port()
-    server = subprocess.Popen([str(cli), "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=open(work / "serve.log", "wb"))
-    try:
-        wait_port(port)
-        created = subprocess.run([str(cli), "tenant", "create", "bench", "--json"], env=env, capture_output=True,
-                                 text=True, check=True)
-        token = json.loads(created.stdout)["token"]
-        return run_phases(server.pid, f"http://127.0.0.1:{port}/scim/v2/bench", token, args.users, args.seconds,
+    # The benchmarks' usual server (_harness.Server): throw-away SQLite, a tenant, rate limit off.
+    with Server() as server:
+        assert server.proc is not None
+        work.mkdir(parents=True)
+        return run_phases(server.proc.pid, server.base_url, server.token, args.users, args.seconds,
                           args.connections, work)
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 def peer(args: argparse.Namespace, work: Path) -> dict[str, dict[str, float]]:
