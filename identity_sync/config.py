@@ -168,6 +168,10 @@ class Settings(BaseSettings):
     #: How long a costly request (a long PATCH, bulk or page) sleeps at each of its yield points while
     #: another tenant's light request runs, handing it the interpreter lock (0: never; needs lanes).
     costly_request_pause_seconds: float = Field(default=0.0002, ge=0, le=0.01)
+    #: How long a read (GET) may run on the event loop itself, without the thread hop, before it
+    #: gives up and runs again in a worker thread (0: always in a thread). SQLite files only:
+    #: see identity_sync/nonblocking.py.
+    read_on_event_loop_seconds: float = Field(default=0.002, ge=0, le=0.05)
     #: Processes serving behind one socket: ``serve --workers N`` sets it for its workers, and each
     #: one's in-process rate limiter then allows 1/N of a tenant's rate (auth/ratelimit.py).
     workers: int = Field(default=1, ge=1)

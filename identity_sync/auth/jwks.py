@@ -24,6 +24,7 @@ from typing import Any
 import jwt
 import structlog
 
+from identity_sync import nonblocking
 from identity_sync.auth import jwt as jwtv
 
 log = structlog.get_logger("identity_sync.auth")
@@ -61,6 +62,7 @@ class JwksCache:
         if cached is not None and age is not None and (
                 age < REFETCH_SECONDS or (kid in cached[1] and age < JWKS_TTL_SECONDS)):
             return cached[1].get(kid)
+        nonblocking.refuse("fetching a JWKS")  # the network: never on the event loop
         with self._lock:
             again = self._fetched.get(url)
             if again is not None and again is not cached and time.monotonic() - again[0] < REFETCH_SECONDS:

@@ -20,8 +20,9 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -29,6 +30,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection, Engine
 
+from identity_sync import nonblocking
 from identity_sync.storage import files
 from identity_sync.storage.errors import driver_error, translated
 from identity_sync.storage.group_commit import GroupCommit
@@ -90,7 +92,10 @@ def create_engine(url: str, *, autocommit: bool = False) -> Engine:
     )
 
 
-_MMAP_BYTES = 2**31 - 2**16  # SQLITE_MAX_MMAP_SIZE's default (0x7fff0000)
+_MMAP_BYTES = 2**31 - 2**16
+#: How often SQLite asks a connection reading without waiting whether its deadline has passed
+#: (virtual-machine steps; a lookup by userName runs a few hundred).
+_STEPS_BETWEEN_DEADLINE_CHECKS = 20_000  # SQLITE_MAX_MMAP_SIZE's default (0x7fff0000)
 
 
 def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
@@ -155,6 +160,11 @@ class Database:
         self._epoch_memory = 0  # an in-memory SQLite database: one process, a counter is enough
         #: SQLite files: concurrent writers share transactions (group_commit.py).
         self._group = GroupCommit(self.engine, self._committed) if file is not None else None
+        #: Connections kept by the threads that read without waiting (the event loop's): each
+        #: thread uses only its own; all are closed by dispose().
+        self._thread_connections = threading.local()
+        self._own_connections: list[Any] = []
+        self._own_connections_lock = threading.Lock()
 
     def autocommit_engine(self) -> Engine:
         """The small autocommit pool (PostgreSQL) for one-statement writes outside any request
@@ -169,6 +179,7 @@ class Database:
         """A write transaction, committed when the block ends (rolled back if it raises); on a
         SQLite file, possibly together with other threads' blocks (group_commit.py) — still
         committed before this returns."""
+        nonblocking.refuse("a write")
         with translated():
             if self._group is not None:
                 with self._group.write() as conn:
@@ -227,7 +238,13 @@ class Database:
 
     @contextmanager
     def fast_read(self) -> Iterator[DriverConnection]:
-        """A pooled driver connection for the prepared per-request reads (``sqltext.py``)."""
+        """A pooled driver connection for the prepared per-request reads (``sqltext.py``); inside
+        a non-blocking attempt (``nonblocking.py``), the calling thread's own connection, never
+        the pool's (whose checkout may wait)."""
+        if nonblocking.active():
+            with self._read_without_waiting() as conn:
+                yield conn
+            return
         dbapi = self.engine.dialect.dbapi
         try:
             with translated():  # the pool's timeout
@@ -246,8 +263,43 @@ class Database:
         finally:
             raw.close()  # back to the pool, which rolls back whatever the driver left open
 
+    @property
+    def reads_without_waiting(self) -> bool:
+        """Whether reads can run inside a non-blocking attempt: on a SQLite file, where a read
+        waits for nothing (WAL: readers never wait for the writer) and a thread may keep a
+        connection of its own. Not PostgreSQL: every statement waits for the network."""
+        return self._epoch_file is not None
+
+    @contextmanager
+    def _read_without_waiting(self) -> Iterator[DriverConnection]:
+        """The calling thread's own connection (made on first use, outside the pool), whose
+        statements SQLite interrupts once the attempt is past its deadline."""
+        if not self.reads_without_waiting:
+            raise nonblocking.WouldBlock("a connection from the pool")
+        own = getattr(self._thread_connections, "own", None)
+        if own is None:
+            fairy = self.engine.raw_connection()  # the pool's set-up (WAL, pragmas), then its own
+            own = fairy.driver_connection
+            assert own is not None
+            fairy.detach()
+            # Every N virtual-machine steps: a point lookup runs fewer and is never interrupted.
+            own.set_progress_handler(nonblocking.expired, _STEPS_BETWEEN_DEADLINE_CHECKS)
+            self._thread_connections.own = own
+            with self._own_connections_lock:
+                self._own_connections.append(own)
+        try:
+            with translated():
+                yield DriverConnection(own, "sqlite", self.engine.dialect.dbapi)
+        except Exception as exc:
+            if nonblocking.expired():  # interrupted by the progress handler, or simply late
+                raise nonblocking.WouldBlock("deadline") from exc
+            raise
+        finally:
+            own.rollback()  # reads in autocommit leave no transaction open: this costs nothing
+
     @contextmanager
     def read(self) -> Iterator[Connection]:
+        nonblocking.refuse("a connection from the pool")
         with translated(), self.engine.connect() as conn, conn.begin():
             yield conn
 
@@ -298,6 +350,12 @@ class Database:
             os.close(fd)
 
     def dispose(self) -> None:
+        with self._own_connections_lock:
+            own, self._own_connections = self._own_connections, []
+        for connection in own:
+            with suppress(Exception):  # closed from another thread, or already gone
+                connection.close()
+        self._thread_connections = threading.local()
         self.engine.dispose()
         if self._autocommit is not None:
             self._autocommit.dispose()

@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from identity_sync import nonblocking
 from identity_sync.auth import scopes, tokens
 from identity_sync.auth.authenticator import Authenticator
 from identity_sync.auth.federation import JwksSource
@@ -47,6 +48,8 @@ from identity_sync.web.responses import ScimResponse, error_response
 log = structlog.get_logger("identity_sync.web")
 T = TypeVar("T")
 PREFIX = "/scim/v2/{tenant}"
+#: The methods whose service calls only read (``Handlers.call`` tries them on the event loop).
+_READS = frozenset({"GET", "HEAD"})
 #: Canonical spelling of each endpoint segment; clients may use any letter case.
 _ENDPOINTS = {name.lower(): name for name in (
     "Users", "Groups", "Schemas", "ResourceTypes", "ServiceProviderConfig", "Bulk", "Me", ".search")}
@@ -69,6 +72,9 @@ class Handlers:
         self.concurrency = limits.ConcurrencyLimit(settings.tenant_max_concurrent_requests)
         self.cpu = limits.CpuBudget(settings.tenant_cpu_seconds_per_second, settings.tenant_cpu_burst_seconds)
         self.lanes = limits.Lanes(settings.tenant_lanes, settings.costly_request_pause_seconds)
+        #: How long a read may run on the event loop before it gives up for a worker thread
+        #: (0: never tried there; nor on a database where reads wait: storage/db.py).
+        self.read_attempt_seconds = settings.read_on_event_loop_seconds if db.reads_without_waiting else 0.0
         #: The threads every service call runs in: as many as anyio's default pool had (40); the
         #: per-tenant cap (limits.ConcurrencyLimit) keeps one tenant from holding them all. Shut
         #: down when the app stops (create_app's lifespan), made anew if it starts again.
@@ -99,20 +105,33 @@ class Handlers:
     async def call(self, request: Request, action: Callable[[Principal], T]) -> T:
         """Authenticate, check the scope, the tenant's rate limit, concurrent requests and CPU
         budget, then run ``action`` in one of the tenant's lanes (its CPU time charged to the
-        tenant) — all in one worker thread."""
+        tenant) — all in one worker thread; a read first tried on the event loop itself."""
         header = request.headers.get("authorization")
         tenant = request.path_params["tenant"]
         scope = scopes.required_scope(request.method, request.url.path)
+        admitted: list[Principal] = []  # once admitted, not again: a second run is no new request
 
         def work() -> T:
-            principal = self.auth.authenticate(header, tenant)
-            context.authenticated(principal.tenant_name, principal.credential_id)
-            scopes.require(principal, scope)
-            limits.check(self.limiter, principal.tenant_id)
+            if not admitted:
+                principal = self.auth.authenticate(header, tenant)
+                context.authenticated(principal.tenant_name, principal.credential_id)
+                scopes.require(principal, scope)
+                limits.check(self.limiter, principal.tenant_id)
+                admitted.append(principal)
+            principal = admitted[0]
             with self.concurrency.slot(principal.tenant_id), self.cpu.charged(principal.tenant_id), \
                     self.lanes.lane(principal.tenant_id):
                 return action(principal)
 
+        if self.read_attempt_seconds > 0 and request.method in _READS:
+            # A read is tried on the event loop, without the thread hop (nonblocking.py says what
+            # that saves); whatever would wait there, or a read past its deadline, gives up and
+            # runs again in a worker thread. Only reads: running again repeats nothing.
+            try:
+                with nonblocking.attempt(self.read_attempt_seconds):
+                    return work()
+            except nonblocking.WouldBlock:
+                pass
         # The service call in the pool's thread with this request's context (its request id and
         # facts, read by the log lines and the access log): asyncio's executor hop, not anyio's
         # run_sync, whose capacity limiter and cancel scope cost 8 % of a lookup. A request is

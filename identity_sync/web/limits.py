@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from identity_sync import pacing
+from identity_sync import nonblocking, pacing
 from identity_sync.auth.ratelimit import DatabaseBuckets, Limiter, Unlimited, create_limiter, retry_after
 from identity_sync.config import Settings
 from identity_sync.errors import ScimError
@@ -289,6 +289,7 @@ class Lanes:
                     quiet_in = self._quiet_in(key)
                     if quiet_in <= 0:
                         break  # alone after all: full parallelism
+                    nonblocking.refuse("a lane")  # on the event loop: run in a worker thread instead
                     # Woken when a counted call of any tenant ends, or when the others will have gone quiet.
                     self._changed.wait(quiet_in)
                 self._running[key] = self._running.get(key, 0) + 1
@@ -305,6 +306,7 @@ class Lanes:
                     self._count_out_light(key)
             # Read without the lock: a pause more or less is harmless, a lock per item is not free.
             if self._light_total - self._light.get(key, 0) > 0:
+                nonblocking.refuse("a pause")
                 self._sleep(self.pause_seconds)
 
         try:

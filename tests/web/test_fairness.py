@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from identity_sync import nonblocking
 from identity_sync.config import Settings
 from identity_sync.scim.registry import USER
 from identity_sync.service.bulk import BulkRun
@@ -380,6 +381,9 @@ class _Gate:
 
         def get(principal: Any, rt: Any, resource_id: str) -> Any:
             if resource_id == held_id:
+                # A call that would wait: tried on the event loop (a read), it gives up there
+                # and waits in a worker thread, like any read that would wait (nonblocking.py).
+                nonblocking.refuse("the gate")
                 self.reached.set()
                 assert self.opened.wait(timeout=30), "the gate was never opened"
             try:
