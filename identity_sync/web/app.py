@@ -1,6 +1,7 @@
 """The ASGI application: routing, authentication, and the mapping of every failure to a SCIM
 error body. Handlers are thin: parse the request, call one service method (in a worker thread,
-authentication included, so each request costs one thread hop), render the result."""
+authentication included, so each request costs one thread hop — or, for a read on a SQLite file,
+first on the event loop: ``Handlers.call``), render the result."""
 
 from __future__ import annotations
 
