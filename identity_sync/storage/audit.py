@@ -53,7 +53,8 @@ def record(conn: Connection, *events: Event) -> None:
     } for e in sorted(events, key=lambda e: e.tenant_id)]
     # Prepared text, not a Core insert: built on every write, that cost more than the statement.
     template = _INSERT_SQLITE if conn.dialect.name == "sqlite" else _INSERT
-    conn.exec_driver_sql(sqltext.prepared(template, conn.dialect.name), rows if len(rows) > 1 else rows[0])
+    sqltext.on_driver(conn).exec_driver_sql(sqltext.prepared(template, conn.dialect.name),
+                                            rows if len(rows) > 1 else rows[0])
 
 
 _INSERT = ("INSERT INTO audit_events (tenant_id, at, actor, action, resource_type, resource_id, version, attributes) "

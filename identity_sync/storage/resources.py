@@ -7,14 +7,12 @@ never start or end transactions themselves.
 
 from __future__ import annotations
 
-import functools
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -122,34 +120,16 @@ def update(conn: Connection, tenant_id: str, rt: ResourceType, current: StoredRe
     # Rewrite only the index entries that changed: Entra's typical PATCH touches 1-3 of ~40 values.
     before, after = set(index_entries(rt, current.doc)), set(index_entries(rt, doc))
     stale = {(path, element) for path, element, _ in before - after} - {(p, e) for p, e, _ in after - before}
+    driver = sqltext.on_driver(conn)
     if stale:
-        conn.execute(_DELETE_ENTRY, [{"t": tenant_id, "r": current.id, "p": path, "e": element}
-                                     for path, element in stale])
+        driver.exec_driver_sql(sqltext.prepared(_DELETE_ENTRY, conn.dialect.name), [
+            {"tenant_id": tenant_id, "resource_id": current.id, "path": path, "element": element}
+            for path, element in stale])
     changed = after - before
     if changed:
-        conn.execute(_upsert_entries(conn.dialect.name), _index_rows(tenant_id, current.id, changed))
+        driver.exec_driver_sql(sqltext.prepared(_UPSERT_INDEX, conn.dialect.name),
+                               _index_rows(tenant_id, current.id, changed))
     return StoredResource(current.id, doc, current.version + 1, current.created_at, now)
-
-
-# Built once: a statement object made per request (``excluded`` aliases the whole table) cost
-# more than running it — a fifth of a PATCH's time in SQLAlchemy's constructors.
-_DELETE_ENTRY = attr_values.delete().where(
-    attr_values.c.tenant_id == sa.bindparam("t"),
-    attr_values.c.resource_id == sa.bindparam("r"),
-    attr_values.c.path == sa.bindparam("p"),
-    attr_values.c.element == sa.bindparam("e"),
-)
-
-
-@functools.cache
-def _upsert_entries(dialect: str) -> sa.Insert:
-    """Upsert: an entry whose key changed keeps its (tenant, resource, path, element) primary key."""
-    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(attr_values)
-    return statement.on_conflict_do_update(
-        index_elements=[attr_values.c.tenant_id, attr_values.c.resource_id, attr_values.c.path,
-                        attr_values.c.element],
-        set_={"key": statement.excluded.key},
-    )
 
 
 def soft_delete(conn: Connection, tenant_id: str, rt: ResourceType, resource_id: str, now: str) -> bool:
@@ -287,8 +267,8 @@ def purge(conn: Connection, tenant_id: str, resource_ids: list[str]) -> list[dic
 def _write_index(conn: Connection, tenant_id: str, rt: ResourceType, resource_id: str, doc: dict[str, Any]) -> None:
     entries = index_entries(rt, doc)
     if entries:
-        conn.exec_driver_sql(sqltext.prepared(_INSERT_INDEX, conn.dialect.name),
-                             _index_rows(tenant_id, resource_id, entries))
+        sqltext.on_driver(conn).exec_driver_sql(sqltext.prepared(_INSERT_INDEX, conn.dialect.name),
+                                                _index_rows(tenant_id, resource_id, entries))
 
 
 # The statements of every create and update as prepared text (sqltext.py: building them with
@@ -304,6 +284,12 @@ _UPDATE = tuple(
     for doc in ("{doc}", "CAST({doc} AS JSONB)"))
 _INSERT_INDEX = ("INSERT INTO attr_values (resource_id, tenant_id, path, element, key) "
                  "VALUES ({resource_id}, {tenant_id}, {path}, {element}, {key})")
+# An entry whose key changed keeps its (tenant, resource, path, element) primary key: the same
+# ON CONFLICT clause on both databases.
+_UPSERT_INDEX = (_INSERT_INDEX + " ON CONFLICT (tenant_id, resource_id, path, element) "
+                 "DO UPDATE SET key = excluded.key")
+_DELETE_ENTRY = ("DELETE FROM attr_values WHERE tenant_id = {tenant_id} AND resource_id = {resource_id} "
+                 "AND path = {path} AND element = {element}")
 
 
 def _json_text(doc: dict[str, Any]) -> str:

@@ -12,7 +12,8 @@ step k (and any after it) fails with ``OperationalError``, then
   each ``resource_counts.live`` is the number of live rows, index rows and memberships belong to
   live resources only, and a GET shows what was sent.
 
-Faults are injected by engine ``before_cursor_execute`` and ``commit`` hooks, on the connections
+Faults are injected by engine ``before_cursor_execute`` and ``commit`` hooks, and in the driver
+connections that prepared statements run on (``sqltext.on_driver``), on the connections
 of ``Database.write()`` only (``conn.info["write"]``): the reads that take the snapshots and serve
 the GETs run untouched. On SQLite, step 1 is the ``BEGIN IMMEDIATE`` of the transaction; on both,
 SAVEPOINTs are steps too. N is not configured but found: k grows until the request runs through
@@ -34,6 +35,7 @@ from sqlalchemy.exc import OperationalError
 from identity_sync.errors import ERROR_SCHEMA
 from identity_sync.scim.definitions import ENTERPRISE_SCHEMA as ENT
 from identity_sync.scim.definitions import GLOBALRELAY_SCHEMA as GR
+from identity_sync.storage import sqltext
 from identity_sync.storage import tables as t
 from identity_sync.storage.db import Database
 from tests.conftest import ScimClient
@@ -184,7 +186,10 @@ class DatabaseDies:
     def commit(self, conn: sa.Connection) -> None:
         self._step(conn, "COMMIT")
 
-    def _step(self, conn: sa.Connection, what: str) -> None:
+    def driver_statement(self, conn: sqltext.DriverConnection) -> None:
+        self._step(conn, "statement")
+
+    def _step(self, conn: sa.Connection | sqltext.DriverConnection, what: str) -> None:
         if not conn.info.get("write"):
             return
         self.seen += 1
@@ -198,9 +203,19 @@ class DatabaseDies:
         hooks = {"before_cursor_execute": self.statement, "commit": self.commit}
         for event, hook in hooks.items():
             sa.event.listen(self.engine, event, hook)
+        # The prepared statements of a write run on its driver connection, past SQLAlchemy's
+        # events (sqltext.on_driver): they are steps too.
+        real = sqltext.DriverConnection.exec_driver_sql
+
+        def driver_execute(conn: sqltext.DriverConnection, text: str, params: Any) -> Any:
+            self.driver_statement(conn)
+            return real(conn, text, params)
+
+        sqltext.DriverConnection.exec_driver_sql = driver_execute  # type: ignore[method-assign]
         try:
             yield self
         finally:
+            sqltext.DriverConnection.exec_driver_sql = real  # type: ignore[method-assign]
             for event, hook in hooks.items():
                 sa.event.remove(self.engine, event, hook)
             self.fail_at = None
