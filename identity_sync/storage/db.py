@@ -92,10 +92,10 @@ def create_engine(url: str, *, autocommit: bool = False) -> Engine:
     )
 
 
-_MMAP_BYTES = 2**31 - 2**16
+_MMAP_BYTES = 2**31 - 2**16  # SQLITE_MAX_MMAP_SIZE's default (0x7fff0000)
 #: How often SQLite asks a connection reading without waiting whether its deadline has passed
 #: (virtual-machine steps; a lookup by userName runs a few hundred).
-_STEPS_BETWEEN_DEADLINE_CHECKS = 20_000  # SQLITE_MAX_MMAP_SIZE's default (0x7fff0000)
+_STEPS_BETWEEN_DEADLINE_CHECKS = 20_000
 
 
 def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
