@@ -94,3 +94,19 @@ def test_a_read_that_would_wait_runs_again_in_a_worker_thread_and_counts_once_ag
         # Each tried on the event loop, given up there, then served from a worker thread.
         assert [name.startswith(WORKER) for name in threads.seen["get"]] == [False, True, False, True]
         assert scim.get(f"/Users/{user['id']}").status_code == 429  # the burst is spent: it was counted
+
+
+def test_a_read_past_its_deadline_gives_up_at_a_yield_point_and_is_served_whole_from_a_worker_thread(
+        settings: Settings, db: Database, tenants: TenantService, db_kind: str) -> None:
+    if db_kind != "sqlite":
+        pytest.skip("on PostgreSQL no read is tried on the event loop")
+    # A deadline no read can meet: the first rendered row of the page is past it.
+    for app, scim in _client(settings, db, tenants, read_on_event_loop_seconds=1e-9):
+        created = [scim.create_user(f"page{i}@example.com")["id"] for i in range(3)]
+        threads = _Threads(app, "search")
+        page = scim.get("/Users", params={"count": 10})
+        assert page.status_code == 200
+        assert sorted(r["id"] for r in page.json()["Resources"]) == sorted(created)  # whole, no row twice
+        assert page.json()["totalResults"] == 3
+        # Tried on the event loop, given up there, then served from a worker thread.
+        assert [name.startswith(WORKER) for name in threads.seen["search"]] == [False, True]
