@@ -4,6 +4,8 @@ connection, never the pool's, and interrupted past the deadline; everything else
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -77,9 +79,6 @@ def test_a_write_or_a_pooled_connection_inside_an_attempt_gives_up_before_starti
 
 
 def test_dispose_closes_the_threads_own_connections(tmp_path: Path, migrated_template: Path) -> None:
-    import shutil
-    import sqlite3
-
     shutil.copy(migrated_template, tmp_path / "x.db")
     db = Database(f"sqlite:///{tmp_path / 'x.db'}")
     with nonblocking.attempt(10), db.fast_read() as conn:

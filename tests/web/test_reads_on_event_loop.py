@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -41,8 +42,10 @@ class _Threads:
         return recorded
 
 
+@contextmanager
 def _client(settings: Settings, db: Database, tenants: TenantService,
             **changes: Any) -> Iterator[tuple[Any, ScimClient]]:
+    """The app with ``changes`` to the settings (no rate limit unless given), and tenant ``acme``."""
     app = create_app(settings.model_copy(update={"rate_limit_per_second": 0, **changes}), db)
     acme = tenants.create_tenant("acme")
     with TestClient(app, base_url="https://scim.example.test") as http:
@@ -51,7 +54,8 @@ def _client(settings: Settings, db: Database, tenants: TenantService,
 
 @pytest.fixture
 def served(settings: Settings, db: Database, tenants: TenantService) -> Iterator[tuple[Any, ScimClient]]:
-    yield from _client(settings, db, tenants)
+    with _client(settings, db, tenants) as served:
+        yield served
 
 
 def test_on_sqlite_a_get_runs_on_the_event_loop_and_a_patch_in_a_worker_thread(
@@ -73,7 +77,7 @@ def test_on_sqlite_a_get_runs_on_the_event_loop_and_a_patch_in_a_worker_thread(
 
 def test_with_the_setting_at_zero_every_read_runs_in_a_worker_thread(
         settings: Settings, db: Database, tenants: TenantService) -> None:
-    for app, scim in _client(settings, db, tenants, read_on_event_loop_seconds=0):
+    with _client(settings, db, tenants, read_on_event_loop_seconds=0) as (app, scim):
         user = scim.create_user("thread@example.com")
         threads = _Threads(app, "get")
         assert scim.get(f"/Users/{user['id']}").status_code == 200
@@ -85,7 +89,7 @@ def test_a_read_that_would_wait_runs_again_in_a_worker_thread_and_counts_once_ag
     if db_kind != "sqlite":
         pytest.skip("on PostgreSQL no read is tried on the event loop")
     # Three requests' worth of tokens, refilled far too slowly to matter during the test.
-    for app, scim in _client(settings, db, tenants, rate_limit_per_second=0.001, rate_limit_burst=3):
+    with _client(settings, db, tenants, rate_limit_per_second=0.001, rate_limit_burst=3) as (app, scim):
         user = scim.create_user("slow@example.com")  # the first token
         threads = _Threads(app, "get", wait_once="get")
         first, second = scim.get(f"/Users/{user['id']}"), scim.get(f"/Users/{user['id']}")
@@ -101,7 +105,7 @@ def test_a_read_past_its_deadline_gives_up_at_a_yield_point_and_is_served_whole_
     if db_kind != "sqlite":
         pytest.skip("on PostgreSQL no read is tried on the event loop")
     # A deadline no read can meet: the first rendered row of the page is past it.
-    for app, scim in _client(settings, db, tenants, read_on_event_loop_seconds=1e-9):
+    with _client(settings, db, tenants, read_on_event_loop_seconds=1e-9) as (app, scim):
         created = [scim.create_user(f"page{i}@example.com")["id"] for i in range(3)]
         threads = _Threads(app, "search")
         page = scim.get("/Users", params={"count": 10})
