@@ -4,15 +4,21 @@ clients bound to a tenant's URL with its bearer token."""
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from starlette.testclient import TestClient
 
+from identity_sync import logs
 from identity_sync.auth.tokens import Principal
 from identity_sync.config import Settings
 from identity_sync.service.resources import ResourceService
@@ -206,3 +212,22 @@ def acme(tenants: TenantService, issued: IssuedToken) -> Principal:
 def other_scim(http: TestClient, tenants: TenantService) -> ScimClient:
     issued = tenants.create_tenant("globex")
     return ScimClient(http, issued.tenant, issued.token)
+
+
+@pytest.fixture
+def json_lines(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The service's logging (``logs.configure``) into a buffer; returns a function giving the
+    JSON objects logged so far. The earlier configuration is restored afterwards."""
+    previous = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    buffer = io.StringIO()
+    with monkeypatch.context() as patch:
+        patch.setattr(sys, "stderr", buffer)
+        logs.configure("INFO")
+    structlog.configure(cache_logger_on_first_use=False)  # keep module loggers re-configurable
+    try:
+        yield lambda: [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
+    finally:
+        structlog.configure(**previous)
+        root.handlers[:], root.level = handlers, level

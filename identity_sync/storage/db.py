@@ -36,6 +36,7 @@ from identity_sync.storage.errors import driver_error, translated
 from identity_sync.storage.group_commit import GroupCommit
 from identity_sync.storage.marks import PositionMarks
 from identity_sync.storage.sqltext import DriverConnection
+from identity_sync.storage.write_turn import WriteTurn
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: ``Connection.info`` key set by :func:`auth_changed`.
@@ -145,7 +146,9 @@ def sqlite_file(url: str) -> Path | None:
 class Database:
     """The engine plus the two kinds of transaction services use."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, writes_yield: bool = False) -> None:
+        """``writes_yield``: this process's writes of a SQLite file wait while another process's
+        wait (the child serving costly requests, web/offload.py; storage/write_turn.py)."""
         self.url = url
         self.engine = create_engine(url)
         self._write_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else None
@@ -159,7 +162,9 @@ class Database:
         self._epoch_file = Path(f"{file}.auth-epoch") if file is not None else None
         self._epoch_memory = 0  # an in-memory SQLite database: one process, a counter is enough
         #: SQLite files: concurrent writers share transactions (group_commit.py).
-        self._group = GroupCommit(self.engine, self._committed) if file is not None else None
+        self._turn = WriteTurn(file, yields=writes_yield) if file is not None else None
+        self._group = GroupCommit(self.engine, self._committed, between_processes=self._turn) \
+            if file is not None else None
         #: Connections kept by the threads that read without waiting (the event loop's): each
         #: thread uses only its own; all are closed by dispose().
         self._thread_connections = threading.local()
@@ -270,6 +275,11 @@ class Database:
         connection of its own. Not PostgreSQL: every statement waits for the network."""
         return self._epoch_file is not None
 
+    @property
+    def shared_between_processes(self) -> bool:
+        """Whether another process can open this database: PostgreSQL or a SQLite file."""
+        return self.engine.dialect.name == "postgresql" or self._epoch_file is not None
+
     @contextmanager
     def _read_without_waiting(self) -> Iterator[DriverConnection]:
         """The calling thread's own connection (made on first use, outside the pool), whose
@@ -357,5 +367,7 @@ class Database:
                 connection.close()
         self._thread_connections = threading.local()
         self.engine.dispose()
+        if self._turn is not None:
+            self._turn.close()
         if self._autocommit is not None:
             self._autocommit.dispose()

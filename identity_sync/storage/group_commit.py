@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from sqlalchemy.engine import Connection, Engine
 
 from identity_sync.storage import sqltext
+from identity_sync.storage.write_turn import WriteTurn
 
 #: Writers per shared transaction at most: bounds the latency the first one can wait for the last.
 MAX_BATCH = 32
@@ -47,8 +48,10 @@ class _Batch:
 
 class GroupCommit:
     def __init__(self, engine: Engine, after_commit: Callable[[bool], None],
-                 max_batch: int = MAX_BATCH) -> None:
+                 max_batch: int = MAX_BATCH, between_processes: WriteTurn | None = None) -> None:
         self.engine = engine
+        #: The other processes' writers of the same file (write_turn.py): taken for each batch.
+        self.between_processes = between_processes
         self.max_batch = max_batch
         self._after_commit = after_commit
         self._turn = threading.Lock()  # whose work runs on the shared connection now
@@ -70,13 +73,20 @@ class GroupCommit:
         batch = self._batch
         try:
             if batch is None:
-                conn = self.engine.connect()
-                conn.info["write"] = True  # BEGIN IMMEDIATE (db.py)
+                if self.between_processes is not None:
+                    self.between_processes.acquire()
                 try:
-                    batch = self._batch = _Batch(conn)
+                    conn = self.engine.connect()
+                    conn.info["write"] = True  # BEGIN IMMEDIATE (db.py)
+                    try:
+                        batch = self._batch = _Batch(conn)
+                    except BaseException:
+                        conn.info["write"] = False
+                        conn.close()
+                        raise
                 except BaseException:
-                    conn.info["write"] = False
-                    conn.close()
+                    if self.between_processes is not None:
+                        self.between_processes.release()
                     raise
             batch.size += 1
             # Plain SAVEPOINT statements: SQLAlchemy's nested transaction objects cost more than
@@ -130,6 +140,8 @@ class GroupCommit:
             finally:
                 batch.conn.info["write"] = False
                 batch.conn.close()
+                if self.between_processes is not None:
+                    self.between_processes.release()
                 if batch.error is None:
                     self._after_commit(batch.auth_changed)
                 batch.done.set()

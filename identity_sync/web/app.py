@@ -41,7 +41,7 @@ from identity_sync.service.tombstones import TombstoneService
 from identity_sync.storage.db import Database
 from identity_sync.storage.errors import DatabaseUnavailable
 from identity_sync.storage.resources import StoredResource
-from identity_sync.web import bulk, discovery, jobs, limits, oauth_routes, search, streaming
+from identity_sync.web import bulk, discovery, jobs, limits, oauth_routes, offload, search, streaming
 from identity_sync.web.body import parse_json, read_body
 from identity_sync.web.render import Projection, location, render
 from identity_sync.web.responses import ScimResponse, error_response
@@ -404,9 +404,12 @@ class NormalizePath:
     credentials). It wraps the whole app, error handlers included (:class:`_Service`), so that
     a 500 has its id and its line too."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics | None = None) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics | None = None, for_parent: bool = False) -> None:
         self.app = app
         self.metrics = metrics
+        #: In the child serving costly requests (web/offload.py): what it learned of the request goes
+        #: back to the parent in a header, which logs the request's line and counts it; not here.
+        self.for_parent = for_parent
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -429,7 +432,7 @@ class NormalizePath:
 
         def count() -> None:
             nonlocal counted
-            if self.metrics is not None and not counted:
+            if self.metrics is not None and not counted and not self.for_parent:
                 counted = True
                 self.metrics.record(tenant=facts.tenant, route=route_template(scope), method=scope["method"],
                                     status=status, seconds=time.perf_counter() - started,
@@ -439,7 +442,8 @@ class NormalizePath:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message = {**message, "headers": [*message.get("headers", []), header]}
+                extra = [header, offload.facts_header(facts, scope)] if self.for_parent else [header]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
                 # Counted before the last byte leaves: a client that got its answer and then scrapes
                 # /metrics (of any worker) finds its request counted.
@@ -460,12 +464,14 @@ class NormalizePath:
                 await self.app(scope, receive, send_wrapper)
         finally:
             count()  # a request that ended without a complete response (an error, a client gone)
-            seconds = time.perf_counter() - started
-            client = scope.get("client")
-            log.info("http.request", method=scope["method"], path=scope["path"], route=route_template(scope),
-                     status=status, ms=round(seconds * 1000, 2), client=client[0] if client else None,
-                     tenant=facts.tenant or (scope.get("path_params") or {}).get("tenant"),
-                     credential_id=facts.credential_id, auth_failure=facts.auth_failure, limited_by=facts.limited_by)
+            if not self.for_parent:
+                seconds = time.perf_counter() - started
+                client = scope.get("client")
+                log.info("http.request", method=scope["method"], path=scope["path"], route=route_template(scope),
+                         status=status, ms=round(seconds * 1000, 2), client=client[0] if client else None,
+                         tenant=facts.tenant or (scope.get("path_params") or {}).get("tenant"),
+                         credential_id=facts.credential_id, auth_failure=facts.auth_failure,
+                         limited_by=facts.limited_by)
 
 
 class _Service(Starlette):
@@ -474,19 +480,38 @@ class _Service(Starlette):
     that request's line with its id."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        return NormalizePath(super().build_middleware_stack(), self.state.metrics)
+        app = super().build_middleware_stack()
+        if self.state.served_for_parent:
+            return offload.ServedForParent(NormalizePath(app, self.state.metrics, for_parent=True))
+        if self.state.costly_process is not None:
+            app = offload.OffloadCostly(app, self.state.costly_process, self.state.settings.max_body_bytes)
+            self.state.offload = app
+        return NormalizePath(app, self.state.metrics)
 
 
-def create_app(settings: Settings | None = None, db: Database | None = None) -> Starlette:
+def create_app(settings: Settings | None = None, db: Database | None = None, *,
+               served_for_parent: bool = False) -> Starlette:
+    """The service. ``served_for_parent``: the app of the child serving another process's costly
+    requests (web/offload.py)."""
     settings = settings or Settings()
-    db = db or Database(settings.resolved_database_url())
+    # The child's writes wait while the serving process's wait (storage/write_turn.py).
+    db = db or Database(settings.resolved_database_url(), writes_yield=served_for_parent)
     handlers = Handlers(settings, db)
+    # Costly requests in a process of their own (web/offload.py): not for a database that only
+    # this process can open (SQLite in memory).
+    costly_process = None
+    if settings.costly_requests_process and not served_for_parent and db.shared_between_processes:
+        from identity_sync.web.offload_process import CostlyProcess
+
+        costly_process = CostlyProcess(settings)
     rejections = RejectionService(db)
     retention = jobs.lifespan(TombstoneService(db), settings.retention_interval_seconds, handlers.metrics.history)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
         handlers.open_pool()
+        if costly_process is not None:
+            await costly_process.start()
         try:
             async with retention(app):
                 try:
@@ -494,6 +519,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                 finally:  # the rejections still queued are written before the app (and its database) goes
                     await anyio.to_thread.run_sync(rejections.flush)
         finally:
+            if costly_process is not None:
+                await costly_process.stop()
             # Not on the event loop: the calls still running may take a moment to end.
             await anyio.to_thread.run_sync(handlers.close_pool)
 
@@ -517,4 +544,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.handlers = handlers  # the request handlers and their thread pool (tests)
     app.state.metrics = handlers.metrics
     app.state.rejections = rejections
+    app.state.served_for_parent = served_for_parent
+    app.state.costly_process = costly_process  # the child serving costly requests (tests)
+    app.state.offload = None  # its middleware, once the stack is built (tests)
     return app

@@ -4,40 +4,17 @@ access log says who called and how it went, without credentials; libraries log J
 
 from __future__ import annotations
 
-import io
 import json
 import logging
-import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import structlog
 from starlette.testclient import TestClient
 
-from identity_sync import logs
 from tests.conftest import ScimClient
 
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
-
-
-@pytest.fixture
-def json_lines(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """The service's logging (``logs.configure``) into a buffer; returns a function giving the
-    JSON objects logged so far. The earlier configuration is restored afterwards."""
-    previous = structlog.get_config()
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    buffer = io.StringIO()
-    with monkeypatch.context() as patch:
-        patch.setattr(sys, "stderr", buffer)
-        logs.configure("INFO")
-    structlog.configure(cache_logger_on_first_use=False)  # keep module loggers re-configurable
-    try:
-        yield lambda: [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
-    finally:
-        structlog.configure(**previous)
-        root.handlers[:], root.level = handlers, level
 
 
 @pytest.mark.parametrize("sent", ["abc-123", "Entra.Request_42", "x" * 64])
