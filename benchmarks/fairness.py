@@ -50,8 +50,9 @@ ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 BULK = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 CAP_VALUES, CAP_NAMES, CAP_OPERATIONS, CAP_TERMS, PAGE = 1_000, 200, 1_000, 50, 1_000
-FAIRNESS_SETTINGS = ("IDSYNC_TENANT_MAX_CONCURRENT_REQUESTS", "IDSYNC_TENANT_CPU_SECONDS_PER_SECOND",
-                     "IDSYNC_TENANT_CPU_BURST_SECONDS", "IDSYNC_TENANT_LANES", "IDSYNC_COSTLY_REQUEST_PAUSE_SECONDS",
+FAIRNESS_SETTINGS = ("IDSYNC_COSTLY_REQUESTS_PROCESS", "IDSYNC_TENANT_MAX_CONCURRENT_REQUESTS",
+                     "IDSYNC_TENANT_CPU_SECONDS_PER_SECOND", "IDSYNC_TENANT_CPU_BURST_SECONDS", "IDSYNC_TENANT_LANES",
+                     "IDSYNC_COSTLY_REQUEST_PAUSE_SECONDS",
                      "IDSYNC_THREAD_SWITCH_INTERVAL_SECONDS")
 
 
@@ -114,11 +115,15 @@ def worst_requests(user_id: str) -> list[tuple[str, str, bytes | None]]:
 
 
 def attack(port: int, token: str, user_id: str, threads: int, until: float, honor_retry_after: bool,
-           out: Any) -> None:
+           out: Any, niceness: int = 0) -> None:
     """One attacker process: ``threads`` connections looping over the worst requests; after a
     429 a connection waits ``Retry-After`` (bounded by the end of the attack) if
-    ``honor_retry_after``, else it sends the next request at once (a flood)."""
+    ``honor_retry_after``, else it sends the next request at once (a flood). ``niceness``: this
+    process's, so that building requests and reading answers here does not take the cores from
+    the server and the victim's client (a real attacker runs on its own machine)."""
     import threading
+
+    os.nice(niceness)
 
     requests = worst_requests(user_id)
     statuses: Counter[str] = Counter()
@@ -188,6 +193,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8, help="connections per attacker process")
     parser.add_argument("--flood", action="store_true",
                         help="attackers ignore 429 and Retry-After (default: they wait as told, as Entra and Okta do)")
+    parser.add_argument("--attacker-nice", type=int, default=10,
+                        help="niceness of the attacker processes (default 10: their client-side work yields the "
+                             "cores to the server and the victim's client; 0: as before 2026-12-06)")
     parser.add_argument("--json-out", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directory")
     args = parser.parse_args()
@@ -220,7 +228,7 @@ def main() -> None:
         results: Any = multiprocessing.get_context("spawn").Queue()
         processes = [multiprocessing.get_context("spawn").Process(
             target=attack, args=(server.port, tokens["attacker"], target, args.threads, until, not args.flood,
-                                 results))
+                                 results, args.attacker_nice))
             for _ in range(args.attackers)]
         for process in processes:
             process.start()
@@ -235,7 +243,8 @@ def main() -> None:
     report = {
         "run": {"at": datetime.now(UTC).isoformat(timespec="seconds"), "load_average": os.getloadavg(),
                 "cpus": os.cpu_count(), "seconds": args.seconds, "attackers": args.attackers,
-                "threads": args.threads, "flood": args.flood, "repo": REPO.name,
+                "threads": args.threads, "flood": args.flood, "attacker_nice": args.attacker_nice,
+                "repo": REPO.name,
                 # The fairness settings the server ran with when set here (else their defaults).
                 "settings": {k: v for k, v in os.environ.items() if k in FAIRNESS_SETTINGS}},
         "victim_idle": summary(idle),
