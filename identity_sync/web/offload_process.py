@@ -44,9 +44,16 @@ IDLE_SECONDS = 60.0
 #: The child's niceness: when both processes want a core, the kernel gives it to the one serving the
 #: cheap requests first. Needed also because the two are usually one scheduling group (one
 #: session's autogroup, one systemd service's cgroup), which the kernel shares fairly with others
-#: but, within it, by niceness; at 0 another tenant's p99 under attack was 2.4–3.1× idle instead of
-#: ... (benchmarks/README.md, "Fairness").
+#: but, within it, by niceness.
 NICENESS = 10
+#: At its yield points (pacing.pause: each PATCH or bulk operation, each rendered row) the child
+#: gives up its core (``sched_yield``) if it has run this long since it last did. Niceness alone is
+#: not enough: the kernel lets a running thread finish its time slice before a thread it woke runs
+#: (Linux's EEVDF scheduler, "run to parity"), so a lookup arriving at the serving process waited
+#: up to a scheduler tick (4 ms) behind the child even with the other core idle (``perf sched
+#: timehist``). Yielding: another tenant's p99 under attack went from 3.6–3.8× idle to 1.03–1.05×
+#: (benchmarks/README.md, "Fairness"); the attacker's own requests done fell by about a tenth.
+YIELD_CORE_SECONDS = 0.0005
 
 
 class CostlyProcess:
@@ -144,10 +151,11 @@ def serve_costly(settings: Settings, socket: str, parent: int) -> None:
     """The child's main: the app, for the parent only, on ``socket``."""
     import uvicorn
 
-    from identity_sync import logs
+    from identity_sync import logs, pacing
     from identity_sync.web.app import create_app
 
     logs.configure(settings.log_level)
+    pacing.yield_core_every(YIELD_CORE_SECONDS)
     with contextlib.suppress(OSError):  # a container may refuse; the child then only loses its yielding
         os.nice(NICENESS)
     threading.Thread(target=_end_with_parent, args=(parent,), name="idsync-parent-watch", daemon=True).start()
