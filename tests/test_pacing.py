@@ -32,7 +32,8 @@ def test_a_pause_gives_up_the_core_at_most_once_per_interval(yields: list[float]
     while time.perf_counter() - started < 0.05:
         pacing.pause()
     assert 5 <= len(yields) <= 26  # 50 ms at one per 2 ms at most
-    assert all(later - earlier >= 0.002 for earlier, later in zip(yields, yields[1:], strict=False))
+    # (recorded a few microseconds after the pause read the clock)
+    assert all(later - earlier >= 0.0019 for earlier, later in zip(yields, yields[1:], strict=False))
 
 
 def test_the_request_hook_still_runs(yields: list[float]) -> None:
