@@ -81,6 +81,12 @@ def known_costly(method: str, path: str, query_string: bytes, headers: Iterable[
         return length is None or not length.isdigit() or int(length) > COSTLY_BODY_BYTES
     if method != "GET" or not query_string:
         return False
+    if len(query_string) <= COSTLY_FILTER_CHARACTERS:
+        # Entra's and Okta's lookups (``filter=userName eq "…"``) end here, unparsed: this runs for
+        # every request, and parsing a query string costs more than these two searches.
+        lowered = query_string.lower()
+        if b"count" not in lowered and b"attributes" not in lowered:
+            return False
     for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
         name = name.lower()
         if name == "count" and value.strip().isdigit() and int(value) > COSTLY_PAGE_SIZE:
@@ -131,8 +137,10 @@ class OffloadCostly:
         if scope["type"] != "http" or not self.child.available:
             await self.app(scope, receive, send)
             return
-        headers = [(name, value) for name, value in scope["headers"] if name not in _OURS]
-        scope["headers"] = headers  # never believed from a client, here or in the child
+        headers = scope["headers"]
+        if any(name.startswith(b"x-idsync-") for name, _ in headers):
+            headers = [(name, value) for name, value in headers if name not in _OURS]
+            scope["headers"] = headers  # never believed from a client, here or in the child
         if not known_costly(scope["method"], scope["path"], scope["query_string"], headers):
             await self.app(scope, receive, send)
             return
