@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -214,20 +215,27 @@ def other_scim(http: TestClient, tenants: TenantService) -> ScimClient:
     return ScimClient(http, issued.tenant, issued.token)
 
 
-@pytest.fixture
-def json_lines(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """The service's logging (``logs.configure``) into a buffer; returns a function giving the
-    JSON objects logged so far. The earlier configuration is restored afterwards."""
+@contextmanager
+def captured_logs(monkeypatch: pytest.MonkeyPatch, level: str) -> Iterator[io.StringIO]:
+    """The service's real logging configuration (``logs.configure``) with stderr redirected to the
+    buffer it yields; the previous structlog and logging configuration is restored afterwards."""
     previous = structlog.get_config()
     root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
+    handlers, root_level = list(root.handlers), root.level
     buffer = io.StringIO()
     with monkeypatch.context() as patch:
         patch.setattr(sys, "stderr", buffer)
-        logs.configure("INFO")
+        logs.configure(level)
     structlog.configure(cache_logger_on_first_use=False)  # keep module loggers re-configurable
     try:
-        yield lambda: [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
+        yield buffer
     finally:
         structlog.configure(**previous)
-        root.handlers[:], root.level = handlers, level
+        root.handlers[:], root.level = handlers, root_level
+
+
+@pytest.fixture
+def json_lines(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The JSON objects logged (at INFO and above) so far, by a function."""
+    with captured_logs(monkeypatch, "INFO") as buffer:
+        yield lambda: [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]

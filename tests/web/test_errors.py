@@ -9,15 +9,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import structlog
 from starlette.testclient import TestClient
 
-from identity_sync import logs
 from identity_sync.config import Settings
 from identity_sync.errors import ERROR_SCHEMA
 from identity_sync.storage.db import Database
 from identity_sync.web.app import create_app
-from tests.conftest import SCIM_JSON, ScimClient
+from tests.conftest import SCIM_JSON, ScimClient, captured_logs
 
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -265,26 +263,9 @@ def test_every_error_body_has_exactly_the_rfc7644_error_keys(scim: ScimClient) -
 
 @pytest.fixture
 def json_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """The service's real logging configuration (``logs.configure``) with stderr redirected to a
-    buffer; returns a function giving everything logged so far. The previous structlog and
-    logging configuration is restored afterwards."""
-    import io
-    import logging
-    import sys
-
-    previous = structlog.get_config()
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    buffer = io.StringIO()
-    with monkeypatch.context() as patch:
-        patch.setattr(sys, "stderr", buffer)
-        logs.configure("DEBUG")
-    structlog.configure(cache_logger_on_first_use=False)  # keep module loggers re-configurable
-    try:
+    """Everything logged (at DEBUG and above) so far, by a function returning the text."""
+    with captured_logs(monkeypatch, "DEBUG") as buffer:
         yield buffer.getvalue
-    finally:
-        structlog.configure(**previous)
-        root.handlers[:], root.level = handlers, level
 
 
 def test_logs_carry_neither_bearer_tokens_nor_filter_values(scim: ScimClient, json_logs: Any) -> None:
