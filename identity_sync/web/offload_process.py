@@ -188,6 +188,7 @@ class _Connections:
 
     async def exchange(self, method: str, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> Answer:
         await self._slots.acquire()
+        writer: asyncio.StreamWriter | None = None
         try:
             reader, writer = await self._connection()
             head = [method.encode(), b" ", target, b" HTTP/1.1\r\n"]
@@ -204,6 +205,8 @@ class _Connections:
                     raise ConnectionResetError("the child closed the connection without an answer")
                 parser.feed_data(data)
         except BaseException:
+            if writer is not None:
+                writer.close()  # half an exchange on it: never reused
             self._slots.release()
             raise
         answer.status = parser.get_status_code()
