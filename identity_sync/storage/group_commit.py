@@ -139,9 +139,11 @@ class GroupCommit:
                     pass
             finally:
                 batch.conn.info["write"] = False
-                batch.conn.close()
-                if self.between_processes is not None:
-                    self.between_processes.release()
+                try:
+                    batch.conn.close()
+                finally:  # a turn kept would stop every other process's writes for good
+                    if self.between_processes is not None:
+                        self.between_processes.release()
                 if batch.error is None:
                     self._after_commit(batch.auth_changed)
                 batch.done.set()
