@@ -28,6 +28,7 @@ from identity_sync.auth import jwt as jwtv
 from identity_sync.auth import oauth, tokens
 from identity_sync.auth.jwks import JwksCache
 from identity_sync.auth.tokens import PROVISIONING, Principal
+from identity_sync.background import BackgroundWriter
 from identity_sync.clock import now_text, parse_timestamp
 from identity_sync.config import Settings
 from identity_sync.errors import Unauthorized
@@ -38,8 +39,12 @@ from identity_sync.storage.db import Database
 log = structlog.get_logger("identity_sync.auth")
 
 #: ``last_used_at`` of a static token is written at most this often (a write per request would
-#: make every lookup a write).
+#: make every lookup a write), by a background thread (:class:`~identity_sync.background.BackgroundWriter`):
+#: on SQLite a write waits for the commit in progress, which after another tenant's 1,000-operation
+#: PATCH took up to 0.8 s (benchmarks/README.md); a lookup must not wait for a timestamp.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
+#: Uses waiting to be recorded; more are dropped (a diagnostic timestamp, not the request's data).
+USES_QUEUED = 1_000
 #: Cached credentials kept at most per process (a tenant has a few; 10,000 tenants fit).
 CACHE_SIZE = 65_536
 
@@ -80,6 +85,9 @@ class Authenticator:
         self.jwks = jwks or JwksCache()
         self.verified = jwtv.VerifiedCache()
         self.credentials = CredentialCache()
+        #: Static tokens' uses, written in the background (LAST_USED_RESOLUTION); flushed at shutdown.
+        self.uses: BackgroundWriter[tuple[str, str, str]] = BackgroundWriter(
+            self._record_use, "credential-uses-writer", USES_QUEUED)
 
     @property
     def settings(self) -> Settings:
@@ -128,10 +136,19 @@ class Authenticator:
         assert row is not None
         last_used = row["last_used_at"]
         if last_used is None or parse_timestamp(now) - parse_timestamp(last_used) > LAST_USED_RESOLUTION:
-            with self.db.write() as conn:
-                tenant_store.touch_credential(conn, row["tenant_id"], row["id"], now)
             row["last_used_at"] = now  # the cached row too: one write per resolution, not per request
+            if not self.uses.submit((row["tenant_id"], row["id"], now)):
+                log.info("credential.use_not_recorded", credential_id=row["id"], reason="queue full")
         return Principal(row["tenant_id"], row["tenant_name"], row["id"])
+
+    def _record_use(self, use: tuple[str, str, str]) -> None:
+        """The background writer's: never raises (a failure is logged, and changes no answer)."""
+        tenant_id, credential_id, at = use
+        try:
+            with self.db.write() as conn:
+                tenant_store.touch_credential(conn, tenant_id, credential_id, at)
+        except Exception:
+            log.warning("credential.use_not_recorded", credential_id=credential_id, exc_info=True)
 
     # -- our OAuth access tokens -------------------------------------------------------------------
 

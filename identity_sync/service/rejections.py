@@ -28,7 +28,6 @@ address, the credential's id when known and the request id. Never a credential, 
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from typing import Any
 
 import structlog
 
+from identity_sync.background import BackgroundWriter
 from identity_sync.clock import now_text
 from identity_sync.ids import new_id
 from identity_sync.service.tenants import tenant_named
@@ -64,8 +64,8 @@ class RejectionService:
         self._windows: dict[str, tuple[float, int]] = {}  # tenant name -> (window start, written in it)
         self._total: tuple[float, int] = (clock(), 0)  # every tenant's (and made-up names')
         self._since_prune: dict[str, int] = {}
-        self._queue: queue.Queue[tuple[dict[str, Any], str]] = queue.Queue(QUEUE_SIZE)
-        self._writer: threading.Thread | None = None
+        self._queued: BackgroundWriter[tuple[dict[str, Any], str]] = BackgroundWriter(
+            lambda item: self._write(*item), "rejections-writer", QUEUE_SIZE)
 
     def _admit(self, tenant: str) -> bool:
         now = self.clock()
@@ -89,44 +89,13 @@ class RejectionService:
         """Queue one rejection for the background writer (what the SCIM error handler calls):
         returns at once, whatever the database is doing."""
         row = self._row(tenant, status, reason, method, route, client, credential_id, request_id)
-        if row is None:
-            return
-        try:
-            self._queue.put_nowait((row, tenant))
-        except queue.Full:
+        if row is not None and not self._queued.submit((row, tenant)):
             log.info("rejections.dropped", tenant=tenant, status=status)
-            return
-        with self._lock:
-            if self._writer is None:
-                self._writer = threading.Thread(target=self._write_queued, name="rejections-writer", daemon=True)
-                self._writer.start()
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued rejection is written, at most ``timeout`` seconds (the app's
         shutdown calls it, so that no write outlives the app's database; tests call it)."""
-        deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.005)
-        return True
-
-    def _write_queued(self) -> None:
-        """The writer: ends after a second with nothing to write (a new one starts with the next
-        rejection), so that no thread lingers for an app that is gone."""
-        while True:
-            try:
-                row, tenant = self._queue.get(timeout=1.0)
-            except queue.Empty:
-                with self._lock:
-                    if self._queue.empty():  # under the lock: submit() sees the writer gone and starts one
-                        self._writer = None
-                        return
-                continue
-            try:
-                self._write(row, tenant)
-            finally:
-                self._queue.task_done()
+        return self._queued.flush(timeout)
 
     def record(self, tenant: str, status: int, reason: str | None, method: str, route: str | None,
                client: str | None, credential_id: str | None, request_id: str | None) -> bool:

@@ -148,7 +148,11 @@ class TenantService:
             raise Unauthorized(reason="malformed" if authorization and authorization.strip() else "missing")
         if self._authenticator is None:
             self._authenticator = Authenticator(self.db)
-        return self._authenticator.static_token(token, tenant_name)
+        principal = self._authenticator.static_token(token, tenant_name)
+        # The use recorded before returning: a caller outside the service (a command, a test) may
+        # end right after, and the writer's thread with it.
+        self._authenticator.uses.flush()
+        return principal
 
     def _tenant(self, conn: Any, name: str) -> dict[str, Any]:
         return tenant_named(conn, name)

@@ -516,8 +516,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *,
             async with retention(app):
                 try:
                     yield
-                finally:  # the rejections still queued are written before the app (and its database) goes
+                finally:  # the records still queued are written before the app (and its database) goes
                     await anyio.to_thread.run_sync(rejections.flush)
+                    await anyio.to_thread.run_sync(handlers.auth.uses.flush)
         finally:
             if costly_process is not None:
                 await costly_process.stop()

@@ -6,6 +6,8 @@ HTTP test runs ``serve --workers 2``."""
 
 from __future__ import annotations
 
+import threading
+import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -175,3 +177,38 @@ def test_the_cache_is_bounded() -> None:
     for i in range(10):
         cache.put(i, 1, {"i": i})
     assert len(cache._items) <= 3 and cache.get(9, 1) == {"i": 9} and cache.get(9, 2) is None
+
+
+def test_a_tokens_use_is_recorded_in_the_background_not_waited_for(db: Database) -> None:
+    """A lookup never waits for its token's ``last_used_at`` write (auth/authenticator.py): on
+    SQLite that write would wait for whatever commit is in progress."""
+    tenants = TenantService(db)
+    issued = tenants.create_tenant("acme")
+    authenticator = Authenticator(db)
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_writer() -> None:
+        with db.write():
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_the_writer)
+    holder.start()
+    assert held.wait(5)
+    try:
+        started = time.monotonic()
+        principal = authenticator.static_token(issued.token, "acme")
+        assert time.monotonic() - started < 5  # the writer is held for 10 s
+        assert principal.credential_id == issued.credential_id
+        if db.engine.dialect.name == "sqlite":  # one writer: the use waits in the queue
+            assert _last_used(tenants, issued.credential_id) is None
+    finally:
+        release.set()
+        holder.join(10)
+    assert authenticator.uses.flush()
+    assert _last_used(tenants, issued.credential_id) is not None
+
+
+def _last_used(tenants: TenantService, credential_id: str) -> str | None:
+    (row,) = [row for row in tenants.list_tokens("acme") if row["id"] == credential_id]
+    return row["last_used_at"]
