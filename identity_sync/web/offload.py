@@ -31,7 +31,7 @@ import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -157,7 +157,9 @@ class OffloadCostly:
             forwarded.append((CLIENT_HEADER, f"{client[0]}:{client[1]}".encode()))
         if facts is not None:
             forwarded.append((b"x-request-id", facts.request_id.encode()))
-        target = scope["path"].encode()  # normalized: the child need not normalize again
+        # As the client sent it, still percent-encoded (``path`` is decoded: a space or an ``é`` in
+        # an id cannot go on a request line); the child normalizes it as this process did.
+        target = scope.get("raw_path") or quote(scope["path"]).encode()
         if scope["query_string"]:
             target += b"?" + scope["query_string"]
         try:

@@ -167,6 +167,15 @@ def test_a_client_cannot_pass_for_the_parent(served: tuple[Any, ScimClient], db:
     assert addresses() == ["testclient"]
 
 
+def test_a_path_with_encoded_characters_reaches_the_child_as_sent(served: tuple[Any, ScimClient]) -> None:
+    app, acme = served
+    body = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [
+        {"op": "add", "path": "emails", "value": [{"value": f"x{i}@example.com"}]} for i in range(400)]}
+    response = acme.patch("/Users/no%20such%C3%A9%3Fid", body)
+    assert response.status_code == 404, response.text
+    assert app.state.offload.forwarded == 1  # a costly body: answered by the child
+
+
 def test_a_body_past_the_limit_is_refused_here(served: tuple[Any, ScimClient]) -> None:
     app, acme = served
     limit = app.state.settings.max_body_bytes
