@@ -64,6 +64,9 @@ _OURS = (CLIENT_HEADER, SCHEME_HEADER, FACTS_HEADER)
 _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"te", b"upgrade",
                          b"proxy-connection", b"proxy-authorization", b"trailer"})
 _ANSWER_DROPPED = _HOP_BY_HOP | {b"date", b"server", b"x-request-id", FACTS_HEADER}
+#: Set anew for the child (length, request id), or answered here already: ``Expect: 100-continue``
+#: got its ``100`` from this process's server, and the child's would arrive as the answer.
+_REQUEST_DROPPED = _HOP_BY_HOP | {b"content-length", b"x-request-id", b"expect"}
 
 
 def known_costly(method: str, path: str, query_string: bytes, headers: Iterable[tuple[bytes, bytes]]) -> bool:
@@ -130,7 +133,7 @@ class OffloadCostly:
         self.app = app
         self.child = child
         self.max_body_bytes = max_body_bytes
-        #: Requests the child answered (observed by tests and benchmarks).
+        #: Requests the child answered (observed by tests).
         self.forwarded = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -150,8 +153,7 @@ class OffloadCostly:
             return
         facts = context.current()
         client = scope.get("client")
-        forwarded = [(name, value) for name, value in headers
-                     if name not in _HOP_BY_HOP and name not in (b"content-length", b"x-request-id")]
+        forwarded = [(name, value) for name, value in headers if name not in _REQUEST_DROPPED]
         forwarded += [(SCHEME_HEADER, scope.get("scheme", "http").encode())]
         if client:
             forwarded.append((CLIENT_HEADER, f"{client[0]}:{client[1]}".encode()))

@@ -176,6 +176,14 @@ def test_a_path_with_encoded_characters_reaches_the_child_as_sent(served: tuple[
     assert app.state.offload.forwarded == 1  # a costly body: answered by the child
 
 
+def test_a_client_expecting_100_continue_gets_the_childs_answer(served: tuple[Any, ScimClient]) -> None:
+    """The parent's server has answered the ``Expect`` already: the child must not answer it again."""
+    app, acme = served
+    response = acme.post("/Bulk", json=_bulk(2, "expect"), headers={"Expect": "100-continue"})
+    assert response.status_code == 200, response.text
+    assert app.state.offload.forwarded == 1
+
+
 def test_a_body_past_the_limit_is_refused_here(served: tuple[Any, ScimClient]) -> None:
     app, acme = served
     limit = app.state.settings.max_body_bytes
