@@ -505,7 +505,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *,
 
         costly_process = CostlyProcess(settings)
     rejections = RejectionService(db)
-    retention = jobs.lifespan(TombstoneService(db), settings.retention_interval_seconds, handlers.metrics.history)
+    # The child serving costly requests runs no job of its own: the retention job is its parent's,
+    # and its requests are counted by its parent (NormalizePath), so it has no history to flush.
+    retention = jobs.lifespan(TombstoneService(db), 0 if served_for_parent else settings.retention_interval_seconds,
+                              None if served_for_parent else handlers.metrics.history)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:

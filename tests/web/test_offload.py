@@ -221,3 +221,19 @@ def test_the_apps_end_ends_the_child(settings: Settings, db: Database, tenants: 
 def test_off_when_the_setting_says_so(settings: Settings, db: Database) -> None:
     app = create_app(settings.model_copy(update={"costly_requests_process": False}), db)
     assert app.state.costly_process is None
+
+
+@pytest.mark.parametrize("served_for_parent", [False, True])
+def test_only_the_serving_process_runs_the_retention_job(settings: Settings, db: Database,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         served_for_parent: bool) -> None:
+    from identity_sync.service.tombstones import TombstoneService
+
+    runs: list[float] = []
+    monkeypatch.setattr(TombstoneService, "purge_expired", lambda self: runs.append(time.monotonic()))
+    app = create_app(settings.model_copy(update={"costly_requests_process": False,
+                                                 "retention_interval_seconds": 0.05}), db,
+                     served_for_parent=served_for_parent)
+    with TestClient(app):
+        time.sleep(0.5)
+    assert (runs == []) is served_for_parent
