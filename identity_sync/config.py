@@ -170,7 +170,7 @@ class Settings(BaseSettings):
     costly_request_pause_seconds: float = Field(default=0.0002, ge=0, le=0.01)
     #: Serve the requests known costly before they run (a bulk, a large body or page, a long
     #: ``attributes`` list or filter) in a child process of their own, so that they do not hold the
-    #: interpreter lock that every other tenant's requests need (web/offload.py). Not for SQLite in memory.
+    #: interpreter lock that every other tenant's requests need (web/offload.py).
     costly_requests_process: bool = True
     #: How long a read (GET) may run on the event loop itself, without the thread hop, before it
     #: gives up and runs again in a worker thread (0: always in a thread). SQLite files only:

@@ -275,11 +275,6 @@ class Database:
         connection of its own. Not PostgreSQL: every statement waits for the network."""
         return self._epoch_file is not None
 
-    @property
-    def shared_between_processes(self) -> bool:
-        """Whether another process can open this database: PostgreSQL or a SQLite file."""
-        return self.engine.dialect.name == "postgresql" or self._epoch_file is not None
-
     @contextmanager
     def _read_without_waiting(self) -> Iterator[DriverConnection]:
         """The calling thread's own connection (made on first use, outside the pool), whose

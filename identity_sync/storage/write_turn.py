@@ -37,20 +37,21 @@ class WriteTurn:
             flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
             self._files = (os.open(f"{self.file}.write-turn", flags, 0o600),
                            os.open(f"{self.file}.write-waiting", flags, 0o600))
-        self._turn, self._waiting = self._files
+        turn, waiting = self._files
         if self.yields:
-            fcntl.flock(self._waiting, fcntl.LOCK_EX)  # granted once no serving writer waits
-            fcntl.flock(self._waiting, fcntl.LOCK_UN)
-            fcntl.flock(self._turn, fcntl.LOCK_EX)
+            fcntl.flock(waiting, fcntl.LOCK_EX)  # granted once no serving writer waits
+            fcntl.flock(waiting, fcntl.LOCK_UN)
+            fcntl.flock(turn, fcntl.LOCK_EX)
             return
-        fcntl.flock(self._waiting, fcntl.LOCK_SH)
+        fcntl.flock(waiting, fcntl.LOCK_SH)
         try:
-            fcntl.flock(self._turn, fcntl.LOCK_EX)
+            fcntl.flock(turn, fcntl.LOCK_EX)
         finally:
-            fcntl.flock(self._waiting, fcntl.LOCK_UN)
+            fcntl.flock(waiting, fcntl.LOCK_UN)
 
     def release(self) -> None:
-        fcntl.flock(self._turn, fcntl.LOCK_UN)
+        if self._files is not None:  # closed meanwhile (dispose): closing released it
+            fcntl.flock(self._files[0], fcntl.LOCK_UN)
 
     def close(self) -> None:
         """Closes the files (releasing a turn still held); the next acquire() opens them again."""

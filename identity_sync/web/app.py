@@ -497,10 +497,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *,
     # The child's writes wait while the serving process's wait (storage/write_turn.py).
     db = db or Database(settings.resolved_database_url(), writes_yield=served_for_parent)
     handlers = Handlers(settings, db)
-    # Costly requests in a process of their own (web/offload.py): not for a database that only
-    # this process can open (SQLite in memory).
+    # Costly requests in a process of their own (web/offload.py). Every database Database opens
+    # (PostgreSQL, a SQLite file) can be opened by the child too.
     costly_process = None
-    if settings.costly_requests_process and not served_for_parent and db.shared_between_processes:
+    if settings.costly_requests_process and not served_for_parent:
         from identity_sync.web.offload_process import CostlyProcess
 
         costly_process = CostlyProcess(settings)

@@ -6,7 +6,7 @@ fresh interpreter (``spawn``: nothing of the parent's threads, locks or connecti
 running the same app on the same settings under uvicorn, listening on a Unix socket in a private
 temporary directory; it ends by itself if its parent is gone. Both processes share the database:
 PostgreSQL, or a SQLite file whose writers of every process queue on one file lock
-(storage/group_commit.py).
+(storage/write_turn.py).
 """
 
 from __future__ import annotations
