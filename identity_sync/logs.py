@@ -17,6 +17,8 @@ from typing import Any
 import orjson
 import structlog
 
+from identity_sync.clock import now_text
+
 _SECRET_FIELDS = ("token", "secret", "password", "authorization")
 
 
@@ -31,6 +33,12 @@ def _redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Muta
     for key in list(event):
         if _is_secret_field(key):
             event[key] = "[redacted]"
+    return event
+
+
+def _timestamp(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    # structlog's TimeStamper(fmt="iso", utc=True) wrote the same text at three times the cost.
+    event["timestamp"] = now_text()
     return event
 
 
@@ -87,7 +95,7 @@ def configure(level: str = "INFO") -> None:
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _timestamp,
     ]
     handler = logging.StreamHandler(sys.stderr)
     handler.set_name(_OURS)

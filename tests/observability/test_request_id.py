@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -110,3 +112,11 @@ def test_a_server_error_has_its_id_and_its_log_lines(scim: ScimClient, json_line
     mine = {line["event"]: line for line in json_lines() if line.get("request_id") == "req-500"}
     assert "RuntimeError: a bug" in mine["request.failed"]["exception"]
     assert mine["http.request"]["status"] == 500 and mine["http.request"]["tenant"] == "acme"
+
+
+def test_our_lines_are_stamped_in_utc_to_the_microsecond(json_lines: Any) -> None:
+    structlog.get_logger("identity_sync.test").info("stamped")
+    line = next(line for line in json_lines() if line.get("event") == "stamped")
+    stamped = datetime.fromisoformat(line["timestamp"].replace("Z", "+00:00"))
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z", line["timestamp"])
+    assert abs((datetime.now(UTC) - stamped).total_seconds()) < 60
