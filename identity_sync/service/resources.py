@@ -52,13 +52,16 @@ class ResourceService:
         body, members, _ = member_plan.split_members(body) if rt is GROUP else (body, None, False)
         doc = normalize(rt, body, max_values=self.settings.attribute_max_values)
         resource_id = new_id()
+        # Everything that depends on the document alone, before the write: on SQLite the write
+        # transaction is the database's one writer's turn.
+        new, name_key, changed = store.prepared(rt, doc), _name_key(rt, doc), changed_attributes({}, doc, bool(members))
         with self.db.write() as conn:
             self._check_references(conn, principal, rt, doc, resource_id)
             now = now_text()
-            stored = store.insert(conn, principal.tenant_id, rt, resource_id, _name_key(rt, doc), doc, now)
+            stored = store.insert(conn, principal.tenant_id, rt, resource_id, name_key, new, now)
             if members:
                 self._add_members(conn, principal, resource_id, MemberDelta("add", *_ids(members)), now)
-            self._audit(conn, principal, "create", rt, stored, changed_attributes({}, doc, bool(members)))
+            self._audit(conn, principal, "create", rt, stored, changed)
             counts.changed(conn, principal.tenant_id, rt.name, +1)  # last: storage/counts.py says why
         log.info("resource.created", tenant=principal.tenant_name, type=rt.name, id=resource_id)
         if rt is USER:

@@ -45,7 +45,7 @@ def make_users(service: ResourceService, acme: Principal, count: int) -> list[st
     with service.db.write() as conn:
         now = now_text()
         return [store.insert(conn, acme.tenant_id, USER, new_id(), canonical_key(name),
-                             normalize(USER, {"userName": name}), now).id
+                             store.prepared(USER, normalize(USER, {"userName": name})), now).id
                 for name in (f"member{i:03d}@example.com" for i in range(count))]
 
 

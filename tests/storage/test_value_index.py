@@ -3,10 +3,12 @@ a PATCH moved, changed or removed values (updates rewrite only the entries that 
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from identity_sync.scim.index import index_entries
 from identity_sync.scim.registry import USER
+from identity_sync.storage import resources as store
 from identity_sync.storage.db import Database
 from identity_sync.storage.tables import attr_values, resources
 from tests.conftest import ScimClient
@@ -44,3 +46,23 @@ def test_the_index_follows_every_kind_of_patch(scim: ScimClient, db: Database) -
         _index_matches_document(db, user["id"])
     assert scim.find('emails.value eq "z@x.com"')[0]["id"] == user["id"]
     assert scim.find('emails.value eq "b@x.com"') == []
+
+
+ODD_VALUES = ["Zoë 日本 🎉", 'quote " and \\ backslash', "  spaced  ", "[1, 2]", "null", "0042", "x" * 2000]
+
+
+@pytest.mark.parametrize("from_json", [True, False], ids=["one-statement", "executemany"])
+def test_a_new_document_is_indexed_alike_by_either_way_of_inserting(
+        scim: ScimClient, db: Database, monkeypatch: pytest.MonkeyPatch, from_json: bool) -> None:
+    # On SQLite ≥ 3.38 a document's entries go in as one JSON array (storage/resources.py);
+    # elsewhere one row per entry. Both store exactly index_entries(doc), odd values included.
+    monkeypatch.setattr(store, "_SQLITE_JSON_ROWS", from_json and store._SQLITE_JSON_ROWS)
+    user = scim.create_user(
+        "odd@example.com", displayName=ODD_VALUES[0], title=ODD_VALUES[1], nickName=ODD_VALUES[2],
+        emails=[{"type": "work", "value": "odd@example.com", "primary": True}],
+        **{GR: {"proxyAddresses": [f"smtp:{n}@x.com" for n in range(3)]}},
+        phoneNumbers=[{"type": "other", "value": value} for value in ODD_VALUES[3:]],
+    )
+    _index_matches_document(db, user["id"])
+    assert scim.find(f'phoneNumbers.value eq "{ODD_VALUES[5]}"')[0]["id"] == user["id"]
+    assert scim.find('displayName eq "zoë 日本 🎉"')[0]["id"] == user["id"]  # caseExact: false
