@@ -13,6 +13,7 @@ documents. Each entry is ``(path, element, key)``:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from identity_sync.scim import attributes as t
@@ -35,9 +36,12 @@ def value_key(attr: Attribute, value: Any) -> str:
     return text
 
 
-def index_entries(rt: ResourceType, doc: dict[str, Any]) -> list[IndexEntry]:
+def index_entries(rt: ResourceType, doc: dict[str, Any], keys: Iterable[str] | None = None) -> list[IndexEntry]:
+    """The entries of ``doc``; with ``keys``, of those top-level attributes only (each top-level
+    attribute's entries depend on its value alone)."""
     entries: list[IndexEntry] = []
-    for key, value in doc.items():
+    items = doc.items() if keys is None else ((key, doc[key]) for key in keys if key in doc)
+    for key, value in items:
         extension = rt.extension(key)
         if extension is not None:
             prefix = index_prefix(extension.id)

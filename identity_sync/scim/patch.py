@@ -19,7 +19,6 @@ every operation succeeded, so a request is atomic.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,7 +78,9 @@ def apply_operations(rt: ResourceType, doc: dict[str, Any], operations: list[Ope
                      max_values: int = MAX_VALUES) -> dict[str, Any]:
     """A new document: ``doc`` with ``operations`` applied in order. ``doc`` is not modified.
     A multi-valued attribute may not grow past ``max_values`` values (``400 invalidValue``)."""
-    result = copy.deepcopy(doc)
+    # A deep copy through JSON: a document holds JSON values only, and this costs a sixth of
+    # copy.deepcopy (which was a tenth of an Entra PATCH's CPU time).
+    result = orjson.loads(orjson.dumps(doc))
     for operation in operations:
         pause()  # up to 1,000 operations: let other tenants' requests run between them
         _apply_operation(rt, result, operation, max_values)

@@ -133,7 +133,12 @@ def update(conn: Connection, tenant_id: str, rt: ResourceType, current: StoredRe
     if result.rowcount != 1:
         raise Conflict("The resource was changed by another request; retry.", "mutability")
     # Rewrite only the index entries that changed: Entra's typical PATCH touches 1-3 of ~40 values.
-    before, after = set(index_entries(rt, current.doc)), set(index_entries(rt, doc))
+    # Only the top-level attributes whose JSON differs can have changed entries (compared as JSON:
+    # 1 == 1.0 == True in Python, not in the index).
+    changed_keys = [key for key in current.doc.keys() | doc.keys()
+                    if orjson.dumps(current.doc.get(key)) != orjson.dumps(doc.get(key))]
+    before = set(index_entries(rt, current.doc, changed_keys))
+    after = set(index_entries(rt, doc, changed_keys))
     stale = {(path, element) for path, element, _ in before - after} - {(p, e) for p, e, _ in after - before}
     driver = sqltext.on_driver(conn)
     if stale:
