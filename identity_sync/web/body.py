@@ -41,7 +41,9 @@ def parse_json(raw: bytes, content_type: str | None, *, max_depth: int) -> Any:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise BadRequest("The request body is not valid JSON.", "invalidSyntax") from None
-    if _depth_exceeds(body, max_depth):
+    # A document cannot nest deeper than it has brackets: counting them (in C) spares the walk of
+    # almost every body, an Entra user's included.
+    if raw.count(b"{") + raw.count(b"[") > max_depth and _depth_exceeds(body, max_depth):
         raise BadRequest(f"The JSON body nests objects and arrays deeper than {max_depth} levels.", "invalidSyntax")
     return body
 
