@@ -29,7 +29,7 @@ from identity_sync.scim.filter_check import (
     check_filter,
 )
 from identity_sync.scim.index import value_key
-from identity_sync.scim.registry import Resolved, ResourceType
+from identity_sync.scim.registry import Resolved, ResourceType, canonical_key
 from identity_sync.storage.sqltext import Sql
 
 _META_COLUMNS = {"created": "r.created_at", "lastmodified": "r.last_modified"}
@@ -55,6 +55,21 @@ def is_selective(node: Filter) -> bool:
     if isinstance(node, Compare):
         return node.op != "ne" and node.value is not None
     return isinstance(node, ValuePath)
+
+
+def user_name_key(rt: ResourceType, node: Filter) -> str | None:
+    """For ``userName eq "x"`` on Users — Entra's and Okta's lookup before every create — the
+    comparison form of ``x``, which the query then finds in ``resources.name_key`` through the
+    unique index of live names: one entry per user, where ``attr_values`` holds ~25 per user
+    (at 10,000 tenants × 100 users, 1 million entries against 25 million). ``name_key`` is
+    ``canonical_key(userName)``, the very form ``userName``'s index entry has (scim/index.py)."""
+    if rt.name != "User" or not isinstance(node, Compare) or node.op != "eq" or not isinstance(node.value, str):
+        return None
+    path = node.path
+    if path.sub is not None or path.attr.lower() != "username" or (
+            path.urn is not None and path.urn.lower() != rt.core.id.lower()):
+        return None
+    return canonical_key(node.value)
 
 
 def like_pattern(op: str, key: str) -> str:

@@ -22,7 +22,7 @@ from identity_sync.scim.filter_ast import Filter
 from identity_sync.scim.index import IndexEntry, index_entries
 from identity_sync.scim.registry import ResourceType
 from identity_sync.storage import counts, listing, sqltext
-from identity_sync.storage.filter_sql import compile_filter, is_selective
+from identity_sync.storage.filter_sql import compile_filter, is_selective, user_name_key
 from identity_sync.storage.listing import ListRequest
 from identity_sync.storage.marks import PositionMarks
 from identity_sync.storage.sqltext import DriverConnection, Sql, json_value
@@ -188,9 +188,12 @@ def search(conn: Connection | DriverConnection, tenant_id: str, rt: ResourceType
     ``request`` asks for (see ``storage/listing.py``). ``marks`` lets index pages of unfiltered
     lists seek from where an earlier page ended (``storage/marks.py``)."""
     sql = Sql(conn.dialect.name)
-    live = _LIVE_UNINDEXED if node is not None and is_selective(node) else _LIVE
+    name_key = user_name_key(rt, node) if node is not None else None
+    live = _LIVE_UNINDEXED if node is not None and name_key is None and is_selective(node) else _LIVE
     where = live.format(tenant=sql.named("tenant", tenant_id), rtype=sql.named("rtype", rt.name))
-    if node is not None:
+    if name_key is not None:  # userName eq: the unique index of live names (filter_sql.py)
+        where = f"{where} AND r.name_key = {sql.named('name_key', name_key)}"
+    elif node is not None:
         where = f"{where} AND {compile_filter(sql, rt, node)}"
     sort_key = listing.sort_key_sql(sql, rt, request.sort_by) if request.sort_by else None
     print_ = listing.fingerprint(rt, request)

@@ -74,3 +74,31 @@ def test_a_lookup_by_a_selective_filter_reads_no_table_whole(
     assert reads, "the search ran no statement on resources"
     for statement in reads:
         assert _full_scans(database, statement) == [], statement
+
+
+@pytest.mark.parametrize("filter_text", [
+    'userName eq "USER-7@example.com"',
+    'UserName EQ "user-7@example.com"',
+    'urn:ietf:params:scim:schemas:core:2.0:User:userName eq "user-7@example.com"',
+])
+def test_a_lookup_by_user_name_is_one_probe_of_the_unique_index_of_live_names(
+        traced: tuple[Database, list[str]], tmp_path: Path, filter_text: str) -> None:
+    # Entra's and Okta's lookup before every create: one entry per user in that index, against
+    # ~25 per user in attr_values (filter_sql.user_name_key).
+    database, statements = traced
+    settings = Settings(database_url=database.url, data_dir=tmp_path)
+    tenants = TenantService(database)
+    principal = tenants.authenticate(f"Bearer {tenants.create_tenant('acme').token}", "acme")
+    service = ResourceService(database, settings)
+    for i in range(30):
+        service.create(principal, USER, {"schemas": [USER_SCHEMA], "userName": f"user-{i}@example.com"})
+    statements.clear()
+
+    page = service.search(principal, USER, filter_text, ListRequest())
+
+    assert [r.doc["userName"] for r in page.resources] == ["user-7@example.com"]
+    (read,) = [s for s in statements if s.lstrip().upper().startswith("SELECT") and "resources" in s]
+    with database.read() as conn:
+        plan = [row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {read}").all()]
+    assert any("USING INDEX uq_resources_live_name" in step for step in plan), plan
+    assert "attr_values" not in read
