@@ -10,6 +10,7 @@ import shutil
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import event
@@ -45,17 +46,8 @@ def traced(migrated_template: Path, tmp_path: Path) -> Iterator[tuple[Database, 
     database.dispose()
 
 
-def _full_scans(database: Database, statement: str) -> list[str]:
-    with database.read() as conn:
-        plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}").all()
-    # "SCAN r" / "SCAN resources" without an index: every row of the table is read.
-    return [row[-1] for row in plan if re.fullmatch(r"SCAN (r|resources|attr_values)( .*)?", row[-1])
-            and "INDEX" not in row[-1]]
-
-
-@pytest.mark.parametrize("filter_text", SELECTIVE_FILTERS)
-def test_a_lookup_by_a_selective_filter_reads_no_table_whole(
-        traced: tuple[Database, list[str]], tmp_path: Path, filter_text: str) -> None:
+def _searched(traced: tuple[Database, list[str]], tmp_path: Path, filter_text: str) -> tuple[Any, list[str]]:
+    """Thirty users of one tenant, then one search: its page and the statements on ``resources``."""
     database, statements = traced
     settings = Settings(database_url=database.url, data_dir=tmp_path)
     tenants = TenantService(database)
@@ -66,14 +58,30 @@ def test_a_lookup_by_a_selective_filter_reads_no_table_whole(
                                          "externalId": f"ext-{i}",
                                          "emails": [{"type": "work", "value": f"user-{i}@example.com"}]})
     statements.clear()
-
     page = service.search(principal, USER, filter_text, ListRequest())
+    return page, [s for s in statements if s.lstrip().upper().startswith("SELECT") and "resources" in s]
+
+
+def _plan(database: Database, statement: str) -> list[str]:
+    with database.read() as conn:
+        return [row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}").all()]
+
+
+def _full_scans(database: Database, statement: str) -> list[str]:
+    # "SCAN r" / "SCAN resources" without an index: every row of the table is read.
+    return [step for step in _plan(database, statement)
+            if re.fullmatch(r"SCAN (r|resources|attr_values)( .*)?", step) and "INDEX" not in step]
+
+
+@pytest.mark.parametrize("filter_text", SELECTIVE_FILTERS)
+def test_a_lookup_by_a_selective_filter_reads_no_table_whole(
+        traced: tuple[Database, list[str]], tmp_path: Path, filter_text: str) -> None:
+    page, reads = _searched(traced, tmp_path, filter_text)
 
     assert page.total in (0, 1)
-    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT") and "resources" in s]
     assert reads, "the search ran no statement on resources"
     for statement in reads:
-        assert _full_scans(database, statement) == [], statement
+        assert _full_scans(traced[0], statement) == [], statement
 
 
 @pytest.mark.parametrize("filter_text", [
@@ -85,20 +93,9 @@ def test_a_lookup_by_user_name_is_one_probe_of_the_unique_index_of_live_names(
         traced: tuple[Database, list[str]], tmp_path: Path, filter_text: str) -> None:
     # Entra's and Okta's lookup before every create: one entry per user in that index, against
     # ~25 per user in attr_values (filter_sql.user_name_key).
-    database, statements = traced
-    settings = Settings(database_url=database.url, data_dir=tmp_path)
-    tenants = TenantService(database)
-    principal = tenants.authenticate(f"Bearer {tenants.create_tenant('acme').token}", "acme")
-    service = ResourceService(database, settings)
-    for i in range(30):
-        service.create(principal, USER, {"schemas": [USER_SCHEMA], "userName": f"user-{i}@example.com"})
-    statements.clear()
-
-    page = service.search(principal, USER, filter_text, ListRequest())
+    page, (read,) = _searched(traced, tmp_path, filter_text)
 
     assert [r.doc["userName"] for r in page.resources] == ["user-7@example.com"]
-    (read,) = [s for s in statements if s.lstrip().upper().startswith("SELECT") and "resources" in s]
-    with database.read() as conn:
-        plan = [row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {read}").all()]
+    plan = _plan(traced[0], read)
     assert any("USING INDEX uq_resources_live_name" in step for step in plan), plan
     assert "attr_values" not in read
