@@ -67,6 +67,12 @@ class TestKnownCostly:
         assert not _costly("GET", f"{PREFIX}/Users", "filter=" + "a" * COSTLY_FILTER_CHARACTERS)
         assert _costly("GET", f"{PREFIX}/Users", "filter=" + "a" * (COSTLY_FILTER_CHARACTERS + 1))
 
+    def test_a_percent_encoded_parameter_name_is_read_as_the_handler_reads_it(self) -> None:
+        assert _costly("GET", f"{PREFIX}/Users", f"%63ount={COSTLY_PAGE_SIZE + 1}")
+        names = "%2C".join(["userName"] * (COSTLY_ATTRIBUTE_NAMES + 1))
+        assert _costly("GET", f"{PREFIX}/Users", f"%61ttributes={names}")
+        assert not _costly("GET", f"{PREFIX}/Users", "filter=userName+eq+%22a%40example.com%22")
+
     def test_only_a_tenants_scim_routes(self) -> None:
         assert not _costly("POST", "/oauth/token")
         assert not _costly("POST", "/admin/login")
