@@ -29,7 +29,7 @@ from identity_sync.scim.filter_check import (
     check_filter,
 )
 from identity_sync.scim.index import value_key
-from identity_sync.scim.registry import Resolved, ResourceType, canonical_key
+from identity_sync.scim.registry import USER, Resolved, ResourceType, canonical_key
 from identity_sync.storage.sqltext import Sql
 
 _META_COLUMNS = {"created": "r.created_at", "lastmodified": "r.last_modified"}
@@ -63,7 +63,7 @@ def user_name_key(rt: ResourceType, node: Filter) -> str | None:
     unique index of live names: one entry per user, where ``attr_values`` holds ~25 per user
     (at 10,000 tenants × 100 users, 1 million entries against 25 million). ``name_key`` is
     ``canonical_key(userName)``, the very form ``userName``'s index entry has (scim/index.py)."""
-    if rt.name != "User" or not isinstance(node, Compare) or node.op != "eq" or not isinstance(node.value, str):
+    if rt is not USER or not isinstance(node, Compare) or node.op != "eq" or not isinstance(node.value, str):
         return None
     path = node.path
     if path.sub is not None or path.attr.lower() != "username" or (
